@@ -1,0 +1,56 @@
+# routemail: `make demo` and `make test` work on a fresh clone with only
+# Python 3.11+ and make; they build .venv themselves.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8025
+
+.PHONY: demo test lint typecheck unit serve bench lambda-zip system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+# Debian packages the tests use (a CGI-capable web server for deploy/mailrecv.cgi).
+system-deps:
+	@command -v lighttpd >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd >/dev/null; \
+	  else echo "make: lighttpd is missing; install it (apt-get install lighttpd) to run the CGI test"; fi; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) system-deps
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+serve: $(STAMP)
+	$(BIN)/gunicorn -c deploy/gunicorn.conf.py --bind 127.0.0.1:$(PORT) mailrecv.wsgi:app
+
+bench: $(STAMP)
+	$(BIN)/python bench/receive.py
+	$(BIN)/python bench/fanout.py
+
+lambda-zip:
+	rm -rf build/lambda dist/mailxfer.zip
+	mkdir -p build/lambda dist
+	cp -r mailxfer build/lambda/
+	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
+	cd build/lambda && $(PYTHON) -m zipfile -c ../../dist/mailxfer.zip mailxfer
+	@echo "dist/mailxfer.zip: handler mailxfer.handler"
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

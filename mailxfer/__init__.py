@@ -1,0 +1,5 @@
+"""mailxfer: moves SES inbound mail from S3 to the receiver, signed.
+
+Standard library and boto3 only, and nothing from the other packages, so the
+deployed Lambda zip is this folder alone.
+"""

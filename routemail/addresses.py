@@ -1,0 +1,39 @@
+"""Email address parsing and comparison.
+
+Two addresses are the same when their domains match case-insensitively and
+their local parts match as written (RFC 5321 leaves local-part case to the
+receiving host). Display names and angle brackets are ignored.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+
+# Conservative: printable ASCII without specials that break headers or paths.
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+
+
+def normalize(text: str) -> str | None:
+    """The canonical form (local part as written, domain lower-cased), or None."""
+    if any(ch in text for ch in "\r\n\x00"):
+        return None
+    _, addr = email.utils.parseaddr(text)
+    local, at, domain = addr.rpartition("@")
+    if not at or not _LOCAL.match(local) or not _DOMAIN.match(domain):
+        return None
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None
+    return f"{local}@{domain.lower()}"
+
+
+def split(address: str) -> tuple[str, str]:
+    """(local part, domain) of a normalized address."""
+    local, _, domain = address.rpartition("@")
+    return local, domain
+
+
+def same(a: str, b: str) -> bool:
+    na, nb = normalize(a), normalize(b)
+    return na is not None and na == nb

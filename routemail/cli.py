@@ -1,0 +1,294 @@
+"""The `routemail` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from routemail import addresses, config as configmod, sidecar
+from routemail.errors import ConfigError, RoutemailError
+from routemail.spool import Spool
+
+VERDICT_HELP = 'SES verdicts, e.g. "dkim=PASS spf=FAIL"; unnamed ones count as PASS'
+
+
+class Context:
+    """Where lists.toml and data/ are; the config is loaded on first use."""
+
+    def __init__(self, config_path: Path, data_dir: Path) -> None:
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self._config: configmod.Config | None = None
+
+    @property
+    def config(self) -> configmod.Config:
+        if self._config is None:
+            self._config = configmod.load(self.config_path)
+        return self._config
+
+    @property
+    def spool(self) -> Spool:
+        return Spool(self.data_dir / "maillist").ensure()
+
+
+class Group(click.Group):
+    """Turns every expected failure into one line on stderr, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(2)
+        except RoutemailError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            name = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"cannot access{name}: {exc.strerror or exc}") from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("ROUTEMAIL_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set ROUTEMAIL_DEBUG=1 for the traceback and report it)"
+            ) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("ROUTEMAIL_CONFIG", "lists.toml"),
+    show_default="$ROUTEMAIL_CONFIG or ./lists.toml", help="The lists configuration file.",
+)
+@click.option(
+    "--data", "data_dir", type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("ROUTEMAIL_DATA", "data"),
+    show_default="$ROUTEMAIL_DATA or ./data", help="The runtime data directory (spool, state).",
+)
+@click.version_option(package_name="routemail")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, data_dir: Path) -> None:
+    """Route list mail from the spool: deliver, hold for moderation, or forward.
+
+    Mail enters the spool through the receiver (POST /mailrecv), `routemail
+    inject`, or the list API; `routemail run` decides what happens to it.
+    """
+    ctx.obj = Context(config_path, data_dir)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@cli.command()
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something fails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+@pass_context
+def run(obj: Context, quiet: bool, as_json: bool) -> None:
+    """Process every queue entry that needs it, then tidy the queue.
+
+    Only one run works at a time; a run started while another works asks
+    that one to scan again and exits at once.
+    """
+    from routemail.run import run as do_run
+
+    show_progress = not quiet and not as_json and sys.stderr.isatty()
+
+    def progress(n: int, total: int, msg_id: str) -> None:
+        click.echo(f"\rprocessing {n}/{total} {msg_id}", err=True, nl=n == total)
+
+    report = do_run(obj.config, obj.spool, progress=progress if show_progress else None)
+    if as_json:
+        _emit_json(report.__dict__)
+    elif report.busy:
+        if not quiet:
+            click.echo("another routemail run is working; it will scan again for new mail")
+    elif not quiet:
+        click.echo(
+            f"processed {report.processed} entr{'y' if report.processed == 1 else 'ies'}"
+            f" in {report.scans} scan{'s' if report.scans != 1 else ''}"
+            + (f", removed {report.removed} old" if report.removed else "")
+        )
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def check(obj: Context, as_json: bool) -> None:
+    """Validate lists.toml; name the line and key of every mistake."""
+    try:
+        config = obj.config
+    except ConfigError as exc:
+        if as_json:
+            _emit_json({"ok": False, "problems": exc.problems})
+            sys.exit(2)
+        raise
+    summary = {
+        "ok": True,
+        "lists": len(config.lists),
+        "dynamic": len(config.dynamic),
+        "transport": config.delivery.transport,
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(
+            f"{config.path}: ok: {len(config.lists)} lists, {len(config.dynamic)} dynamic "
+            f"patterns, transport {config.delivery.transport}"
+        )
+
+
+def _parse_verdicts(_: click.Context, __: click.Parameter, value: str) -> dict[str, str]:
+    verdicts = dict.fromkeys(configmod.VERDICT_NAMES, "PASS")
+    for item in value.split():
+        name, _sep, v = item.partition("=")
+        if name.lower() not in verdicts or v.upper() not in configmod.VERDICT_VALUES:
+            raise click.BadParameter(
+                f"{item!r}: expected name=VALUE, name one of "
+                f"{', '.join(configmod.VERDICT_NAMES)}, VALUE one of "
+                f"{', '.join(sorted(configmod.VERDICT_VALUES))}"
+            )
+        verdicts[name.lower()] = v.upper()
+    return verdicts
+
+
+def _parse_recipients(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    out = []
+    for item in value:
+        address = addresses.normalize(item)
+        if address is None:
+            raise click.BadParameter(f"{item!r} is not an email address")
+        out.append(address)
+    return out
+
+
+@cli.command()
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--to", "recipients", multiple=True, required=True, metavar="ADDR",
+    callback=_parse_recipients, help="An envelope recipient (repeatable).",
+)
+@click.option("--verdicts", default="", callback=_parse_verdicts, help=VERDICT_HELP)
+@click.option("--run/--no-run", "then_run", default=False, help="Run routemail afterwards.")
+@pass_context
+def inject(
+    obj: Context, file: Any, recipients: list[str], verdicts: dict[str, str], then_run: bool
+) -> None:
+    """Queue a message FILE (or - for standard input) as if received.
+
+    For a local MTA: Postfix can pipe list mail here.
+    """
+    spool = obj.spool
+    with spool.incoming() as incoming:
+        while chunk := file.read(1 << 16):
+            incoming.write(chunk)
+        if incoming.size == 0:
+            raise RoutemailError("empty message: nothing queued")
+        receipt = incoming.commit(recipients, verdicts)
+    click.echo(f"{receipt.id}{' (duplicate)' if receipt.duplicate else ''}")
+    if then_run:
+        from routemail.run import run as do_run
+
+        do_run(obj.config, spool)
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    h = entry.history
+    return {
+        "id": entry.id,
+        "state": sidecar.summary_state(h, entry.pending),
+        "received": h.received_at,
+        "destinations": h.destinations,
+        "sent": len(h.sent_to),
+        "held": sorted(h.lists_with(sidecar.MODERATION) - h.lists_with(sidecar.APPROVED)),
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print entries as JSON.")
+@click.option(
+    "--state", type=click.Choice(["pending", "held", "done", "discarded"]),
+    help="Only entries in this state.",
+)
+@pass_context
+def queue(obj: Context, as_json: bool, state: str | None) -> None:
+    """List queue entries and their state: pending, held, done or discarded."""
+    rows = [_entry_json(e) for e in obj.spool.entries()]
+    if state:
+        rows = [r for r in rows if r["state"] == state]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("queue is empty")
+        return
+    click.echo(f"{'ID':22}  {'STATE':9}  {'RECEIVED':20}  {'SENT':>5}  DESTINATIONS")
+    for r in rows:
+        when = sidecar.format_time(r["received"]) if r["received"] else "-"
+        click.echo(
+            f"{r['id']:22}  {r['state']:9}  {when:20}  {r['sent']:>5}  {', '.join(r['destinations'])}"
+        )
+
+
+@cli.command()
+@click.argument("msg_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+@pass_context
+def show(obj: Context, msg_id: str, as_json: bool) -> None:
+    """Show a queue entry: header summary and its sidecar as a timeline."""
+    spool = obj.spool
+    msg_id = spool.resolve_id(msg_id)
+    history = spool.history(msg_id)
+    headers = dict(_header_summary(spool.message_path(msg_id)))
+    if as_json:
+        _emit_json(
+            {
+                "id": msg_id,
+                "state": sidecar.summary_state(history, spool.is_pending(msg_id)),
+                "headers": headers,
+                "events": [
+                    {"code": e.code, "time": e.time, "fields": list(e.fields)}
+                    for e in history.events
+                ],
+            }
+        )
+        return
+    click.echo(f"id:      {msg_id}")
+    click.echo(f"state:   {sidecar.summary_state(history, spool.is_pending(msg_id))}")
+    for name, value in headers.items():
+        click.echo(f"{name + ':':8} {value}")
+    click.echo("")
+    for e in history.events:
+        when = sidecar.format_time(e.time) if e.time else " " * 20
+        click.echo(f"{when}  {sidecar.describe(e)}")
+
+
+def _header_summary(path: Path) -> Iterator[tuple[str, str]]:
+    from routemail.message import header_summary
+
+    try:
+        head = path.read_bytes()[: 1 << 20]
+    except FileNotFoundError:
+        yield "message", "(missing)"
+        return
+    yield from header_summary(head).items()
+
+
+def main() -> None:
+    cli(prog_name="routemail")

@@ -1,0 +1,506 @@
+"""lists.toml: loading, validation with line numbers, and the typed settings.
+
+Every key is documented in docs/configuration.md. Validation collects every
+problem before failing, so `routemail check` reports them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from routemail import addresses
+from routemail.errors import ConfigError
+
+VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
+VERDICT_VALUES = frozenset({"PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED"})
+TRANSPORTS = ("outbox", "smtp", "ses")
+RESOLVERS = ("sqlite", "command", "http")
+REPLY_TO = ("author", "list", "both")
+POSTER_POLICIES = ("members", "moderators", "anyone")
+LIST_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
+DEFAULT_MAX_SIZE = 40 * 1024 * 1024  # the SES inbound maximum
+
+
+@dataclass(frozen=True)
+class Site:
+    domain: str
+    admin: str
+    base_url: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Receiver:
+    on_receipt: str = "run"
+    max_size: int = DEFAULT_MAX_SIZE
+    secret_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Smtp:
+    host: str = "localhost"
+    port: int = 25
+    tls: str = "starttls"  # starttls | implicit | none
+    username: str | None = None
+    password_env: str | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Ses:
+    region: str = "us-east-1"
+    configuration_set: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    transport: str = "outbox"
+    rate: float | str = 14.0  # messages per second, or "auto"
+    max_attempts: int = 8
+    max_age_hours: float = 72.0
+    smtp: Smtp = field(default_factory=Smtp)
+    ses: Ses = field(default_factory=Ses)
+
+
+@dataclass(frozen=True)
+class Moderation:
+    passing: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: {n: frozenset({"PASS"}) for n in VERDICT_NAMES}
+    )
+    hold_days: float = 14.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    retention_days: float = 30.0
+    archive: bool = True
+
+
+@dataclass(frozen=True)
+class MailingList:
+    name: str
+    description: str = ""
+    members: tuple[str, ...] = ()
+    moderators: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    posters: str | tuple[str, ...] = "members"
+    subject_prefix: str = ""
+    header: str = ""
+    footer: str = ""
+    reply_to: str = "author"
+    archive: bool = True
+    dynamic: bool = False
+
+
+@dataclass(frozen=True)
+class DynamicRule:
+    pattern: re.Pattern[str]
+    resolver: str
+    description: str = ""
+    posters: str | tuple[str, ...] = "anyone"
+    moderators: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    site: Site
+    receiver: Receiver
+    delivery: Delivery
+    moderation: Moderation
+    retention: Retention
+    lists: Mapping[str, MailingList]
+    dynamic: tuple[DynamicRule, ...]
+    raw: Mapping[str, Any]
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the file are relative to the file itself."""
+        return self.path.parent
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("ROUTEMAIL_CONFIG", "lists.toml"))
+
+
+def load(path: Path | str | None = None) -> Config:
+    """Read and validate lists.toml; ConfigError lists every problem found."""
+    path = Path(path) if path is not None else default_path()
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path}: no such file; set ROUTEMAIL_CONFIG or run from the directory "
+            "holding lists.toml"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    v = _Validator(text, path)
+    config = v.config(data)
+    if v.problems:
+        raise ConfigError(v.problems)
+    assert config is not None
+    return config
+
+
+# -- locating keys in the text, for messages that name a line ---------------
+
+_TABLE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Dotted key path (arrays of tables as name[i]) → line number."""
+    lines: dict[str, int] = {}
+    table = ""
+    arrays: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if m := _TABLE.match(line):
+            name = ".".join(p.strip().strip("\"'") for p in m.group(2).split("."))
+            if m.group(1) == "[[":
+                arrays[name] = arrays.get(name, -1) + 1
+                name = f"{name}[{arrays[name]}]"
+            table = name
+            lines.setdefault(table, number)
+        elif m := _KEY.match(line):
+            key = ".".join(p.strip().strip("\"'") for p in m.group(1).split("."))
+            lines.setdefault(f"{table}.{key}" if table else key, number)
+    return lines
+
+
+class _Validator:
+    """Builds the typed Config, collecting problems as 'FILE line N: key: what'."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.path = path
+        self.lines = _key_lines(text)
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        probe = key
+        line = self.lines.get(probe)
+        while line is None and "." in probe:
+            probe = probe.rsplit(".", 1)[0]
+            line = self.lines.get(probe)
+        where = f"{self.path.name} line {line}" if line else self.path.name
+        self.problems.append(f"{where}: {key}: {message}")
+
+    def unknown_keys(self, table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                close = ", ".join(sorted(allowed))
+                where = f"{prefix}.{key}" if prefix else key
+                self.problem(where, f"unknown key; expected one of {close}")
+
+    def table(self, data: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.problem(f"{prefix}{key}", "expected a table")
+            return {}
+        return value
+
+    def get(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        prefix: str,
+        kind: type | tuple[type, ...],
+        default: Any,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            names = " or ".join(_type_name(k) for k in kinds)
+            self.problem(f"{prefix}.{key}", f"expected {names}, got {value!r}")
+            return default
+        if check and (message := check(value)):
+            self.problem(f"{prefix}.{key}", message)
+            return default
+        return value
+
+    def address(self, value: Any, key: str) -> str | None:
+        norm = normalize_address(value)
+        if norm is None:
+            self.problem(key, f"{value!r} is not an email address")
+        return norm
+
+    def addresses(self, table: Mapping[str, Any], key: str, prefix: str) -> tuple[str, ...]:
+        values = self.get(table, key, prefix, list, [])
+        out = []
+        for v in values:
+            if (a := self.address(v, f"{prefix}.{key}")) is not None:
+                out.append(a)
+        return tuple(dict.fromkeys(out))
+
+    def choice(self, options: tuple[str, ...]) -> Callable[[Any], str | None]:
+        return lambda v: None if v in options else f"expected {_or(options)}, got {v!r}"
+
+    # -- sections ----------------------------------------------------------
+
+    def config(self, data: dict[str, Any]) -> Config | None:
+        self.unknown_keys(
+            data,
+            "",
+            {"site", "receiver", "delivery", "moderation", "retention", "lists", "dynamic"},
+        )
+        site = self.site(self.table(data, "site"))
+        receiver = self.receiver(self.table(data, "receiver"))
+        delivery = self.delivery(self.table(data, "delivery"))
+        moderation = self.moderation(self.table(data, "moderation"))
+        retention = self.retention(self.table(data, "retention"))
+        lists = self.lists(self.table(data, "lists"))
+        dynamic = self.dynamic(data.get("dynamic", []), lists)
+        if site is None:
+            return None
+        return Config(
+            self.path, site, receiver, delivery, moderation, retention, lists, dynamic, data
+        )
+
+    def site(self, t: dict[str, Any]) -> Site | None:
+        self.unknown_keys(t, "site", {"domain", "admin", "base_url", "name"})
+        for required in ("domain", "admin"):
+            if required not in t:
+                self.problem("site", f"missing key site.{required}")
+        domain = self.get(t, "domain", "site", str, "")
+        if domain and addresses.normalize(f"x@{domain}") is None:
+            self.problem("site.domain", f"{domain!r} is not a domain name")
+        admin = self.get(t, "admin", "site", str, "")
+        admin = self.address(admin, "site.admin") if admin else ""
+        base_url = self.get(
+            t,
+            "base_url",
+            "site",
+            str,
+            f"https://{domain}",
+            lambda v: None if v.startswith(("https://", "http://")) else "expected an http(s) URL",
+        )
+        name = self.get(t, "name", "site", str, domain)
+        if not domain or not admin:
+            return None
+        return Site(domain.lower(), admin, base_url.rstrip("/"), name)
+
+    def receiver(self, t: dict[str, Any]) -> Receiver:
+        self.unknown_keys(t, "receiver", {"on_receipt", "max_size", "secret_file"})
+        return Receiver(
+            on_receipt=self.get(t, "on_receipt", "receiver", str, "run", self.choice(("run", "none"))),
+            max_size=self.get(
+                t, "max_size", "receiver", int, DEFAULT_MAX_SIZE,
+                lambda v: None if v > 0 else "expected a positive number of bytes",
+            ),
+            secret_file=self.get(t, "secret_file", "receiver", str, None),
+        )
+
+    def delivery(self, t: dict[str, Any]) -> Delivery:
+        self.unknown_keys(
+            t, "delivery", {"transport", "rate", "max_attempts", "max_age_hours", "smtp", "ses"}
+        )
+        positive = lambda v: None if v > 0 else "expected a positive number"  # noqa: E731
+        rate = self.get(
+            t, "rate", "delivery", (int, float, str), 14.0,
+            lambda v: None if (v == "auto" if isinstance(v, str) else v > 0)
+            else 'expected messages per second or "auto"',
+        )
+        smtp_t = self.table(t, "smtp", "delivery.")
+        self.unknown_keys(
+            smtp_t, "delivery.smtp", {"host", "port", "tls", "username", "password_env", "timeout"}
+        )
+        p = "delivery.smtp"
+        smtp = Smtp(
+            host=self.get(smtp_t, "host", p, str, "localhost"),
+            port=self.get(smtp_t, "port", p, int, 25),
+            tls=self.get(smtp_t, "tls", p, str, "starttls", self.choice(("starttls", "implicit", "none"))),
+            username=self.get(smtp_t, "username", p, str, None),
+            password_env=self.get(smtp_t, "password_env", p, str, None),
+            timeout=float(self.get(smtp_t, "timeout", p, (int, float), 30.0, positive)),
+        )
+        ses_t = self.table(t, "ses", "delivery.")
+        self.unknown_keys(ses_t, "delivery.ses", {"region", "configuration_set", "endpoint_url"})
+        ses = Ses(
+            region=self.get(ses_t, "region", "delivery.ses", str, "us-east-1"),
+            configuration_set=self.get(ses_t, "configuration_set", "delivery.ses", str, None),
+            endpoint_url=self.get(ses_t, "endpoint_url", "delivery.ses", str, None),
+        )
+        return Delivery(
+            transport=self.get(t, "transport", "delivery", str, "outbox", self.choice(TRANSPORTS)),
+            rate=rate if isinstance(rate, str) else float(rate),
+            max_attempts=self.get(t, "max_attempts", "delivery", int, 8, positive),
+            max_age_hours=float(self.get(t, "max_age_hours", "delivery", (int, float), 72.0, positive)),
+            smtp=smtp,
+            ses=ses,
+        )
+
+    def moderation(self, t: dict[str, Any]) -> Moderation:
+        self.unknown_keys(t, "moderation", {"pass", "hold_days"})
+        passing = {n: frozenset({"PASS"}) for n in VERDICT_NAMES}
+        pass_t = self.table(t, "pass", "moderation.")
+        self.unknown_keys(pass_t, "moderation.pass", set(VERDICT_NAMES))
+        for name in VERDICT_NAMES:
+            values = self.get(pass_t, name, "moderation.pass", list, ["PASS"])
+            bad = [v for v in values if v not in VERDICT_VALUES]
+            if bad:
+                self.problem(
+                    f"moderation.pass.{name}",
+                    f"{bad[0]!r} is not a verdict; expected {_or(sorted(VERDICT_VALUES))}",
+                )
+            else:
+                passing[name] = frozenset(values)
+        if "FAIL" in passing["virus"]:
+            self.problem("moderation.pass.virus", "a virus FAIL can never pass")
+            passing["virus"] = frozenset({"PASS"})
+        hold_days = self.get(
+            t, "hold_days", "moderation", (int, float), 14.0,
+            lambda v: None if v > 0 else "expected a positive number of days",
+        )
+        return Moderation(passing, float(hold_days))
+
+    def retention(self, t: dict[str, Any]) -> Retention:
+        self.unknown_keys(t, "retention", {"retention_days", "archive"})
+        days = self.get(
+            t, "retention_days", "retention", (int, float), 30.0,
+            lambda v: None if v > 0 else "expected a positive number of days",
+        )
+        return Retention(float(days), self.get(t, "archive", "retention", bool, True))
+
+    def posters(self, t: Mapping[str, Any], prefix: str, default: str) -> str | tuple[str, ...]:
+        value = t.get("posters", default)
+        if isinstance(value, str) and value in POSTER_POLICIES:
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(a for v in value if (a := self.address(v, f"{prefix}.posters")))
+        self.problem(
+            f"{prefix}.posters", "expected members, moderators, anyone or a list of addresses"
+        )
+        return default
+
+    def lists(self, t: dict[str, Any]) -> dict[str, MailingList]:
+        out: dict[str, MailingList] = {}
+        allowed = {
+            "description", "members", "moderators", "bcc", "posters", "subject_prefix",
+            "header", "footer", "reply_to", "archive",
+        }
+        for raw_name, lt in t.items():
+            prefix = f"lists.{raw_name}"
+            name = raw_name.lower()
+            if not LIST_NAME.match(name):
+                self.problem(prefix, "list names are lower-case letters, digits and . _ + -")
+                continue
+            if name in out:
+                self.problem(prefix, f"list {name!r} is defined twice")
+                continue
+            if not isinstance(lt, dict):
+                self.problem(prefix, "expected a table")
+                continue
+            self.unknown_keys(lt, prefix, allowed)
+            out[name] = MailingList(
+                name=name,
+                description=self.get(lt, "description", prefix, str, ""),
+                members=self.addresses(lt, "members", prefix),
+                moderators=self.addresses(lt, "moderators", prefix),
+                bcc=self.addresses(lt, "bcc", prefix),
+                posters=self.posters(lt, prefix, "members"),
+                subject_prefix=self.get(lt, "subject_prefix", prefix, str, ""),
+                header=self.template(lt, "header", prefix),
+                footer=self.template(lt, "footer", prefix),
+                reply_to=self.get(lt, "reply_to", prefix, str, "author", self.choice(REPLY_TO)),
+                archive=self.get(lt, "archive", prefix, bool, True),
+            )
+        return out
+
+    def template(self, t: Mapping[str, Any], key: str, prefix: str) -> str:
+        from routemail.templates import check_template
+
+        return str(self.get(t, key, prefix, str, "", check_template))
+
+    def dynamic(self, value: Any, lists: Mapping[str, MailingList]) -> tuple[DynamicRule, ...]:
+        if not isinstance(value, list):
+            self.problem("dynamic", "expected [[dynamic]] tables")
+            return ()
+        rules = []
+        for i, t in enumerate(value):
+            prefix = f"dynamic[{i}]"
+            if not isinstance(t, dict):
+                self.problem(prefix, "expected a table")
+                continue
+            rule = self.dynamic_rule(t, prefix, i, lists)
+            if rule:
+                rules.append(rule)
+        return tuple(rules)
+
+    def dynamic_rule(
+        self, t: dict[str, Any], prefix: str, index: int, lists: Mapping[str, MailingList]
+    ) -> DynamicRule | None:
+        from routemail.resolvers import OPTION_KEYS, check_options
+
+        resolver = self.get(t, "resolver", prefix, str, None, self.choice(RESOLVERS))
+        pattern_text = self.get(t, "pattern", prefix, str, None)
+        if resolver is None or pattern_text is None:
+            if "resolver" not in t or "pattern" not in t:
+                self.problem(prefix, "a [[dynamic]] entry needs pattern and resolver")
+            return None
+        common = {"pattern", "resolver", "description", "posters", "moderators"}
+        self.unknown_keys(t, prefix, common | OPTION_KEYS[resolver])
+        try:
+            pattern = re.compile(pattern_text, re.IGNORECASE)
+        except re.error as exc:
+            self.problem(f"{prefix}.pattern", f"bad regular expression: {exc}")
+            return None
+        for name in lists:
+            if pattern.fullmatch(name):
+                self.problem(
+                    f"{prefix}.pattern",
+                    f"matches the named list {name!r}, which would hide it; narrow the pattern",
+                )
+        options = {k: v for k, v in t.items() if k not in common}
+        for key, message in check_options(resolver, options, pattern):
+            self.problem(f"{prefix}.{key}", message)
+        return DynamicRule(
+            pattern=pattern,
+            resolver=resolver,
+            description=self.get(t, "description", prefix, str, ""),
+            posters=self.posters(t, prefix, "anyone"),
+            moderators=self.addresses(t, "moderators", prefix),
+            options=options,
+            index=index,
+        )
+
+
+def normalize_address(value: Any) -> str | None:
+    return addresses.normalize(value) if isinstance(value, str) else None
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(kind, kind.__name__)
+
+
+def _or(options: Any) -> str:
+    items = list(options)
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else items[0]

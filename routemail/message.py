@@ -1,0 +1,69 @@
+"""Reading what routing needs from a raw message's headers, defensively.
+
+Hostile or broken headers never raise here: a value that cannot be read is
+simply absent, and routing decides what absence means.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.parser
+import email.policy
+import email.utils
+from dataclasses import dataclass
+from email.message import Message
+
+from routemail import addresses
+
+SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+
+
+def parse_headers(raw: bytes) -> Message:
+    """The header block as a compat32 Message (it never raises on bad input)."""
+    parser = email.parser.BytesParser(policy=email.policy.compat32)
+    try:
+        return parser.parsebytes(raw, headersonly=True)
+    except Exception:  # noqa: BLE001 - any parse failure means "no headers"
+        return Message()
+
+
+def text_of(value: object) -> str:
+    """A header value decoded from RFC 2047 into one line of text."""
+    if value is None:
+        return ""
+    try:
+        parts = email.header.decode_header(str(value))
+        text = str(email.header.make_header(parts))
+    except Exception:  # noqa: BLE001 - undecodable words are shown as written
+        text = str(value)
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class Headers:
+    """The few headers routing decides on."""
+
+    author: str | None  # normalized From address
+    author_name: str
+    subject: str
+    list_ids: tuple[str, ...]
+    loops: tuple[str, ...]
+    message_id: str
+
+    @classmethod
+    def of(cls, raw: bytes) -> Headers:
+        msg = parse_headers(raw)
+        name, addr = email.utils.parseaddr(text_of(msg.get("From")))
+        return cls(
+            author=addresses.normalize(addr) if addr else None,
+            author_name=name,
+            subject=text_of(msg.get("Subject")),
+            list_ids=tuple(text_of(v).lower() for v in msg.get_all("List-Id", [])),
+            loops=tuple(text_of(v).lower() for v in msg.get_all("X-Loop", [])),
+            message_id=text_of(msg.get("Message-ID")),
+        )
+
+
+def header_summary(raw: bytes) -> dict[str, str]:
+    msg = parse_headers(raw)
+    return {name.lower(): text_of(msg.get(name)) for name in SUMMARY_HEADERS if name in msg}

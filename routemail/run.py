@@ -1,0 +1,80 @@
+"""`routemail run`: take the lock, process every entry that needs it, tidy up.
+
+Only one run works at a time. A run that finds the lock taken leaves the
+RESCAN mark and exits; the working run looks for the mark after each scan
+and again after releasing the lock, so no message waits for cron.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from filelock import FileLock, Timeout
+
+from routemail.actionlog import ActionLog
+from routemail.config import Config
+from routemail.spool import Spool
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class RunReport:
+    """What a run did, for the CLI's summary and --json."""
+
+    busy: bool = False
+    scans: int = 0
+    processed: int = 0
+    errors: list[str] = field(default_factory=list)
+    removed: int = 0
+
+
+def run(config: Config, spool: Spool, *, progress: Progress | None = None) -> RunReport:
+    """Process the queue until no work is left that this run could see."""
+    spool.ensure()
+    report = RunReport()
+    lock = FileLock(str(spool.lock_path))
+    while True:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            spool.rescan_mark.touch()
+            report.busy = report.scans == 0
+            return report
+        try:
+            _scan_until_quiet(config, spool, report, progress)
+        finally:
+            lock.release()
+        # A run refused between our last look and the release left the mark.
+        if not spool.rescan_mark.exists():
+            return report
+
+
+def _scan_until_quiet(
+    config: Config, spool: Spool, report: RunReport, progress: Progress | None
+) -> None:
+    from routemail.route import Router
+
+    log = ActionLog(spool.root / "log")
+    router = Router(config, spool, log)
+    try:
+        while True:
+            with contextlib.suppress(FileNotFoundError):
+                spool.rescan_mark.unlink()
+            report.scans += 1
+            pending = spool.pending_ids()
+            for n, msg_id in enumerate(pending, start=1):
+                if progress:
+                    progress(n, len(pending), msg_id)
+                error = router.process(msg_id)
+                report.processed += 1
+                if error:
+                    report.errors.append(f"{msg_id}: {error}")
+            if not spool.rescan_mark.exists():
+                break
+        report.removed += router.housekeeping()
+    finally:
+        router.close()
+        log.close()

@@ -1,0 +1,211 @@
+"""The sidecar: a message's append-only event log, one line per event.
+
+The format is documented in docs/spool-format.md; this module is the only
+code that knows how lines look.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# The seven line types of the original service.
+RECEIVED = "R"  # R timestamp destination...
+VERDICTS = "V"  # V dkim dmarc spf spam virus
+UNKNOWN = "X"  # X timestamp destination          forwarded to the admin
+MODERATION = "M"  # M timestamp list               moderation request sent
+APPROVED = "A"  # A timestamp list approver
+LIST_SENT = "L"  # L timestamp list                all recipients done
+SENT = "S"  # S timestamp recipient
+# Line types added by routemail (docs/spool-format.md).
+FAILED = "F"  # F timestamp recipient detail...  temporary failure, retried later
+GAVE_UP = "G"  # G timestamp recipient detail... permanent failure or give-up
+SKIPPED = "K"  # K timestamp recipient reason    not sent (suppressed, disabled)
+REJECTED = "J"  # J timestamp list by             a moderator rejected it
+EXPIRED = "E"  # E timestamp list                hold expired unapproved
+DEFERRED = "W"  # W timestamp list reason...      list could not be resolved; retried
+DISCARDED = "D"  # D timestamp reason...           nothing further will be done
+
+VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
+VERDICT_VALUES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
+TIMESTAMPED = frozenset("RXMALSFGKJEWD")
+
+
+def now() -> dt.datetime:
+    """The current time in UTC, to the second (sidecar resolution)."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def format_time(when: dt.datetime) -> str:
+    """RFC 3339 in UTC with a Z, as every sidecar and log line writes it."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One sidecar line: its code, its time (None for V) and its fields."""
+
+    code: str
+    time: dt.datetime | None
+    fields: tuple[str, ...]
+
+    def format(self) -> str:
+        parts = [self.code]
+        if self.time is not None:
+            parts.append(format_time(self.time))
+        parts.extend(self.fields)
+        return " ".join(parts) + "\n"
+
+
+def event(code: str, *fields: str, when: dt.datetime | None = None) -> Event:
+    """An event stamped now; fields must not contain whitespace, except the last."""
+    clean = tuple(_one_line(f) for f in fields)
+    return Event(code, (when or now()) if code in TIMESTAMPED else None, clean)
+
+
+def verdicts_event(verdicts: dict[str, str]) -> Event:
+    return Event(VERDICTS, None, tuple(verdicts.get(n, "DISABLED") for n in VERDICT_NAMES))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def parse(text: str) -> list[Event]:
+    """Every well-formed line; a torn last line (from a crash) is ignored."""
+    events = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        parts = line.split()
+        if not parts:
+            continue
+        code = parts[0]
+        if code in TIMESTAMPED and len(parts) >= 2:
+            try:
+                when = parse_time(parts[1])
+            except ValueError:
+                continue
+            events.append(Event(code, when, tuple(parts[2:])))
+        else:
+            events.append(Event(code, None, tuple(parts[1:])))
+    return events
+
+
+@dataclass(frozen=True)
+class History:
+    """What a sidecar says has happened to a message, in queryable form."""
+
+    events: tuple[Event, ...]
+
+    @classmethod
+    def of(cls, events: Iterable[Event]) -> History:
+        return cls(tuple(events))
+
+    def _with(self, code: str) -> list[Event]:
+        return [e for e in self.events if e.code == code]
+
+    @property
+    def destinations(self) -> list[str]:
+        """Every envelope destination, in order of first receipt, once each."""
+        seen: dict[str, None] = {}
+        for e in self._with(RECEIVED):
+            for d in e.fields:
+                seen.setdefault(d.lower(), None)
+        return list(seen)
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """The most pessimistic verdict of each kind over all receipts."""
+        merged: dict[str, str] = {}
+        for e in self._with(VERDICTS):
+            for name, value in zip(VERDICT_NAMES, e.fields, strict=False):
+                if merged.get(name, "PASS") == "PASS":
+                    merged[name] = value
+        return merged
+
+    @property
+    def received_at(self) -> dt.datetime | None:
+        times = [e.time for e in self._with(RECEIVED) if e.time]
+        return min(times) if times else None
+
+    @property
+    def last_activity(self) -> dt.datetime | None:
+        times = [e.time for e in self.events if e.time]
+        return max(times) if times else None
+
+    def lists_with(self, code: str) -> set[str]:
+        """Lists (first field) named by events of this code."""
+        return {e.fields[0].lower() for e in self._with(code) if e.fields}
+
+    def approver(self, listname: str) -> str | None:
+        for e in self._with(APPROVED):
+            if e.fields and e.fields[0].lower() == listname.lower():
+                return e.fields[1] if len(e.fields) > 1 else "?"
+        return None
+
+    @property
+    def sent_to(self) -> set[str]:
+        return {e.fields[0].lower() for e in self._with(SENT) if e.fields}
+
+    @property
+    def finished_recipients(self) -> set[str]:
+        """Recipients that need nothing more: sent, given up on or skipped."""
+        return {
+            e.fields[0].lower()
+            for e in self.events
+            if e.code in (SENT, GAVE_UP, SKIPPED) and e.fields
+        }
+
+    def failures(self, recipient: str) -> list[Event]:
+        return [e for e in self._with(FAILED) if e.fields and e.fields[0].lower() == recipient]
+
+    @property
+    def discarded(self) -> bool:
+        return bool(self._with(DISCARDED))
+
+    def has(self, code: str, *fields: str) -> bool:
+        want = tuple(f.lower() for f in fields)
+        return any(
+            tuple(f.lower() for f in e.fields[: len(want)]) == want for e in self._with(code)
+        )
+
+
+def summary_state(history: History, pending: bool) -> str:
+    """One word for `routemail queue`: pending, held, done or discarded."""
+    if pending:
+        return "pending"
+    if history.discarded:
+        return "discarded"
+    held = history.lists_with(MODERATION) - history.lists_with(APPROVED)
+    held -= history.lists_with(REJECTED) | history.lists_with(EXPIRED)
+    return "held" if held else "done"
+
+
+def describe(e: Event) -> str:
+    """A sentence for `routemail show`."""
+    f: Sequence[str] = e.fields
+    first = f[0] if f else "?"
+    rest = " ".join(f[1:])
+    texts = {
+        RECEIVED: f"received for {', '.join(f)}",
+        VERDICTS: " ".join(f"{n}={v}" for n, v in zip(VERDICT_NAMES, f, strict=False)),
+        UNKNOWN: f"unknown destination {first}: forwarded to the admin",
+        MODERATION: f"held for moderation on {first}; request sent to its moderators",
+        APPROVED: f"approved for {first} by {rest or '?'}",
+        LIST_SENT: f"delivered to every recipient of {first}",
+        SENT: f"sent to {first}",
+        FAILED: f"temporary failure for {first}: {rest}",
+        GAVE_UP: f"gave up on {first}: {rest}",
+        SKIPPED: f"skipped {first}: {rest}",
+        REJECTED: f"rejected for {first} by {rest or '?'}",
+        EXPIRED: f"hold for {first} expired without approval",
+        DEFERRED: f"could not resolve {first} ({rest}); will retry",
+        DISCARDED: f"discarded: {' '.join(f)}",
+    }
+    return texts.get(e.code, f"{e.code} {' '.join(f)}")

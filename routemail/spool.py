@@ -1,0 +1,355 @@
+"""The on-disk queue: message files, their sidecars and the "needs processing" bit.
+
+Layout and guarantees are documented in docs/spool-format.md. Everything
+that makes a message durable happens here: temporary file, fsync, an atomic
+link into QUEUE/, directory fsync; sidecar lines are appended under flock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from routemail import sidecar
+from routemail.errors import SpoolError, UnknownMessage
+
+SIDECAR_SUFFIX = ".data"
+PENDING_MODE = 0o600  # user-read bit set: needs processing
+DONE_MODE = 0o200  # user-read bit clear: nothing left to do
+MESSAGE_MODE = 0o640
+HEADER_SCAN_LIMIT = 1 << 20  # a Message-ID beyond the first MiB of headers is not looked for
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+def message_id_header(head: bytes) -> bytes | None:
+    """The unfolded, stripped value of the first Message-ID header, if any."""
+    end = _header_end(head)
+    block = head[:end] if end is not None else head
+    lines = block.replace(b"\r\n", b"\n").split(b"\n")
+    for i, line in enumerate(lines):
+        name, colon, value = line.partition(b":")
+        if not colon or name.strip().lower() != b"message-id":
+            continue
+        parts = [value]
+        for cont in lines[i + 1 :]:
+            if not cont[:1] in (b" ", b"\t"):
+                break
+            parts.append(cont)
+        unfolded = b"".join(parts).strip()
+        return unfolded or None
+    return None
+
+
+def _header_end(data: bytes) -> int | None:
+    if data.startswith((b"\r\n", b"\n")):
+        return 0
+    ends = [i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0]
+    return min(ends) + 1 if ends else None
+
+
+def spool_id(message_id: bytes | None, raw_digest: bytes) -> str:
+    """MD5 of the Message-ID value (or the raw bytes' MD5), base64url, no padding."""
+    digest = hashlib.md5(message_id).digest() if message_id else raw_digest
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def id_of_message(raw: bytes) -> str:
+    return spool_id(message_id_header(raw[:HEADER_SCAN_LIMIT]), hashlib.md5(raw).digest())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What receiving a message did: its id, and whether it was already queued."""
+
+    id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A queue entry as `routemail queue` lists it."""
+
+    id: str
+    pending: bool
+    history: sidecar.History
+
+
+class Spool:
+    """data/maillist: QUEUE/, tmp/, log/, archive/, outbox/, LOCK."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.queue = self.root / "QUEUE"
+        self.tmp = self.root / "tmp"
+        self.lock_path = self.root / "LOCK"
+        self.rescan_mark = self.root / "RESCAN"
+
+    def ensure(self) -> Spool:
+        """Create the directories; raise SpoolError naming the one that fails."""
+        for d in (self.root, self.queue, self.tmp):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SpoolError(f"cannot create {d}: {exc.strerror}") from exc
+        return self
+
+    def writable(self) -> bool:
+        return all(os.access(d, os.W_OK) for d in (self.queue, self.tmp))
+
+    # -- receiving -------------------------------------------------------
+
+    def incoming(self) -> Incoming:
+        """A temporary file to stream a message into; commit() queues it."""
+        return Incoming(self)
+
+    def receive(
+        self, raw: bytes, recipients: Iterable[str], verdicts: dict[str, str]
+    ) -> Receipt:
+        with self.incoming() as inc:
+            inc.write(raw)
+            return inc.commit(recipients, verdicts)
+
+    def _link_message(self, temp: Path, msg_id: str) -> bool:
+        """Make temp the message file; False if one was already there (kept)."""
+        final = self.queue / msg_id
+        try:
+            os.link(temp, final)
+        except FileExistsError:
+            return False
+        _fsync_dir(self.queue)
+        return True
+
+    # -- sidecars ----------------------------------------------------------
+
+    def sidecar_path(self, msg_id: str) -> Path:
+        return self.queue / (msg_id + SIDECAR_SUFFIX)
+
+    def message_path(self, msg_id: str) -> Path:
+        return self.queue / msg_id
+
+    def append(
+        self,
+        msg_id: str,
+        events: Iterable[sidecar.Event],
+        *,
+        pending: bool | None = None,
+        sync: bool = True,
+    ) -> None:
+        """Append lines in one write under the sidecar's lock; optionally set or
+        clear the needs-processing bit in the same critical section."""
+        text = "".join(e.format() for e in events).encode("utf-8")
+        path = self.sidecar_path(msg_id)
+        created = not path.exists()
+        with self._locked(path, create=True) as fd:
+            if text:
+                os.write(fd, text)
+            if pending is not None:
+                os.fchmod(fd, PENDING_MODE if pending else DONE_MODE)
+            if sync:
+                os.fsync(fd)
+        if created:
+            _fsync_dir(self.queue)
+
+    def set_pending(self, msg_id: str, pending: bool) -> None:
+        self.append(msg_id, [], pending=pending)
+
+    def is_pending(self, msg_id: str) -> bool:
+        try:
+            return bool(self.sidecar_path(msg_id).stat().st_mode & stat.S_IRUSR)
+        except FileNotFoundError as exc:
+            raise UnknownMessage(f"no queue entry {msg_id}") from exc
+
+    def history(self, msg_id: str) -> sidecar.History:
+        return sidecar.History.of(sidecar.parse(self.read_sidecar(msg_id)))
+
+    def read_sidecar(self, msg_id: str) -> str:
+        """The sidecar's text, even while its user-read bit is clear."""
+        path = self.sidecar_path(msg_id)
+        if not path.exists():
+            raise UnknownMessage(f"no queue entry {msg_id}: see `routemail queue`")
+        if os.geteuid() == 0 or self.is_pending(msg_id):
+            return path.read_text("utf-8", errors="replace")
+        # The owner cannot read a mode 0200 file: lend it the bit, under the
+        # same lock every mode change takes, so the flag is never lost.
+        with self._locked(path, create=False) as fd:
+            mode = os.fstat(fd).st_mode & 0o7777
+            os.fchmod(fd, mode | stat.S_IRUSR)
+            try:
+                return path.read_text("utf-8", errors="replace")
+            finally:
+                os.fchmod(fd, mode)
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path, *, create: bool) -> Iterator[int]:
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
+        try:
+            fd = os.open(path, flags, PENDING_MODE)
+        except FileNotFoundError as exc:
+            raise UnknownMessage(f"no queue entry {path.stem}") from exc
+        except OSError as exc:
+            raise SpoolError(f"cannot open {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+    # -- scanning --------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        """Every queue entry with a sidecar, oldest first."""
+        found = []
+        with os.scandir(self.queue) as it:
+            for e in it:
+                if e.name.endswith(SIDECAR_SUFFIX):
+                    found.append((e.stat().st_mtime, e.name[: -len(SIDECAR_SUFFIX)]))
+        return [i for _, i in sorted(found)]
+
+    def pending_ids(self) -> list[str]:
+        """Entries whose sidecar has the user-read bit: they need processing."""
+        found = []
+        with os.scandir(self.queue) as it:
+            for e in it:
+                if e.name.endswith(SIDECAR_SUFFIX):
+                    st = e.stat()
+                    if st.st_mode & stat.S_IRUSR:
+                        found.append((st.st_mtime, e.name[: -len(SIDECAR_SUFFIX)]))
+        return [i for _, i in sorted(found)]
+
+    def entries(self) -> list[Entry]:
+        out = []
+        for msg_id in self.ids():
+            with contextlib.suppress(UnknownMessage):
+                out.append(Entry(msg_id, self.is_pending(msg_id), self.history(msg_id)))
+        return out
+
+    def read_message(self, msg_id: str) -> bytes:
+        try:
+            return self.message_path(msg_id).read_bytes()
+        except FileNotFoundError as exc:
+            raise UnknownMessage(f"queue entry {msg_id} has no message file") from exc
+
+    def resolve_id(self, prefix: str) -> str:
+        """A full id from a unique prefix, as people type them."""
+        if self.sidecar_path(prefix).exists():
+            return prefix
+        matches = [i for i in self.ids() if i.startswith(prefix)] if prefix else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UnknownMessage(f"no queue entry {prefix!r}: see `routemail queue`")
+        raise UnknownMessage(f"{prefix!r} matches {len(matches)} entries; give more of the id")
+
+    # -- housekeeping ----------------------------------------------------
+
+    def remove(self, msg_id: str) -> None:
+        for path in (self.message_path(msg_id), self.sidecar_path(msg_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def archive(self, msg_id: str, listname: str) -> None:
+        """Keep a copy under archive/<list>/ (a hard link: no bytes copied)."""
+        target = self.root / "archive" / listname
+        target.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.link(self.message_path(msg_id), target / msg_id)
+
+    def clean_temp(self, now: float | None = None) -> int:
+        """Remove temporary files a killed receiver left behind."""
+        limit = (now or time.time()) - STALE_TEMP_SECONDS
+        removed = 0
+        with os.scandir(self.tmp) as it:
+            for e in it:
+                if e.stat().st_mtime < limit:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(e.path)
+                        removed += 1
+        return removed
+
+
+class Incoming:
+    """A message being received: streamed to tmp/, hashed as it goes.
+
+    Nothing is visible in QUEUE/ until commit() has made the bytes durable.
+    """
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.path = spool.tmp / f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(8)}"
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MESSAGE_MODE)
+        except OSError as exc:
+            raise SpoolError(f"cannot write to {spool.tmp}: {exc.strerror}") from exc
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+        self.sha256 = hashlib.sha256()
+        self.md5 = hashlib.md5()
+        self.size = 0
+        self.head = b""
+
+    def __enter__(self) -> Incoming:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def write(self, chunk: bytes) -> None:
+        if len(self.head) < HEADER_SCAN_LIMIT:
+            self.head += chunk[: HEADER_SCAN_LIMIT - len(self.head)]
+        self.sha256.update(chunk)
+        self.md5.update(chunk)
+        self.size += len(chunk)
+        try:
+            self.file.write(chunk)
+        except OSError as exc:
+            raise SpoolError(f"cannot write to {self.spool.tmp}: {exc.strerror}") from exc
+
+    @property
+    def id(self) -> str:
+        return spool_id(message_id_header(self.head), self.md5.digest())
+
+    def commit(self, recipients: Iterable[str], verdicts: dict[str, str]) -> Receipt:
+        """Make the message durable in QUEUE/ and record this receipt."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            msg_id = self.id
+            first = self.spool._link_message(self.path, msg_id)
+            self.spool.append(
+                msg_id,
+                [
+                    sidecar.event(sidecar.RECEIVED, *recipients),
+                    sidecar.verdicts_event(verdicts),
+                ],
+                pending=True,
+            )
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
+            raise SpoolError(f"cannot queue message: {exc}") from exc
+        return Receipt(msg_id, duplicate=not first)
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)

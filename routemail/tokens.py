@@ -1,0 +1,65 @@
+"""Unforgeable tokens: HMACs with the server secret in data/secret.key.
+
+Moderation tokens cover (message id, list); unsubscribe tokens cover
+(list, address). Neither is stored: the receiver recomputes and compares
+in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from routemail.errors import RoutemailError
+
+MODERATION_TOKEN_CHARS = 16  # 96 bits of HMAC, base64url
+UNSUBSCRIBE_TOKEN_CHARS = 22  # 132 bits
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """ROUTEMAIL_SECRET, or data/secret.key, created with 256 random bits if absent."""
+    if env := os.environ.get("ROUTEMAIL_SECRET"):
+        return env.encode("utf-8")
+    path = data_dir / "secret.key"
+    with contextlib.suppress(FileNotFoundError):
+        return _read(path)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read(path)  # another process created it first
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return _read(path)
+
+
+def _read(path: Path) -> bytes:
+    text = path.read_text("ascii").strip()
+    if len(text) < 32:
+        raise RoutemailError(f"{path} holds too short a secret; delete it to make a new one")
+    return text.encode("ascii")
+
+
+def _mac(secret: bytes, purpose: str, *parts: str, chars: int) -> str:
+    text = "\n".join((purpose, *parts)).encode("utf-8")
+    digest = hmac.new(secret, text, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:chars]
+
+
+def moderation_token(secret: bytes, msg_id: str, listname: str) -> str:
+    return _mac(secret, "moderate", msg_id, listname.lower(), chars=MODERATION_TOKEN_CHARS)
+
+
+def unsubscribe_token(secret: bytes, listname: str, address: str) -> str:
+    return _mac(secret, "unsubscribe", listname.lower(), address, chars=UNSUBSCRIBE_TOKEN_CHARS)
+
+
+def matches(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace"))
