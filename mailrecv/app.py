@@ -63,8 +63,10 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     config_path = Path(o.get("config_path") or os.environ.get("ROUTEMAIL_CONFIG", "lists.toml"))
     data_dir = Path(o.get("data_dir") or os.environ.get("ROUTEMAIL_DATA", "data"))
     receiver = _receiver_table(config_path)
-    secret = o.get("secret") or os.environ.get("MAILRECV_SECRET") or _secret_file(
-        receiver.get("secret_file"), config_path
+    secret = (
+        o.get("secret")
+        or os.environ.get("MAILRECV_SECRET")
+        or _secret_file(receiver.get("secret_file"), config_path)
     )
     return Settings(
         config_path=config_path.resolve(),
@@ -159,7 +161,9 @@ def receive(settings: Settings) -> Receipt:
     except ValueError:
         raise Rejected(400, f"{signing.TIMESTAMP} must be unix seconds") from None
     if skew > signing.MAX_SKEW_SECONDS:
-        raise Rejected(401, f"stale timestamp: {int(skew)} s off, limit {signing.MAX_SKEW_SECONDS} s")
+        raise Rejected(
+            401, f"stale timestamp: {int(skew)} s off, limit {signing.MAX_SKEW_SECONDS} s"
+        )
     length = request.content_length
     if length is not None and length > settings.max_size:
         raise Rejected(413, f"message of {length} bytes exceeds the {settings.max_size}-byte limit")
@@ -169,7 +173,11 @@ def receive(settings: Settings) -> Receipt:
         with spool.incoming() as incoming:
             _stream_body(incoming, settings.max_size)
             if not signing.valid(
-                settings.secret, given, timestamp, recipients_text, verdicts_text,
+                settings.secret,
+                given,
+                timestamp,
+                recipients_text,
+                verdicts_text,
                 incoming.sha256.hexdigest(),
             ):
                 raise Rejected(401, "bad signature")
@@ -222,7 +230,7 @@ def start_routemail(settings: Settings) -> None:
     env["ROUTEMAIL_CONFIG"] = str(settings.config_path)
     env["ROUTEMAIL_DATA"] = str(settings.data_dir)
     try:
-        subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        subprocess.Popen(
             [sys.executable, "-m", "routemail", "run", "--quiet"],
             env=env,
             cwd=settings.config_path.parent,
@@ -234,4 +242,3 @@ def start_routemail(settings: Settings) -> None:
     except OSError as exc:
         # The message is safe in the spool; cron or the timer will route it.
         log.error("cannot start routemail run: %s", exc)
-

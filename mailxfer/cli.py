@@ -18,7 +18,9 @@ def _verdicts(text: str) -> dict[str, str]:
     for item in text.split():
         name, _, value = item.partition("=")
         if name not in VERDICT_NAMES or not value:
-            raise argparse.ArgumentTypeError(f"{item!r}: expected name=VALUE with name in " + ", ".join(VERDICT_NAMES))
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected name=VALUE with name in " + ", ".join(VERDICT_NAMES)
+            )
         verdicts[name] = value.upper()
     return verdicts
 
@@ -26,7 +28,9 @@ def _verdicts(text: str) -> dict[str, str]:
 def _secret() -> bytes:
     secret = os.environ.get("MAILRECV_SECRET", "")
     if not secret:
-        raise SystemExit("mailxfer: MAILRECV_SECRET is not set; export the receiver's shared secret")
+        raise SystemExit(
+            "mailxfer: MAILRECV_SECRET is not set; export the receiver's shared secret"
+        )
     return secret.encode("utf-8")
 
 
@@ -55,11 +59,28 @@ def cmd_post(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailxfer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    post = sub.add_parser("post", help="sign and POST a message file (or - for stdin) to the receiver")
+    post = sub.add_parser(
+        "post", help="sign and POST a message file (or - for stdin) to the receiver"
+    )
     post.add_argument("file", help="the raw RFC 5322 message, or - to read standard input")
-    post.add_argument("--to", action="append", required=True, metavar="ADDR", help="an envelope recipient (repeatable)")
-    post.add_argument("--url", default=os.environ.get("MAILRECV_URL", DEFAULT_URL), help="receiver URL (default: $MAILRECV_URL or %(default)s)")
-    post.add_argument("--verdicts", type=_verdicts, default=_verdicts(""), help='SES verdicts to vouch for, e.g. "spf=FAIL" (others PASS)')
+    post.add_argument(
+        "--to",
+        action="append",
+        required=True,
+        metavar="ADDR",
+        help="an envelope recipient (repeatable)",
+    )
+    post.add_argument(
+        "--url",
+        default=os.environ.get("MAILRECV_URL", DEFAULT_URL),
+        help="receiver URL (default: $MAILRECV_URL or %(default)s)",
+    )
+    post.add_argument(
+        "--verdicts",
+        type=_verdicts,
+        default=_verdicts(""),
+        help='SES verdicts to vouch for, e.g. "spf=FAIL" (others PASS)',
+    )
     post.set_defaults(func=cmd_post)
     return parser
 

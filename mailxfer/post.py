@@ -58,7 +58,7 @@ def post_message(
     headers["Content-Length"] = str(size)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return PostResult(response.status, response.read().decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
         return PostResult(exc.code, exc.read().decode("utf-8", "replace"))

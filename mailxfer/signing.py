@@ -17,7 +17,9 @@ MAX_SKEW_SECONDS = 300
 VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
 
 
-def signature(secret: bytes, timestamp: str, recipients: str, verdicts: str, body_sha256: str) -> str:
+def signature(
+    secret: bytes, timestamp: str, recipients: str, verdicts: str, body_sha256: str
+) -> str:
     text = f"{timestamp}\n{recipients}\n{verdicts}\n{body_sha256}"
     return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -41,6 +43,8 @@ def format_verdicts(verdicts: dict[str, str]) -> str:
     return " ".join(f"{n}={verdicts.get(n, 'DISABLED')}" for n in VERDICT_NAMES)
 
 
-def valid(secret: bytes, given: str, timestamp: str, recipients: str, verdicts: str, body_sha256: str) -> bool:
+def valid(
+    secret: bytes, given: str, timestamp: str, recipients: str, verdicts: str, body_sha256: str
+) -> bool:
     expected = signature(secret, timestamp, recipients, verdicts, body_sha256)
     return hmac.compare_digest(expected, given.strip().lower())

@@ -22,7 +22,9 @@ class ActionLog:
         if month != self._month:
             self.close()
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.directory / month, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fd = os.open(
+                self.directory / month, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640
+            )
             self._month = month
         line = f"{sidecar.format_time(when)} {msg_id or '-'} {' '.join(text.split())}\n"
         assert self._fd is not None

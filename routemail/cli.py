@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from routemail import addresses, config as configmod, sidecar
+from routemail import addresses, sidecar
+from routemail import config as configmod
 from routemail.errors import ConfigError, RoutemailError
 from routemail.spool import Spool
 
@@ -65,14 +66,20 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "config_path", type=click.Path(path_type=Path),
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
     default=lambda: os.environ.get("ROUTEMAIL_CONFIG", "lists.toml"),
-    show_default="$ROUTEMAIL_CONFIG or ./lists.toml", help="The lists configuration file.",
+    show_default="$ROUTEMAIL_CONFIG or ./lists.toml",
+    help="The lists configuration file.",
 )
 @click.option(
-    "--data", "data_dir", type=click.Path(path_type=Path),
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
     default=lambda: os.environ.get("ROUTEMAIL_DATA", "data"),
-    show_default="$ROUTEMAIL_DATA or ./data", help="The runtime data directory (spool, state).",
+    show_default="$ROUTEMAIL_DATA or ./data",
+    help="The runtime data directory (spool, state).",
 )
 @click.version_option(package_name="routemail")
 @click.pass_context
@@ -181,8 +188,13 @@ def _parse_recipients(_: click.Context, __: click.Parameter, value: tuple[str, .
 @cli.command()
 @click.argument("file", type=click.File("rb"))
 @click.option(
-    "--to", "recipients", multiple=True, required=True, metavar="ADDR",
-    callback=_parse_recipients, help="An envelope recipient (repeatable).",
+    "--to",
+    "recipients",
+    multiple=True,
+    required=True,
+    metavar="ADDR",
+    callback=_parse_recipients,
+    help="An envelope recipient (repeatable).",
 )
 @click.option("--verdicts", default="", callback=_parse_verdicts, help=VERDICT_HELP)
 @click.option("--run/--no-run", "then_run", default=False, help="Run routemail afterwards.")
@@ -223,7 +235,8 @@ def _entry_json(entry: Any) -> dict[str, Any]:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print entries as JSON.")
 @click.option(
-    "--state", type=click.Choice(["pending", "held", "done", "discarded"]),
+    "--state",
+    type=click.Choice(["pending", "held", "done", "discarded"]),
     help="Only entries in this state.",
 )
 @pass_context
@@ -242,7 +255,8 @@ def queue(obj: Context, as_json: bool, state: str | None) -> None:
     for r in rows:
         when = sidecar.format_time(r["received"]) if r["received"] else "-"
         click.echo(
-            f"{r['id']:22}  {r['state']:9}  {when:20}  {r['sent']:>5}  {', '.join(r['destinations'])}"
+            f"{r['id']:22}  {r['state']:9}  {when:20}  {r['sent']:>5}  "
+            + ", ".join(r["destinations"])
         )
 
 

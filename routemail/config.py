@@ -233,11 +233,9 @@ class _Validator:
             return default
         value = table[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            ok = False
-        else:
-            ok = isinstance(value, kinds)
-        if not ok:
+        # TOML booleans are not numbers, though Python's bool is an int.
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
             names = " or ".join(_type_name(k) for k in kinds)
             self.problem(f"{prefix}.{key}", f"expected {names}, got {value!r}")
             return default
@@ -310,9 +308,15 @@ class _Validator:
     def receiver(self, t: dict[str, Any]) -> Receiver:
         self.unknown_keys(t, "receiver", {"on_receipt", "max_size", "secret_file"})
         return Receiver(
-            on_receipt=self.get(t, "on_receipt", "receiver", str, "run", self.choice(("run", "none"))),
+            on_receipt=self.get(
+                t, "on_receipt", "receiver", str, "run", self.choice(("run", "none"))
+            ),
             max_size=self.get(
-                t, "max_size", "receiver", int, DEFAULT_MAX_SIZE,
+                t,
+                "max_size",
+                "receiver",
+                int,
+                DEFAULT_MAX_SIZE,
                 lambda v: None if v > 0 else "expected a positive number of bytes",
             ),
             secret_file=self.get(t, "secret_file", "receiver", str, None),
@@ -324,9 +328,16 @@ class _Validator:
         )
         positive = lambda v: None if v > 0 else "expected a positive number"  # noqa: E731
         rate = self.get(
-            t, "rate", "delivery", (int, float, str), 14.0,
-            lambda v: None if (v == "auto" if isinstance(v, str) else v > 0)
-            else 'expected messages per second or "auto"',
+            t,
+            "rate",
+            "delivery",
+            (int, float, str),
+            14.0,
+            lambda v: (
+                None
+                if (v == "auto" if isinstance(v, str) else v > 0)
+                else 'expected messages per second or "auto"'
+            ),
         )
         smtp_t = self.table(t, "smtp", "delivery.")
         self.unknown_keys(
@@ -336,7 +347,9 @@ class _Validator:
         smtp = Smtp(
             host=self.get(smtp_t, "host", p, str, "localhost"),
             port=self.get(smtp_t, "port", p, int, 25),
-            tls=self.get(smtp_t, "tls", p, str, "starttls", self.choice(("starttls", "implicit", "none"))),
+            tls=self.get(
+                smtp_t, "tls", p, str, "starttls", self.choice(("starttls", "implicit", "none"))
+            ),
             username=self.get(smtp_t, "username", p, str, None),
             password_env=self.get(smtp_t, "password_env", p, str, None),
             timeout=float(self.get(smtp_t, "timeout", p, (int, float), 30.0, positive)),
@@ -352,7 +365,9 @@ class _Validator:
             transport=self.get(t, "transport", "delivery", str, "outbox", self.choice(TRANSPORTS)),
             rate=rate if isinstance(rate, str) else float(rate),
             max_attempts=self.get(t, "max_attempts", "delivery", int, 8, positive),
-            max_age_hours=float(self.get(t, "max_age_hours", "delivery", (int, float), 72.0, positive)),
+            max_age_hours=float(
+                self.get(t, "max_age_hours", "delivery", (int, float), 72.0, positive)
+            ),
             smtp=smtp,
             ses=ses,
         )
@@ -376,7 +391,11 @@ class _Validator:
             self.problem("moderation.pass.virus", "a virus FAIL can never pass")
             passing["virus"] = frozenset({"PASS"})
         hold_days = self.get(
-            t, "hold_days", "moderation", (int, float), 14.0,
+            t,
+            "hold_days",
+            "moderation",
+            (int, float),
+            14.0,
             lambda v: None if v > 0 else "expected a positive number of days",
         )
         return Moderation(passing, float(hold_days))
@@ -384,7 +403,11 @@ class _Validator:
     def retention(self, t: dict[str, Any]) -> Retention:
         self.unknown_keys(t, "retention", {"retention_days", "archive"})
         days = self.get(
-            t, "retention_days", "retention", (int, float), 30.0,
+            t,
+            "retention_days",
+            "retention",
+            (int, float),
+            30.0,
             lambda v: None if v > 0 else "expected a positive number of days",
         )
         return Retention(float(days), self.get(t, "archive", "retention", bool, True))
@@ -403,8 +426,16 @@ class _Validator:
     def lists(self, t: dict[str, Any]) -> dict[str, MailingList]:
         out: dict[str, MailingList] = {}
         allowed = {
-            "description", "members", "moderators", "bcc", "posters", "subject_prefix",
-            "header", "footer", "reply_to", "archive",
+            "description",
+            "members",
+            "moderators",
+            "bcc",
+            "posters",
+            "subject_prefix",
+            "header",
+            "footer",
+            "reply_to",
+            "archive",
         }
         for raw_name, lt in t.items():
             prefix = f"lists.{raw_name}"
@@ -497,8 +528,14 @@ def normalize_address(value: Any) -> str | None:
 
 
 def _type_name(kind: type) -> str:
-    return {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-            list: "a list", dict: "a table"}.get(kind, kind.__name__)
+    return {
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }.get(kind, kind.__name__)
 
 
 def _or(options: Any) -> str:

@@ -43,7 +43,8 @@ class CopyMaker:
         nl = b"\r\n" if b"\r\n" in raw[:1000] else b"\n"
         head = (
             b"List-Id: <%s>%s" % (identity.list_id.encode(), nl)
-            + b"Precedence: list" + nl
+            + b"Precedence: list"
+            + nl
             + b"%s: %s%s" % (LOOP_HEADER.encode(), identity.site.domain.encode(), nl)
         )
         self._bytes = head + raw

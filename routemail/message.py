@@ -23,7 +23,7 @@ def parse_headers(raw: bytes) -> Message:
     parser = email.parser.BytesParser(policy=email.policy.compat32)
     try:
         return parser.parsebytes(raw, headersonly=True)
-    except Exception:  # noqa: BLE001 - any parse failure means "no headers"
+    except Exception:
         return Message()
 
 
@@ -34,7 +34,7 @@ def text_of(value: object) -> str:
     try:
         parts = email.header.decode_header(str(value))
         text = str(email.header.make_header(parts))
-    except Exception:  # noqa: BLE001 - undecodable words are shown as written
+    except Exception:
         text = str(value)
     return " ".join(text.split())
 

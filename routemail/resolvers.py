@@ -112,9 +112,7 @@ def _command(options: Mapping[str, Any], params: dict[str, str], base_dir: Path)
     argv = [arg.format_map(params) for arg in options["command"]]
     timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
     try:
-        done = subprocess.run(
-            argv, capture_output=True, timeout=timeout, cwd=base_dir, check=False
-        )
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=base_dir, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ResolverError(f"{argv[0]} took longer than {timeout:g}s") from exc
     except OSError as exc:
@@ -124,7 +122,9 @@ def _command(options: Mapping[str, Any], params: dict[str, str], base_dir: Path)
         raise ResolverError(
             f"{argv[0]} exited with status {done.returncode}" + (f": {err[-1]}" if err else "")
         )
-    members, bcc, moderators = [], [], []
+    members: list[str] = []
+    bcc: list[str] = []
+    moderators: list[str] = []
     for line in done.stdout.decode("utf-8", "replace").splitlines():
         kind, sep, rest = line.partition(":")
         target = {"bcc": bcc, "moderator": moderators}.get(kind.strip().lower()) if sep else None
@@ -141,7 +141,7 @@ def _http(options: Mapping[str, Any], params: dict[str, str]) -> Resolved:
     timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = json.loads(response.read(10 * 1024 * 1024))
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -151,9 +151,7 @@ def _http(options: Mapping[str, Any], params: dict[str, str]) -> Resolved:
         raise ResolverError(f"{url}: {exc}") from exc
     if isinstance(body, list):
         body = {"members": body}
-    if not isinstance(body, dict) or not all(
-        isinstance(body.get(k, []), list) for k in QUERY_KEYS
-    ):
+    if not isinstance(body, dict) or not all(isinstance(body.get(k, []), list) for k in QUERY_KEYS):
         raise ResolverError(f"{url}: expected a JSON list of addresses")
     return Resolved(*(_addresses(body.get(k, [])) for k in QUERY_KEYS))
 

@@ -43,7 +43,7 @@ def message_id_header(head: bytes) -> bytes | None:
             continue
         parts = [value]
         for cont in lines[i + 1 :]:
-            if not cont[:1] in (b" ", b"\t"):
+            if cont[:1] not in (b" ", b"\t"):
                 break
             parts.append(cont)
         unfolded = b"".join(parts).strip()
@@ -121,9 +121,7 @@ class Spool:
         """A temporary file to stream a message into; commit() queues it."""
         return Incoming(self)
 
-    def receive(
-        self, raw: bytes, recipients: Iterable[str], verdicts: dict[str, str]
-    ) -> Receipt:
+    def receive(self, raw: bytes, recipients: Iterable[str], verdicts: dict[str, str]) -> Receipt:
         with self.incoming() as inc:
             inc.write(raw)
             return inc.commit(recipients, verdicts)

@@ -31,9 +31,7 @@ class Result:
 
 
 class Transport(Protocol):
-    def send(
-        self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]
-    ) -> Result:
+    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
         """Hand one copy to the next hop; tags name the list and message id."""
         ...
 

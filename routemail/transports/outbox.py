@@ -24,12 +24,13 @@ class Outbox:
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
         self._count = 0
 
-    def send(
-        self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]
-    ) -> Result:
+    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
         newline = b"\r\n" if message[: message.find(b"\n") + 1].endswith(b"\r\n") else b"\n"
         envelope = b"Return-Path: <%s>%sDelivered-To: %s%s" % (
-            sender.encode(), newline, recipient.encode(), newline,
+            sender.encode(),
+            newline,
+            recipient.encode(),
+            newline,
         )
         self._count += 1
         name = f"{time.time_ns()}.P{os.getpid()}Q{self._count}R{secrets.token_hex(4)}.{self._host}"
@@ -40,7 +41,7 @@ class Outbox:
                 os.write(fd, envelope)
                 view = memoryview(message)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)

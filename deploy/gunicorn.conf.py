@@ -1,0 +1,12 @@
+"""gunicorn settings for the receiver: `gunicorn -c deploy/gunicorn.conf.py mailrecv.wsgi:app`."""
+
+import os
+
+bind = os.environ.get("MAILRECV_BIND", "127.0.0.1:8025")
+workers = int(os.environ.get("MAILRECV_WORKERS", "2"))
+# Bodies of up to 40 MiB arrive over slow links; leave room to read them.
+timeout = 120
+graceful_timeout = 30
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"

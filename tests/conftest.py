@@ -1,0 +1,181 @@
+"""Shared fixtures: a project directory with lists.toml, and the real receiver under gunicorn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from routemail.spool import Spool
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-shared-secret-0123456789abcdef"
+
+BASE_CONFIG = """\
+[site]
+domain = "lists.example.org"
+admin = "admin@example.org"
+base_url = "https://lists.example.org"
+
+[receiver]
+on_receipt = "none"
+
+[lists.volunteers]
+description = "All volunteers"
+moderators = ["coordinator@example.org"]
+members = ["ann@example.com", "bob@example.net", "coordinator@example.org"]
+subject_prefix = "[volunteers]"
+footer = "You are on {list} as {recipient}. Leave: {unsubscribe_url}"
+
+[lists.board]
+moderators = ["chair@example.org"]
+posters = "moderators"
+members = ["chair@example.org", "ann@example.com"]
+"""
+
+
+@dataclass
+class Project:
+    """A lists.toml and a data directory in a temporary folder."""
+
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "lists.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def spool(self) -> Spool:
+        return Spool(self.data_dir / "maillist").ensure()
+
+    def write_config(self, text: str) -> Path:
+        self.config_path.write_text(text)
+        return self.config_path
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            ROUTEMAIL_CONFIG=str(self.config_path),
+            ROUTEMAIL_DATA=str(self.data_dir),
+            MAILRECV_SECRET=SECRET,
+        )
+        return env
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A temporary project with the base lists.toml."""
+    p = Project(tmp_path)
+    p.write_config(BASE_CONFIG)
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Receiver:
+    """gunicorn serving mailrecv.wsgi:app on a loopback port."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    project: Project
+
+    @property
+    def mailrecv_url(self) -> str:
+        return self.url + "/mailrecv"
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=20)
+
+
+def start_receiver(
+    project: Project, workers: int = 2, extra_env: dict[str, str] | None = None
+) -> Receiver:
+    port = free_port()
+    env = project.env()
+    env.update(extra_env or {})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(ROOT),
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "mailrecv.wsgi:app",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"gunicorn exited: {process.stderr.read().decode() if process.stderr else ''}"
+            )
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return Receiver(url, process, project)
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+
+
+@pytest.fixture
+def receiver(project: Project) -> Iterator[Receiver]:
+    """The real receiver under gunicorn (2 workers) on a free loopback port."""
+    r = start_receiver(project)
+    try:
+        yield r
+    finally:
+        r.stop()
+        if r.process.stderr:
+            r.process.stderr.close()
+
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def routemail_cli(project: Project) -> RunCli:
+    """Runs the installed `routemail` command against the project."""
+
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "routemail", *args],
+            env=project.env(),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+        )
+
+    return run
