@@ -16,6 +16,9 @@ from email.message import Message
 from routemail import addresses
 
 SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+# Headers by which auto-responders mark themselves (RFC 3834 and common practice).
+AUTO_REPLY_MARKERS = ("X-Autoreply", "X-Autorespond")
+BULK_PRECEDENCE = ("bulk", "junk", "list", "auto_reply")
 
 
 def parse_headers(raw: bytes) -> Message:
@@ -49,6 +52,7 @@ class Headers:
     list_ids: tuple[str, ...]
     loops: tuple[str, ...]
     message_id: str
+    automatic: bool  # an auto-reply or bulk mail: never an approval
 
     @classmethod
     def of(cls, raw: bytes) -> Headers:
@@ -61,7 +65,18 @@ class Headers:
             list_ids=tuple(text_of(v).lower() for v in msg.get_all("List-Id", [])),
             loops=tuple(text_of(v).lower() for v in msg.get_all("X-Loop", [])),
             message_id=text_of(msg.get("Message-ID")),
+            automatic=_automatic(msg),
         )
+
+
+def _automatic(msg: Message) -> bool:
+    auto = text_of(msg.get("Auto-Submitted", "no")).lower()
+    precedence = text_of(msg.get("Precedence")).lower()
+    return (
+        not auto.startswith("no")
+        or precedence in BULK_PRECEDENCE
+        or any(marker in msg for marker in AUTO_REPLY_MARKERS)
+    )
 
 
 def header_summary(raw: bytes) -> dict[str, str]:

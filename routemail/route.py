@@ -1,23 +1,393 @@
-"""Routing decisions for one queue entry (placeholder seam; filled in by routing work)."""
+"""Routing: what happens to each destination of a message that needs processing.
+
+The route of a message, in order (DESIGN.md "Routing rules"):
+
+    approval address  → record the approval on the held message, deliver it now
+    our own mail      → dropped (it carries our List-Id or loop header)
+    a list address    → already sent, rejected or expired: nothing
+                        held and not approved: nothing
+                        needs moderation: request to the moderators (M)
+                        approved or needs none: deliver, one copy per address (S…, L)
+    anything else     → forwarded to the admin once (X)
+
+Every decision is a sidecar line and a log line. The message keeps its
+needs-processing bit while anything is left to retry.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
+import time
+from dataclasses import dataclass, field
+
+from routemail import moderate, sidecar, tokens
 from routemail.actionlog import ActionLog
 from routemail.config import Config
+from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
+from routemail.errors import RoutemailError, UnknownMessage
+from routemail.lists import Directory, ResolvedList, ResolverError
+from routemail.message import Headers
+from routemail.notices import Notice
 from routemail.spool import Spool
+from routemail.transports import PERMANENT, Result, Transport, open_transport
+
+DAY = 86400.0
+
+
+@dataclass
+class Work:
+    """One message being processed: what is known and what is left."""
+
+    msg_id: str
+    history: sidecar.History
+    raw: bytes
+    headers: Headers
+    finished: set[str] = field(default_factory=set)
+    retry: bool = False
+    loop_logged: bool = False
+
+    @property
+    def virus(self) -> bool:
+        return self.history.verdicts.get("virus") == "FAIL"
 
 
 class Router:
-    def __init__(self, config: Config, spool: Spool, log: ActionLog) -> None:
-        self.config, self.spool, self.log = config, spool, log
+    """Routes queue entries for one `routemail run`."""
 
-    def process(self, msg_id: str) -> str | None:
-        self.log.write(msg_id, "processed")
-        self.spool.set_pending(msg_id, False)
-        return None
+    def __init__(
+        self, config: Config, spool: Spool, log: ActionLog, transport: Transport | None = None
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.log = log
+        self.directory = Directory(config)
+        self.secret = tokens.load_secret(spool.root.parent)
+        self._transport = transport
 
-    def housekeeping(self) -> int:
-        return 0
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = open_transport(self.config, self.spool)
+        return self._transport
 
     def close(self) -> None:
-        pass
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- one message -----------------------------------------------------
+
+    def process(self, msg_id: str) -> str | None:
+        """Route one entry; an unexpected failure is returned, logged, and the
+        entry keeps its bit so a later run tries again."""
+        try:
+            self._process(msg_id)
+        except UnknownMessage as exc:
+            self.log.write(msg_id, f"skipped: {exc}")
+            return str(exc)
+        except Exception as exc:  # one bad message must not stop the run
+            self.log.write(msg_id, f"error, will retry: {type(exc).__name__}: {exc}")
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _process(self, msg_id: str) -> None:
+        history = self.spool.history(msg_id)
+        raw = self.spool.read_message(msg_id)
+        work = Work(msg_id, history, raw, Headers.of(raw), set(history.finished_recipients))
+        if not history.discarded:
+            for destination in history.destinations:
+                self._destination(work, destination)
+        if not work.retry:
+            self.spool.set_pending(msg_id, False)
+
+    def _record(self, work: Work, code: str, *fields: str, sync: bool = True) -> None:
+        self.spool.append(work.msg_id, [sidecar.event(code, *fields)], sync=sync)
+
+    def _destination(self, work: Work, destination: str) -> None:
+        name = self.directory.list_name(destination)
+        if name is not None and (approval := moderate.parse_approval_address(name)):
+            self._approval(work, *approval)
+            return
+        if self._is_loop(work):
+            return
+        if name is not None and not work.history.has(sidecar.UNKNOWN, destination):
+            try:
+                mlist = self.directory.resolve(name)
+            except ResolverError as exc:
+                self._record(work, sidecar.DEFERRED, name, str(exc))
+                self.log.write(work.msg_id, f"{name}: cannot resolve ({exc}); will retry")
+                work.retry = True
+                return
+            if mlist is not None:
+                self._list(work, mlist)
+                return
+        if not work.history.has(sidecar.UNKNOWN, destination):
+            self._forward_unknown(work, destination)
+
+    def _is_loop(self, work: Work) -> bool:
+        domain = self.config.site.domain
+        ours = any(i.endswith(f".{domain}>") for i in work.headers.list_ids) or any(
+            v == domain for v in work.headers.loops
+        )
+        if ours and not work.loop_logged:
+            work.loop_logged = True
+            self._record(
+                work, sidecar.DISCARDED, f"loop: carries this router's List-Id or {LOOP_HEADER}"
+            )
+            self.log.write(work.msg_id, "dropped: a loop (our own List-Id or loop header)")
+        return ours
+
+    # -- lists -----------------------------------------------------------
+
+    def _list(self, work: Work, mlist: ResolvedList) -> None:
+        name, h = mlist.name, work.history
+        if (
+            h.has(sidecar.LIST_SENT, name)
+            or h.has(sidecar.REJECTED, name)
+            or h.has(sidecar.EXPIRED, name)
+        ):
+            return
+        if h.approver(name) is None:
+            if h.has(sidecar.MODERATION, name):
+                return  # held, waiting for a moderator
+            reasons = moderate.verdict_reasons(h.verdicts, self.config.moderation)
+            if reason := moderate.poster_reason(mlist, work.headers.author):
+                reasons.append(reason)
+            if reasons:
+                self._hold(work, mlist, reasons)
+                return
+        self._deliver(work, mlist)
+
+    def _hold(self, work: Work, mlist: ResolvedList, reasons: list[str]) -> None:
+        moderators = list(mlist.moderators) or [self.config.site.admin]
+        held = moderate.Held(
+            work.msg_id, mlist, reasons, work.headers, work.virus, self.config.moderation.hold_days
+        )
+        message = moderate.request(held, work.raw, self.config.site, self.secret, moderators)
+        sender = f"{mlist.name}-owner@{self.config.site.domain}"
+        results = [self._send(work, sender, m, message, mlist.name) for m in moderators]
+        if not any(r.sent for r in results):
+            self.log.write(work.msg_id, f"{mlist.name}: moderation request not sent; will retry")
+            work.retry = True
+            return
+        self._record(work, sidecar.MODERATION, mlist.name)
+        self.log.write(
+            work.msg_id,
+            f"{mlist.name}: held for moderation ({'; '.join(reasons)}); "
+            f"request sent to {', '.join(moderators)}",
+        )
+
+    def _deliver(self, work: Work, mlist: ResolvedList) -> None:
+        settings = dataclasses.replace(mlist.settings, moderators=mlist.moderators)
+        try:
+            maker = CopyMaker(work.raw, ListIdentity(settings, self.config.site, self.secret))
+        except CopyError as exc:
+            self._record(work, sidecar.DISCARDED, f"{mlist.name}: cannot build a copy: {exc}")
+            self.log.write(work.msg_id, f"{mlist.name}: cannot build a copy: {exc}")
+            return
+        sender = f"{mlist.name}-bounces@{self.config.site.domain}"
+        for recipient in mlist.recipients:
+            if recipient in work.finished:
+                continue
+            result = self._send(work, sender, recipient, maker.copy_for(recipient), mlist.name)
+            self._outcome(work, recipient, result, mlist.name)
+        if all(r in work.finished for r in mlist.recipients):
+            self._record(work, sidecar.LIST_SENT, mlist.name)
+            self.log.write(
+                work.msg_id, f"{mlist.name}: delivered to {len(mlist.recipients)} recipients"
+            )
+            if self.config.retention.archive and mlist.settings.archive:
+                self.spool.archive(work.msg_id, mlist.name)
+        else:
+            work.retry = True
+
+    def _send(self, work: Work, sender: str, recipient: str, data: bytes, listname: str) -> Result:
+        return self.transport.send(
+            sender, recipient, data, {"list": listname, "message": work.msg_id}
+        )
+
+    def _outcome(self, work: Work, recipient: str, result: Result, listname: str) -> None:
+        """S, F or G for one recipient; S is not fsync'd one by one (a killed
+        process loses no written line; L syncs them all)."""
+        if result.sent:
+            self._record(work, sidecar.SENT, recipient, sync=False)
+            self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
+            work.finished.add(recipient)
+            return
+        attempts = len(work.history.failures(recipient)) + 1
+        received = work.history.received_at
+        age_hours = (time.time() - received.timestamp()) / 3600 if received else 0.0
+        delivery = self.config.delivery
+        if (
+            result.outcome == PERMANENT
+            or attempts >= delivery.max_attempts
+            or (age_hours >= delivery.max_age_hours)
+        ):
+            why = (
+                result.detail
+                if result.outcome == PERMANENT
+                else (f"gave up after {attempts} attempts: {result.detail}")
+            )
+            self._record(work, sidecar.GAVE_UP, recipient, why)
+            self.log.write(work.msg_id, f"{listname}: not delivered to {recipient}: {why}")
+            work.finished.add(recipient)
+        else:
+            self._record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
+            self.log.write(
+                work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry"
+            )
+            work.retry = True
+
+    # -- unknown destinations ----------------------------------------------
+
+    def _forward_unknown(self, work: Work, destination: str) -> None:
+        site = self.config.site
+        author = work.headers.author or "(no valid From address)"
+        text = "\n".join(
+            [
+                f"A message for {destination} matched no list on {site.domain}.",
+                "",
+                f"From:    {author}",
+                f"To:      {destination}",
+                f"Subject: {work.headers.subject or '(none)'}",
+                f"Queue:   {work.msg_id} (routemail show {work.msg_id})",
+                "",
+                "Only its headers are attached: SES found a virus in it."
+                if work.virus
+                else "The message is attached as it arrived.",
+            ]
+        )
+        notice = Notice(
+            from_addr=f"routemail@{site.domain}",
+            from_name=f"routemail at {site.domain}",
+            to=[site.admin],
+            subject=f"Unknown destination {destination}: {work.headers.subject or '(no subject)'}",
+            text=text,
+            original=work.raw,
+            headers_only=work.virus,
+            domain=site.domain,
+        ).as_bytes()
+        result = self._send(work, f"routemail@{site.domain}", site.admin, notice, "-")
+        if result.sent:
+            self._record(work, sidecar.UNKNOWN, destination)
+            self.log.write(
+                work.msg_id, f"unknown destination {destination}: forwarded to {site.admin}"
+            )
+        else:
+            self.log.write(
+                work.msg_id, f"unknown destination {destination}: forward failed ({result.detail})"
+            )
+            work.retry = result.outcome != PERMANENT
+
+    # -- approvals -------------------------------------------------------
+
+    def _approval(self, work: Work, held_id: str, token: str) -> None:
+        """Record a moderator's reply on the held message, or say why not."""
+        try:
+            verdict = self._check_approval(work, held_id, token)
+        except ResolverError as exc:
+            self.log.write(work.msg_id, f"approval of {held_id}: cannot resolve the list ({exc})")
+            work.retry = True
+            return
+        if isinstance(verdict, str):
+            self._record(work, sidecar.DISCARDED, f"invalid approval: {verdict}")
+            self.log.write(work.msg_id, f"invalid approval for {held_id}: {verdict}")
+            return
+        listname, approver = verdict
+        self.spool.append(
+            held_id, [sidecar.event(sidecar.APPROVED, listname, approver)], pending=True
+        )
+        self._record(work, sidecar.DISCARDED, f"approval of {held_id} for {listname} accepted")
+        self.log.write(held_id, f"{listname}: approved by {approver}")
+        self.process(held_id)  # deliver it in this run
+
+    def _check_approval(self, work: Work, held_id: str, token: str) -> tuple[str, str] | str:
+        """(list, approver) for a valid approval, else the reason it is not one."""
+        try:
+            held = self.spool.history(held_id)
+        except UnknownMessage:
+            return f"no queue entry {held_id}"
+        listname = next(
+            (
+                name
+                for name in sorted(held.lists_with(sidecar.MODERATION))
+                if tokens.matches(tokens.moderation_token(self.secret, held_id, name), token)
+            ),
+            None,
+        )
+        if listname is None:
+            return "the token does not verify"
+        if (
+            held.approver(listname)
+            or held.has(sidecar.REJECTED, listname)
+            or held.has(sidecar.EXPIRED, listname)
+        ):
+            return f"{held_id} is no longer held for {listname}"
+        if work.headers.automatic:
+            return "an automatic reply (Auto-Submitted or Precedence) never approves"
+        mlist = self.directory.resolve(listname)
+        approver = work.headers.author
+        if mlist is None or not mlist.is_moderator(approver):
+            return f"{approver or 'the sender'} is not a moderator of {listname}"
+        verdicts = work.history.verdicts
+        if "PASS" not in (verdicts.get("dkim"), verdicts.get("dmarc")):
+            return "neither DKIM nor DMARC passed for the reply"
+        assert approver is not None
+        return listname, approver
+
+    # -- housekeeping ----------------------------------------------------
+
+    def housekeeping(self, now: float | None = None) -> int:
+        """Expire old holds, remove finished entries past retention; the count removed."""
+        now = now or time.time()
+        hold = self.config.moderation.hold_days * DAY
+        keep = self.config.retention.retention_days * DAY
+        removed = 0
+        for msg_id, mtime, pending in self.spool.stat_entries():
+            age = now - mtime
+            if pending or age < min(hold, keep):
+                continue
+            history = self.spool.history(msg_id)
+            held = self._held_lists(history)
+            if held and age >= hold:
+                for name in sorted(held):
+                    self.spool.append(msg_id, [sidecar.event(sidecar.EXPIRED, name)])
+                    self.log.write(
+                        msg_id,
+                        f"{name}: hold expired after {self.config.moderation.hold_days:g} days",
+                    )
+            elif not held and age >= keep:
+                self.spool.remove(msg_id)
+                self.log.write(msg_id, "removed from the queue (retention)")
+                removed += 1
+        self.spool.clean_temp(now)
+        return removed
+
+    @staticmethod
+    def _held_lists(history: sidecar.History) -> set[str]:
+        done = (
+            history.lists_with(sidecar.APPROVED)
+            | history.lists_with(sidecar.REJECTED)
+            | history.lists_with(sidecar.EXPIRED)
+            | history.lists_with(sidecar.LIST_SENT)
+        )
+        return history.lists_with(sidecar.MODERATION) - done
+
+
+def approve(config: Config, spool: Spool, msg_id: str, listname: str, reject: bool = False) -> str:
+    """Approve or reject a held message from the shell; the line written."""
+    history = spool.history(msg_id)
+    listname = listname.lower()
+    if listname not in Router._held_lists(history):
+        raise RoutemailError(
+            f"{msg_id} is not held for {listname}; `routemail show {msg_id}` shows its history"
+        )
+    who = f"shell:{getpass.getuser()}"
+    code = sidecar.REJECTED if reject else sidecar.APPROVED
+    spool.append(msg_id, [sidecar.event(code, listname, who)], pending=None if reject else True)
+    log = ActionLog(spool.root / "log")
+    try:
+        log.write(msg_id, f"{listname}: {'rejected' if reject else 'approved'} by {who}")
+    finally:
+        log.close()
+    return f"{msg_id}: {'rejected' if reject else 'approved'} for {listname} by {who}"

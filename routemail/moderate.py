@@ -1,0 +1,127 @@
+"""Moderation: why a message is held, the request to moderators, and approvals.
+
+A moderator approves by replying to the request. The reply goes to
+approve+<message>-<token>@domain, where <message> is the held message's id
+and <token> an HMAC over (message id, list) with the server secret, both in
+lower-case base32 so an MTA that folds case cannot break them. The reply
+counts only if the token verifies for a list the message is held for, the
+sender moderates that list, and DKIM or DMARC passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from routemail import tokens
+from routemail.config import Moderation, Site
+from routemail.lists import ResolvedList
+from routemail.message import Headers
+from routemail.notices import Notice
+
+APPROVE_PREFIX = "approve+"
+
+
+def verdict_reasons(verdicts: Mapping[str, str], policy: Moderation) -> list[str]:
+    """A reason for every SES verdict that does not pass."""
+    return [
+        f"{name.upper()} verdict is {value}"
+        for name, value in verdicts.items()
+        if value not in policy.passing.get(name, frozenset({"PASS"}))
+    ]
+
+
+def poster_reason(mlist: ResolvedList, author: str | None) -> str | None:
+    if mlist.may_post(author):
+        return None
+    if author is None:
+        return "the message has no valid From address"
+    if mlist.settings.posters == "members":
+        return f"sender {author} is not a member of {mlist.name}"
+    return f"sender {author} may not post to {mlist.name}"
+
+
+def approval_address(secret: bytes, msg_id: str, listname: str, site: Site) -> str:
+    token = tokens.moderation_token(secret, msg_id, listname)
+    return f"{APPROVE_PREFIX}{_id_to_base32(msg_id)}-{token}@{site.domain}"
+
+
+def parse_approval_address(local_part: str) -> tuple[str, str] | None:
+    """(held message id, token) from an approval address's local part."""
+    local = local_part.lower()
+    if not local.startswith(APPROVE_PREFIX):
+        return None
+    encoded, sep, token = local[len(APPROVE_PREFIX) :].partition("-")
+    if not sep or len(token) != tokens.MODERATION_TOKEN_CHARS:
+        return None
+    msg_id = _base32_to_id(encoded)
+    return (msg_id, token) if msg_id else None
+
+
+def _id_to_base32(msg_id: str) -> str:
+    raw = base64.urlsafe_b64decode(msg_id + "=" * (-len(msg_id) % 4))
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def _base32_to_id(text: str) -> str | None:
+    try:
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 16:
+        return None
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a moderation request needs to say."""
+
+    msg_id: str
+    mlist: ResolvedList
+    reasons: list[str]
+    headers: Headers
+    virus: bool
+    hold_days: float
+
+
+def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[str]) -> bytes:
+    """The moderation request: why, how to approve, and the original attached."""
+    name = held.mlist.name
+    reply = approval_address(secret, held.msg_id, name, site)
+    author = held.headers.author or "(no valid From address)"
+    attached = (
+        "Only its headers are attached: SES found a virus in it."
+        if held.virus
+        else "The message is attached."
+    )
+    text = "\n".join(
+        [
+            f"A message to {name}@{site.domain} is waiting for a moderator.",
+            "",
+            f"From:    {author}",
+            f"Subject: {held.headers.subject or '(none)'}",
+            "",
+            "It was held because:",
+            *(f"  - {r}" for r in held.reasons),
+            "",
+            "To approve it, reply to this message; the text of your reply does not matter.",
+            f"To reject it, do nothing: it expires after {held.hold_days:g} days.",
+            f"From a shell: routemail approve {held.msg_id} {name}",
+            "",
+            attached,
+        ]
+    )
+    return Notice(
+        from_addr=f"{name}-owner@{site.domain}",
+        from_name=f"{name} moderation",
+        to=moderators,
+        subject=f"Moderation needed for {name}: {held.headers.subject or '(no subject)'}",
+        text=text,
+        original=raw,
+        headers_only=held.virus,
+        reply_to=reply,
+        domain=site.domain,
+    ).as_bytes()
