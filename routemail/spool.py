@@ -34,7 +34,7 @@ STALE_TEMP_SECONDS = 24 * 3600
 
 def message_id_header(head: bytes) -> bytes | None:
     """The unfolded, stripped value of the first Message-ID header, if any."""
-    end = _header_end(head)
+    end = header_end(head)
     block = head[:end] if end is not None else head
     lines = block.replace(b"\r\n", b"\n").split(b"\n")
     for i, line in enumerate(lines):
@@ -51,7 +51,7 @@ def message_id_header(head: bytes) -> bytes | None:
     return None
 
 
-def _header_end(data: bytes) -> int | None:
+def header_end(data: bytes) -> int | None:
     if data.startswith((b"\r\n", b"\n")):
         return 0
     ends = [i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0]
@@ -127,14 +127,35 @@ class Spool:
             return inc.commit(recipients, verdicts)
 
     def _link_message(self, temp: Path, msg_id: str) -> bool:
-        """Make temp the message file; False if one was already there (kept)."""
-        final = self.queue / msg_id
+        """Make temp the message file; False if one was already there (kept).
+
+        The directory is not fsync'd here: _record_receipt does it once for
+        both the link and the sidecar, before the receipt is acknowledged.
+        """
         try:
-            os.link(temp, final)
+            os.link(temp, self.queue / msg_id)
         except FileExistsError:
             return False
-        _fsync_dir(self.queue)
         return True
+
+    def _record_receipt(self, msg_id: str, events: list[sidecar.Event], linked: bool) -> bool:
+        """Append a receipt's R/V lines and set the bit; True if it is the first receipt.
+
+        "First" is decided under the sidecar's lock (the sidecar was empty), so
+        of many concurrent receipts exactly one is not a duplicate, and a
+        message file a crash left without its sidecar is adopted by the retry.
+        The directory fsync happens inside the lock: whoever later sees a
+        non-empty sidecar knows its directory entry (and the message's) is durable.
+        """
+        text = "".join(e.format() for e in events).encode("utf-8")
+        with self._locked(self.sidecar_path(msg_id), create=True) as fd:
+            first = os.fstat(fd).st_size == 0
+            os.write(fd, text)
+            os.fchmod(fd, PENDING_MODE)
+            os.fsync(fd)
+            if first or linked:
+                _fsync_dir(self.queue)
+        return first
 
     # -- sidecars ----------------------------------------------------------
 
@@ -155,17 +176,17 @@ class Spool:
         """Append lines in one write under the sidecar's lock; optionally set or
         clear the needs-processing bit in the same critical section."""
         text = "".join(e.format() for e in events).encode("utf-8")
-        path = self.sidecar_path(msg_id)
-        created = not path.exists()
-        with self._locked(path, create=True) as fd:
+        with self._locked(self.sidecar_path(msg_id), create=True) as fd:
+            created = os.fstat(fd).st_size == 0
             if text:
                 os.write(fd, text)
             if pending is not None:
                 os.fchmod(fd, PENDING_MODE if pending else DONE_MODE)
             if sync:
                 os.fsync(fd)
-        if created:
-            _fsync_dir(self.queue)
+            # Inside the lock, so no later appender goes on before the entry is durable.
+            if created:
+                _fsync_dir(self.queue)
 
     def set_pending(self, msg_id: str, pending: bool) -> None:
         self.append(msg_id, [], pending=pending)
@@ -232,6 +253,17 @@ class Spool:
                     if st.st_mode & stat.S_IRUSR:
                         found.append((st.st_mtime, e.name[: -len(SIDECAR_SUFFIX)]))
         return [i for _, i in sorted(found)]
+
+    def stat_entries(self) -> list[tuple[str, float, bool]]:
+        """(id, sidecar mtime, pending) for every entry, without reading sidecars."""
+        found = []
+        with os.scandir(self.queue) as it:
+            for e in it:
+                if e.name.endswith(SIDECAR_SUFFIX):
+                    st = e.stat()
+                    pending = bool(st.st_mode & stat.S_IRUSR)
+                    found.append((e.name[: -len(SIDECAR_SUFFIX)], st.st_mtime, pending))
+        return found
 
     def entries(self) -> list[Entry]:
         out = []
@@ -331,14 +363,14 @@ class Incoming:
             os.fsync(self.file.fileno())
             self.file.close()
             msg_id = self.id
-            first = self.spool._link_message(self.path, msg_id)
-            self.spool.append(
+            linked = self.spool._link_message(self.path, msg_id)
+            first = self.spool._record_receipt(
                 msg_id,
                 [
                     sidecar.event(sidecar.RECEIVED, *recipients),
                     sidecar.verdicts_event(verdicts),
                 ],
-                pending=True,
+                linked,
             )
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):

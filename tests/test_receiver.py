@@ -1,0 +1,452 @@
+"""POST /mailrecv and GET /healthz against the real receiver under gunicorn on loopback."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import http.client
+import io
+import json
+import re
+import shutil
+import stat
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from mailxfer.post import post_message
+from mailxfer.signing import format_verdicts, signed_headers
+from tests.conftest import BASE_CONFIG, SECRET, Project, Receiver, start_receiver
+
+PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
+MESSAGE = (
+    b"From: Ann Author <ann@example.com>\r\n"
+    b"To: volunteers@lists.example.org\r\n"
+    b"Subject: Saturday shift\r\n"
+    b"Message-ID: <shift-42@example.com>\r\n"
+    b"\r\n"
+    b"Who can cover Saturday?\r\n"
+)
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def b64md5(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.md5(data).digest()).rstrip(b"=").decode()
+
+
+def post(
+    receiver: Receiver,
+    body: bytes,
+    recipients: list[str] | None = None,
+    *,
+    secret: str = SECRET,
+    now: float | None = None,
+    verdicts: dict[str, str] | None = None,
+) -> tuple[int, dict[str, object]]:
+    result = post_message(
+        receiver.mailrecv_url,
+        secret.encode(),
+        io.BytesIO(body),
+        recipients or ["volunteers@lists.example.org"],
+        verdicts or PASS,
+        now=now,
+    )
+    return result.status, json.loads(result.body)
+
+
+def connect(receiver: Receiver) -> http.client.HTTPConnection:
+    url = urllib.parse.urlsplit(receiver.url)
+    return http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+
+
+def raw_post(receiver: Receiver, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    """A POST with exactly these headers (for metadata the client would never send)."""
+    conn = connect(receiver)
+    try:
+        conn.request("POST", "/mailrecv", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def signed(body: bytes, recipients: str, verdicts: str, *, secret: str = SECRET) -> dict[str, str]:
+    """Headers signed over exactly the given recipient and verdict texts."""
+    from mailxfer.signing import signature
+
+    ts = str(int(time.time()))
+    digest = hashlib.sha256(body).hexdigest()
+    return {
+        "X-Mailrecv-Timestamp": ts,
+        "X-Mailrecv-Recipients": recipients,
+        "X-Mailrecv-Verdicts": verdicts,
+        "X-Mailrecv-Signature": signature(secret.encode(), ts, recipients, verdicts, digest),
+        "Content-Type": "message/rfc822",
+    }
+
+
+def queue_names(project: Project) -> list[str]:
+    return sorted(p.name for p in project.spool.queue.iterdir())
+
+
+def assert_nothing_written(project: Project) -> None:
+    spool = project.spool
+    assert list(spool.queue.iterdir()) == []
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_signed_post_lands_on_disk(receiver: Receiver) -> None:
+    """A signed post answers 200 with the id, after writing the message and a 0600 R+V sidecar."""
+    status, answer = post(
+        receiver,
+        MESSAGE,
+        ["volunteers@lists.example.org", "board@lists.example.org"],
+        verdicts={**PASS, "spf": "GRAY"},
+    )
+    msg_id = b64md5(b"<shift-42@example.com>")
+    assert (status, answer) == (200, {"id": msg_id, "duplicate": False})
+    project = receiver.project
+    assert queue_names(project) == [msg_id, msg_id + ".data"]
+    spool = project.spool
+    assert spool.message_path(msg_id).read_bytes() == MESSAGE
+    lines = spool.sidecar_path(msg_id).read_text().splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(f"R {TIME} volunteers@lists.example.org board@lists.example.org", lines[0])
+    assert lines[1] == "V PASS PASS GRAY PASS PASS"
+    assert stat.S_IMODE(spool.sidecar_path(msg_id).stat().st_mode) == 0o600
+    assert list(spool.tmp.iterdir()) == []
+
+
+def test_duplicate_post_is_reported_and_appended(receiver: Receiver) -> None:
+    """Posting the same message again answers duplicate: true and adds an R/V pair."""
+    assert post(receiver, MESSAGE)[1]["duplicate"] is False
+    status, answer = post(receiver, MESSAGE, ["board@lists.example.org"])
+    assert (status, answer["duplicate"]) == (200, True)
+    text = receiver.project.spool.read_sidecar(str(answer["id"]))
+    assert [line.split()[0] for line in text.splitlines()] == ["R", "V", "R", "V"]
+    assert text.splitlines()[2].endswith(" board@lists.example.org")
+
+
+def test_wrong_signature_is_401(receiver: Receiver) -> None:
+    """A post signed with another secret answers 401 and writes nothing."""
+    status, answer = post(receiver, MESSAGE, secret="not-the-secret")
+    assert status == 401
+    assert answer == {"error": "bad signature"}
+    assert_nothing_written(receiver.project)
+
+
+def test_tampered_body_is_401(receiver: Receiver) -> None:
+    """A body changed after signing fails the signature check."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org", format_verdicts(PASS))
+    status, answer = raw_post(receiver, MESSAGE + b"P.S. forged\r\n", headers)
+    assert (status, answer) == (401, {"error": "bad signature"})
+    assert_nothing_written(receiver.project)
+
+
+def test_missing_signature_is_401(receiver: Receiver) -> None:
+    """A post without a signature header answers 401 naming the header."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org", format_verdicts(PASS))
+    del headers["X-Mailrecv-Signature"]
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert status == 401
+    assert "X-Mailrecv-Signature" in str(answer["error"])
+    assert_nothing_written(receiver.project)
+
+
+def test_stale_timestamp_is_401(receiver: Receiver) -> None:
+    """A correctly signed post more than 300 s old answers 401 naming the skew."""
+    status, answer = post(receiver, MESSAGE, now=time.time() - 400)
+    assert status == 401
+    assert str(answer["error"]).startswith("stale timestamp")
+    assert_nothing_written(receiver.project)
+
+
+def test_future_timestamp_is_401(receiver: Receiver) -> None:
+    """A timestamp more than 300 s in the future is just as stale."""
+    status, _ = post(receiver, MESSAGE, now=time.time() + 400)
+    assert status == 401
+    assert_nothing_written(receiver.project)
+
+
+def test_missing_recipients_is_400(receiver: Receiver) -> None:
+    """Signed metadata with no recipients answers 400 naming the header."""
+    headers = signed(MESSAGE, "", format_verdicts(PASS))
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert status == 400
+    assert answer == {"error": "missing X-Mailrecv-Recipients"}
+    assert_nothing_written(receiver.project)
+
+
+def test_bad_recipient_is_400(receiver: Receiver) -> None:
+    """A recipient that is not an address answers 400 quoting it."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org,not an address", format_verdicts(PASS))
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert status == 400
+    assert "'not an address' is not an address" in str(answer["error"])
+    assert_nothing_written(receiver.project)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "expected"),
+    [
+        ("dkim=PASS dmarc=PASS spf=PASS spam=PASS virus=MAYBE", "'virus=MAYBE'"),
+        ("dkim=PASS dmarc=PASS spf=PASS spam=PASS", "missing virus"),
+        ("dkim=PASS dmarc=PASS spf=PASS spam=PASS virus=PASS bogus=PASS", "'bogus=PASS'"),
+        ("", "missing dkim"),
+    ],
+)
+def test_malformed_verdicts_are_400(receiver: Receiver, verdicts: str, expected: str) -> None:
+    """Verdicts that are not five known name=VALUE pairs answer 400 saying what is wrong."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org", verdicts)
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert status == 400
+    assert expected in str(answer["error"])
+    assert_nothing_written(receiver.project)
+
+
+def test_bad_timestamp_is_400(receiver: Receiver) -> None:
+    """A timestamp that is not unix seconds answers 400."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org", format_verdicts(PASS))
+    headers["X-Mailrecv-Timestamp"] = "yesterday"
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert (status, answer) == (400, {"error": "X-Mailrecv-Timestamp must be unix seconds"})
+    assert_nothing_written(receiver.project)
+
+
+def test_empty_body_is_400(receiver: Receiver) -> None:
+    """A signed post of zero bytes is not a message."""
+    headers = signed(b"", "volunteers@lists.example.org", format_verdicts(PASS))
+    status, answer = raw_post(receiver, b"", headers)
+    assert (status, answer) == (400, {"error": "empty message body"})
+    assert_nothing_written(receiver.project)
+
+
+@pytest.fixture
+def small_receiver(project: Project) -> Iterator[Receiver]:
+    """The receiver with [receiver] max_size = 4096 in lists.toml."""
+    project.write_config(BASE_CONFIG.replace("[receiver]\n", "[receiver]\nmax_size = 4096\n"))
+    r = start_receiver(project)
+    try:
+        yield r
+    finally:
+        r.stop()
+        if r.process.stderr:
+            r.process.stderr.close()
+
+
+def test_oversize_body_is_413(small_receiver: Receiver) -> None:
+    """A body over [receiver] max_size answers 413 and writes nothing; one at the limit passes."""
+    big = MESSAGE + b"x" * 5000
+    status, answer = post(small_receiver, big)
+    assert status == 413
+    assert "4096-byte limit" in str(answer["error"])
+    assert_nothing_written(small_receiver.project)
+    exact = MESSAGE + b"y" * (4096 - len(MESSAGE))
+    assert post(small_receiver, exact)[0] == 200
+
+
+def test_chunked_upload_over_the_limit_is_413(small_receiver: Receiver) -> None:
+    """A chunked body (no Content-Length) is cut off at the limit while reading: 413."""
+    body = MESSAGE + b"z" * 20_000
+    headers = signed(body, "volunteers@lists.example.org", format_verdicts(PASS))
+    conn = connect(small_receiver)
+    try:
+        chunks = (body[i : i + 1000] for i in range(0, len(body), 1000))
+        # The server may answer and close before every chunk is sent.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.request("POST", "/mailrecv", body=chunks, headers=headers, encode_chunked=True)
+        response = conn.getresponse()
+        status, answer = response.status, json.loads(response.read())
+    finally:
+        conn.close()
+    assert status == 413
+    assert "4096-byte limit" in answer["error"]
+    assert_nothing_written(small_receiver.project)
+
+
+def test_chunked_upload_within_the_limit_is_queued(small_receiver: Receiver) -> None:
+    """A chunked body within the limit is queued byte for byte."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org", format_verdicts(PASS))
+    conn = connect(small_receiver)
+    try:
+        chunks = (MESSAGE[i : i + 7] for i in range(0, len(MESSAGE), 7))
+        conn.request("POST", "/mailrecv", body=chunks, headers=headers, encode_chunked=True)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert small_receiver.project.spool.read_message(answer["id"]) == MESSAGE
+
+
+def test_fifty_concurrent_posts_share_one_entry(receiver: Receiver) -> None:
+    """50 simultaneous posts of one message to 50 lists: one file, one sidecar, 50 whole R lines."""
+    addresses = [f"list{n:02d}@lists.example.org" for n in range(50)]
+    results: list[tuple[int, dict[str, object]]] = []
+    barrier = threading.Barrier(50)
+
+    def send(address: str) -> None:
+        barrier.wait()
+        results.append(post(receiver, MESSAGE, [address]))
+
+    threads = [threading.Thread(target=send, args=(a,)) for a in addresses]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [s for s, _ in results] == [200] * 50
+    assert sum(a["duplicate"] is False for _, a in results) == 1
+    msg_id = b64md5(b"<shift-42@example.com>")
+    project = receiver.project
+    assert queue_names(project) == [msg_id, msg_id + ".data"]
+    assert project.spool.read_message(msg_id) == MESSAGE
+    lines = project.spool.sidecar_path(msg_id).read_text().splitlines()
+    r_lines = [line for line in lines if line.startswith("R ")]
+    v_lines = [line for line in lines if line.startswith("V ")]
+    assert len(lines) == 100
+    assert all(re.fullmatch(f"R {TIME} list\\d\\d@lists.example.org", x) for x in r_lines)
+    assert v_lines == ["V PASS PASS PASS PASS PASS"] * 50
+    assert sorted(line.split()[2] for line in r_lines) == addresses
+    assert list(project.spool.tmp.iterdir()) == []
+
+
+def test_healthz(receiver: Receiver) -> None:
+    """GET /healthz answers 200 {"ok": true} while the spool is writable."""
+    with urllib.request.urlopen(receiver.url + "/healthz", timeout=10) as response:
+        assert (response.status, json.loads(response.read())) == (200, {"ok": True})
+
+
+@pytest.mark.parametrize("part", ["QUEUE", "tmp"])
+def test_unwritable_spool_is_503(receiver: Receiver, part: str) -> None:
+    """With QUEUE/ or tmp/ unusable, a valid post answers 503 (the sender retries), /healthz too."""
+    root = receiver.project.spool.root
+    # A plain file where the directory should be: no process, root included, can write into it
+    # (tests run as root, for whom permission bits are no obstacle).
+    broken = root / part
+    shutil.rmtree(broken)
+    broken.write_text("in the way\n")
+    status, answer = post(receiver, MESSAGE)
+    assert status == 503
+    assert answer == {"error": "spool not writable; retry later"}
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(receiver.url + "/healthz", timeout=10)
+    with info.value as response:
+        assert response.code == 503
+        assert part in json.loads(response.read())["error"]
+    assert broken.read_text() == "in the way\n"
+    for d in ("QUEUE", "tmp"):
+        assert not (root / d).is_dir() or list((root / d).iterdir()) == []
+    # Once the operator fixes the spool, the sender's retry succeeds.
+    broken.unlink()
+    assert post(receiver, MESSAGE)[0] == 200
+
+
+def test_unknown_path_is_json_404(receiver: Receiver) -> None:
+    """Any other URL answers a JSON error, not an HTML page."""
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(receiver.url + "/nothing-here", timeout=10)
+    with info.value as response:
+        assert response.code == 404
+        assert "error" in json.loads(response.read())
+
+
+def test_on_receipt_run_starts_routemail(project: Project) -> None:
+    """With on_receipt = "run", a post starts `routemail run`, which processes the entry."""
+    project.write_config(BASE_CONFIG.replace('on_receipt = "none"', 'on_receipt = "run"'))
+    r = start_receiver(project)
+    try:
+        status, answer = post(r, MESSAGE)
+        assert status == 200
+        spool = project.spool
+        msg_id = str(answer["id"])
+        month = time.strftime("%Y-%m", time.gmtime())
+        log = spool.root / "log" / month
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not spool.is_pending(msg_id) and log.exists() and msg_id in log.read_text():
+                break
+            time.sleep(0.2)
+        assert not spool.is_pending(msg_id)
+        assert msg_id in log.read_text()
+    finally:
+        r.stop()
+        if r.process.stderr:
+            r.process.stderr.close()
+
+
+def test_no_secret_is_503(project: Project) -> None:
+    """A receiver started without a shared secret refuses mail with 503 and says why."""
+    r = start_receiver_without_secret(project)
+    try:
+        status, answer = post(r, MESSAGE)
+        assert status == 503
+        assert "secret" in str(answer["error"])
+        assert_nothing_written(project)
+    finally:
+        r.stop()
+        if r.process.stderr:
+            r.process.stderr.close()
+
+
+def start_receiver_without_secret(project: Project) -> Receiver:
+    """start_receiver waits for a 200 /healthz, which a secretless receiver never gives."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port
+
+    port = free_port()
+    env = project.env()
+    del env["MAILRECV_SECRET"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(ROOT),
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "mailrecv.wsgi:app",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).close()
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code == 503:
+                return Receiver(url, process, project)
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(process.pid, 9)
+    raise RuntimeError("gunicorn did not start")
+
+
+def test_signed_headers_match_the_documented_string() -> None:
+    """The signature is HMAC-SHA256 over timestamp, recipients, verdicts and body digest."""
+    import hmac
+
+    digest = hashlib.sha256(MESSAGE).hexdigest()
+    headers = signed_headers(b"k", 1700000000, ["a@x.org", "b@x.org"], PASS, digest)
+    text = f"1700000000\na@x.org,b@x.org\n{format_verdicts(PASS)}\n{digest}"
+    expected = hmac.new(b"k", text.encode(), hashlib.sha256).hexdigest()
+    assert headers["X-Mailrecv-Signature"] == expected
+    assert headers["X-Mailrecv-Verdicts"] == "dkim=PASS dmarc=PASS spf=PASS spam=PASS virus=PASS"
