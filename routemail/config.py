@@ -84,6 +84,17 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Api:
+    token_hours: float = 48.0  # emailed tokens and pending subscriptions expire
+    account_hours: float = 48.0  # unverified moderator accounts expire
+    mail_interval_seconds: float = 600.0  # at most one confirmation mail per address
+    mails_per_client: int = 30  # confirmation mails one client may cause per window
+    guess_limit: int = 10  # failed token or password attempts per address, and per client
+    window_seconds: float = 3600.0  # the period of mails_per_client and guess_limit
+    max_request_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
 class MailingList:
     name: str
     description: str = ""
@@ -121,6 +132,7 @@ class Config:
     lists: Mapping[str, MailingList]
     dynamic: tuple[DynamicRule, ...]
     raw: Mapping[str, Any]
+    api: Api = field(default_factory=Api)
 
     @property
     def base_dir(self) -> Path:
@@ -267,7 +279,7 @@ class _Validator:
         self.unknown_keys(
             data,
             "",
-            {"site", "receiver", "delivery", "moderation", "retention", "lists", "dynamic"},
+            {"site", "receiver", "delivery", "moderation", "retention", "lists", "dynamic", "api"},
         )
         site = self.site(self.table(data, "site"))
         receiver = self.receiver(self.table(data, "receiver"))
@@ -276,10 +288,11 @@ class _Validator:
         retention = self.retention(self.table(data, "retention"))
         lists = self.lists(self.table(data, "lists"))
         dynamic = self.dynamic(data.get("dynamic", []), lists)
+        api = self.api(self.table(data, "api"))
         if site is None:
             return None
         return Config(
-            self.path, site, receiver, delivery, moderation, retention, lists, dynamic, data
+            self.path, site, receiver, delivery, moderation, retention, lists, dynamic, data, api
         )
 
     def site(self, t: dict[str, Any]) -> Site | None:
@@ -321,6 +334,19 @@ class _Validator:
             ),
             secret_file=self.get(t, "secret_file", "receiver", str, None),
         )
+
+    def api(self, t: dict[str, Any]) -> Api:
+        names = ("token_hours", "account_hours", "mail_interval_seconds", "window_seconds")
+        ints = ("mails_per_client", "guess_limit", "max_request_bytes")
+        self.unknown_keys(t, "api", {*names, *ints})
+        positive = lambda v: None if v > 0 else "expected a positive number"  # noqa: E731
+        values: dict[str, Any] = {}
+        for key in names:
+            default = getattr(Api, key)
+            values[key] = float(self.get(t, key, "api", (int, float), default, positive))
+        for key in ints:
+            values[key] = self.get(t, key, "api", int, getattr(Api, key), positive)
+        return Api(**values)
 
     def delivery(self, t: dict[str, Any]) -> Delivery:
         self.unknown_keys(
