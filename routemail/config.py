@@ -50,6 +50,7 @@ class Smtp:
     username: str | None = None
     password_env: str | None = None
     timeout: float = 30.0
+    ca_file: str | None = None  # trust this CA bundle instead of the system's
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Ses:
     region: str = "us-east-1"
     configuration_set: str | None = None
     endpoint_url: str | None = None
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Delivery:
     rate: float | str = 14.0  # messages per second, or "auto"
     max_attempts: int = 8
     max_age_hours: float = 72.0
+    retries: int = 3  # in-run retries of a temporary failure
+    backoff_seconds: float = 1.0  # first in-run retry waits about this long
+    max_backoff_seconds: float = 30.0
     smtp: Smtp = field(default_factory=Smtp)
     ses: Ses = field(default_factory=Ses)
 
@@ -92,6 +97,25 @@ class Api:
     guess_limit: int = 10  # failed token or password attempts per address, and per client
     window_seconds: float = 3600.0  # the period of mails_per_client and guess_limit
     max_request_bytes: int = 256 * 1024
+
+
+WEBHOOK_EVENTS = (
+    "received",
+    "held",
+    "approved",
+    "delivered",
+    "bounced",
+    "complained",
+    "unsubscribed",
+)
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    urls: tuple[str, ...] = ()
+    secret_env: str = "ROUTEMAIL_WEBHOOK_SECRET"
+    events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
+    max_age_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,7 @@ class Config:
     dynamic: tuple[DynamicRule, ...]
     raw: Mapping[str, Any]
     api: Api = field(default_factory=Api)
+    webhooks: Webhooks = field(default_factory=Webhooks)
 
     @property
     def base_dir(self) -> Path:
@@ -279,7 +304,17 @@ class _Validator:
         self.unknown_keys(
             data,
             "",
-            {"site", "receiver", "delivery", "moderation", "retention", "lists", "dynamic", "api"},
+            {
+                "site",
+                "receiver",
+                "delivery",
+                "moderation",
+                "retention",
+                "lists",
+                "dynamic",
+                "api",
+                "webhooks",
+            },
         )
         site = self.site(self.table(data, "site"))
         receiver = self.receiver(self.table(data, "receiver"))
@@ -289,10 +324,41 @@ class _Validator:
         lists = self.lists(self.table(data, "lists"))
         dynamic = self.dynamic(data.get("dynamic", []), lists)
         api = self.api(self.table(data, "api"))
+        webhooks = self.webhooks(self.table(data, "webhooks"))
         if site is None:
             return None
         return Config(
-            self.path, site, receiver, delivery, moderation, retention, lists, dynamic, data, api
+            self.path,
+            site,
+            receiver,
+            delivery,
+            moderation,
+            retention,
+            lists,
+            dynamic,
+            data,
+            api,
+            webhooks=webhooks,
+        )
+
+    def webhooks(self, t: dict[str, Any]) -> Webhooks:
+        p = "webhooks"
+        self.unknown_keys(t, p, {"urls", "secret_env", "events", "max_age_hours"})
+        urls = self.get(t, "urls", p, list, [])
+        for url in urls:
+            if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+                self.problem(f"{p}.urls", f"{url!r} is not an http(s) URL")
+        events = self.get(t, "events", p, list, list(WEBHOOK_EVENTS))
+        for event in events:
+            if event not in WEBHOOK_EVENTS:
+                self.problem(
+                    f"{p}.events", f"unknown event {event!r}; expected {_or(WEBHOOK_EVENTS)}"
+                )
+        return Webhooks(
+            urls=tuple(u for u in urls if isinstance(u, str)),
+            secret_env=self.get(t, "secret_env", p, str, "ROUTEMAIL_WEBHOOK_SECRET"),
+            events=frozenset(e for e in events if e in WEBHOOK_EVENTS),
+            max_age_hours=float(self.get(t, "max_age_hours", p, (int, float), 24.0)),
         )
 
     def site(self, t: dict[str, Any]) -> Site | None:
@@ -350,9 +416,22 @@ class _Validator:
 
     def delivery(self, t: dict[str, Any]) -> Delivery:
         self.unknown_keys(
-            t, "delivery", {"transport", "rate", "max_attempts", "max_age_hours", "smtp", "ses"}
+            t,
+            "delivery",
+            {
+                "transport",
+                "rate",
+                "max_attempts",
+                "max_age_hours",
+                "retries",
+                "backoff_seconds",
+                "max_backoff_seconds",
+                "smtp",
+                "ses",
+            },
         )
         positive = lambda v: None if v > 0 else "expected a positive number"  # noqa: E731
+        transport = self.get(t, "transport", "delivery", str, "outbox", self.choice(TRANSPORTS))
         rate = self.get(
             t,
             "rate",
@@ -365,34 +444,60 @@ class _Validator:
                 else 'expected messages per second or "auto"'
             ),
         )
+        if rate == "auto" and transport != "ses":
+            self.problem(
+                "delivery.rate",
+                '"auto" reads the SES sending quota; with this transport give messages per second',
+            )
         smtp_t = self.table(t, "smtp", "delivery.")
         self.unknown_keys(
-            smtp_t, "delivery.smtp", {"host", "port", "tls", "username", "password_env", "timeout"}
+            smtp_t,
+            "delivery.smtp",
+            {"host", "port", "tls", "username", "password_env", "timeout", "ca_file"},
         )
         p = "delivery.smtp"
+        tls = self.get(
+            smtp_t, "tls", p, str, "starttls", self.choice(("starttls", "implicit", "none"))
+        )
+        port_check = lambda v: None if 0 < v < 65536 else "expected a port, 1 to 65535"  # noqa: E731
         smtp = Smtp(
             host=self.get(smtp_t, "host", p, str, "localhost"),
-            port=self.get(smtp_t, "port", p, int, 25),
-            tls=self.get(
-                smtp_t, "tls", p, str, "starttls", self.choice(("starttls", "implicit", "none"))
-            ),
+            port=self.get(smtp_t, "port", p, int, 465 if tls == "implicit" else 25, port_check),
+            tls=tls,
             username=self.get(smtp_t, "username", p, str, None),
             password_env=self.get(smtp_t, "password_env", p, str, None),
             timeout=float(self.get(smtp_t, "timeout", p, (int, float), 30.0, positive)),
+            ca_file=self.get(smtp_t, "ca_file", p, str, None),
         )
+        if smtp.username and not smtp.password_env:
+            self.problem(
+                "delivery.smtp.username",
+                "needs password_env, the name of the environment variable holding the password",
+            )
         ses_t = self.table(t, "ses", "delivery.")
-        self.unknown_keys(ses_t, "delivery.ses", {"region", "configuration_set", "endpoint_url"})
+        self.unknown_keys(
+            ses_t, "delivery.ses", {"region", "configuration_set", "endpoint_url", "timeout"}
+        )
         ses = Ses(
             region=self.get(ses_t, "region", "delivery.ses", str, "us-east-1"),
             configuration_set=self.get(ses_t, "configuration_set", "delivery.ses", str, None),
             endpoint_url=self.get(ses_t, "endpoint_url", "delivery.ses", str, None),
+            timeout=float(self.get(ses_t, "timeout", "delivery.ses", (int, float), 30.0, positive)),
         )
+        non_negative = lambda v: None if v >= 0 else "expected 0 or more"  # noqa: E731
         return Delivery(
-            transport=self.get(t, "transport", "delivery", str, "outbox", self.choice(TRANSPORTS)),
+            transport=transport,
             rate=rate if isinstance(rate, str) else float(rate),
             max_attempts=self.get(t, "max_attempts", "delivery", int, 8, positive),
             max_age_hours=float(
                 self.get(t, "max_age_hours", "delivery", (int, float), 72.0, positive)
+            ),
+            retries=self.get(t, "retries", "delivery", int, 3, non_negative),
+            backoff_seconds=float(
+                self.get(t, "backoff_seconds", "delivery", (int, float), 1.0, positive)
+            ),
+            max_backoff_seconds=float(
+                self.get(t, "max_backoff_seconds", "delivery", (int, float), 30.0, positive)
             ),
             smtp=smtp,
             ses=ses,
@@ -535,7 +640,16 @@ class _Validator:
                     f"{prefix}.pattern",
                     f"matches the named list {name!r}, which would hide it; narrow the pattern",
                 )
-        options = {k: v for k, v in t.items() if k not in common}
+        # moderators is either a list of addresses for every list of the pattern, or
+        # (sqlite) a query, which belongs to the resolver's options.
+        static_moderators = isinstance(t.get("moderators", []), list)
+        options = {
+            k: v
+            for k, v in t.items()
+            if k not in common or (k == "moderators" and not static_moderators)
+        }
+        if not static_moderators and resolver != "sqlite":
+            self.problem(f"{prefix}.moderators", "expected a list of addresses")
         for key, message in check_options(resolver, options, pattern):
             self.problem(f"{prefix}.{key}", message)
         return DynamicRule(
@@ -543,7 +657,7 @@ class _Validator:
             resolver=resolver,
             description=self.get(t, "description", prefix, str, ""),
             posters=self.posters(t, prefix, "anyone"),
-            moderators=self.addresses(t, "moderators", prefix),
+            moderators=self.addresses(t, "moderators", prefix) if static_moderators else (),
             options=options,
             index=index,
         )

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from routemail.errors import RoutemailError
+
 if TYPE_CHECKING:
     from routemail.config import Config
     from routemail.spool import Spool
@@ -19,11 +21,30 @@ SENT = "sent"
 TEMPORARY = "temporary"
 PERMANENT = "permanent"
 
+# A rate "auto" falls back to this when the SES quota cannot be read: the
+# sandbox rate, which every SES account allows.
+FALLBACK_SES_RATE = 1.0
+
+
+class TransportError(RoutemailError):
+    """A transport cannot be opened as configured (a missing password, a bad CA file)."""
+
 
 @dataclass(frozen=True)
 class Result:
+    """What became of one copy.
+
+    retry_after: seconds the next hop asked us to wait before trying again.
+    throttled: refused for our sending rate, not for this copy.
+    halt: the next hop takes no mail at all for now (unreachable, paused,
+    refusing our login); pacing stops trying for a while.
+    """
+
     outcome: str  # SENT | TEMPORARY | PERMANENT
     detail: str = ""
+    retry_after: float | None = None
+    throttled: bool = False
+    halt: bool = False
 
     @property
     def sent(self) -> bool:
@@ -39,19 +60,32 @@ class Transport(Protocol):
 
 
 def open_transport(config: Config, spool: Spool) -> Transport:
-    """The configured transport, paced at delivery.rate."""
+    """The configured transport, paced at delivery.rate with in-run retries."""
     from routemail.transports.outbox import Outbox
+    from routemail.transports.pacing import Paced
 
-    transport: Transport
-    name = config.delivery.transport
-    if name == "smtp":
+    delivery = config.delivery
+    inner: Transport
+    rate: float | None = None if delivery.rate == "auto" else float(delivery.rate)
+    if delivery.transport == "smtp":
         from routemail.transports.smtp import SmtpTransport
 
-        transport = SmtpTransport(config.delivery.smtp)
-    elif name == "ses":
+        smtp = delivery.smtp
+        ca_file = str(config.resolve_path(smtp.ca_file)) if smtp.ca_file else None
+        inner = SmtpTransport(smtp, ca_file=ca_file)
+    elif delivery.transport == "ses":
         from routemail.transports.ses import SesTransport
 
-        transport = SesTransport(config.delivery.ses)
+        ses = SesTransport(delivery.ses)
+        if rate is None:
+            rate = ses.max_send_rate() or FALLBACK_SES_RATE
+        inner = ses
     else:
-        transport = Outbox(spool.root / "outbox")
-    return transport
+        inner = Outbox(spool.root / "outbox")
+    return Paced(
+        inner,
+        rate,
+        retries=delivery.retries,
+        backoff=delivery.backoff_seconds,
+        max_backoff=delivery.max_backoff_seconds,
+    )

@@ -1,0 +1,214 @@
+"""The SMTP transport: one connection per run to any provider, STARTTLS or implicit TLS, auth."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import smtplib
+import ssl
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
+
+if TYPE_CHECKING:
+    from routemail.config import Smtp
+
+log = logging.getLogger(__name__)
+
+CRLF = b"\r\n"
+BARE_NEWLINE = re.compile(rb"\r?\n")
+# Replies that concern our login, not the copy: giving up on every recipient
+# because a password expired would lose the whole list's mail.
+AUTH_CODES = frozenset({530, 534, 535, 538})
+SERVICE_CLOSING = 421
+
+
+class SmtpTransport:
+    """Sends each copy in its own SMTP transaction over a connection kept for the run."""
+
+    def __init__(self, settings: Smtp, *, ca_file: str | None = None) -> None:
+        self.settings = settings
+        self.password: str | None = None
+        if settings.username:
+            name = settings.password_env or ""
+            password = os.environ.get(name) if name else None
+            if not password:
+                raise TransportError(
+                    f"delivery.smtp: the password for {settings.username} is read from the "
+                    f"environment variable {name or '(password_env not set)'}, which is empty "
+                    "or unset; export it before running routemail"
+                )
+            self.password = password
+        self.context: ssl.SSLContext | None = None
+        if settings.tls != "none":
+            try:
+                self.context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(
+                    f"delivery.smtp.ca_file: cannot load {ca_file}: {exc}; "
+                    "give a PEM file holding the server's CA certificate"
+                ) from exc
+        self._conn: smtplib.SMTP | None = None
+
+    # -- the connection ------------------------------------------------------
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        conn: smtplib.SMTP
+        if s.tls == "implicit":
+            conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.context)
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            conn.ehlo()
+            if s.tls == "starttls":
+                if not conn.has_extn("starttls"):
+                    # Never fall back to plain text: the password and the mail would leak.
+                    raise TransportError(
+                        f"{s.host}:{s.port} does not offer STARTTLS; use tls = "
+                        '"implicit" with its TLS port, or tls = "none" only on a trusted network'
+                    )
+                conn.starttls(context=self.context)
+                conn.ehlo()
+            if s.username and self.password is not None:
+                conn.login(s.username, self.password)
+        except BaseException:
+            _quietly_close(conn)
+            raise
+        return conn
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            _quietly_close(self._conn)
+            self._conn = None
+
+    # -- one copy ------------------------------------------------------------
+
+    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
+        data = BARE_NEWLINE.sub(CRLF, message)
+        fresh = self._conn is None
+        try:
+            try:
+                return self._transaction(self._connection(), sender, recipient, data)
+            except _StaleConnection:
+                # The server closed an idle connection before MAIL FROM was
+                # answered: nothing was sent, so try again at once on a new one.
+                self._drop()
+                if fresh:
+                    raise smtplib.SMTPServerDisconnected("connection closed on MAIL FROM") from None
+                return self._transaction(self._connection(), sender, recipient, data)
+        except TransportError as exc:
+            self._drop()
+            return Result(TEMPORARY, f"smtp: {exc}", halt=True)
+        except smtplib.SMTPAuthenticationError as exc:
+            self._drop()
+            return Result(
+                TEMPORARY,
+                f"smtp: login as {self.settings.username} refused: {_reply(exc)}; "
+                f"check delivery.smtp.username and ${self.settings.password_env}",
+                halt=True,
+            )
+        except smtplib.SMTPNotSupportedError as exc:
+            self._drop()
+            return Result(TEMPORARY, f"smtp: {exc}", halt=True)
+        except smtplib.SMTPResponseException as exc:
+            # A reply outside a transaction (greeting, EHLO, STARTTLS): the server, not the copy.
+            self._drop()
+            return Result(TEMPORARY, f"smtp: {self._where()} answered {_reply(exc)}", halt=True)
+        except ssl.SSLCertVerificationError as exc:
+            self._drop()
+            return Result(
+                TEMPORARY,
+                f"smtp: {self._where()} certificate not trusted ({exc.verify_message}); "
+                "set delivery.smtp.ca_file to its CA certificate",
+                halt=True,
+            )
+        except (smtplib.SMTPException, OSError) as exc:
+            # Refused, reset, timed out, or closed mid-transaction: the copy may
+            # or may not have arrived; a retry risks a duplicate, never a loss.
+            self._drop()
+            return Result(
+                TEMPORARY, f"smtp: {self._where()}: {type(exc).__name__}: {exc}", halt=True
+            )
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> Result:
+        options = [f"SIZE={len(data)}"] if conn.has_extn("size") else []
+        if conn.has_extn("8bitmime") and not data.isascii():
+            options.append("BODY=8BITMIME")
+        if not (sender.isascii() and recipient.isascii()):
+            if not conn.has_extn("smtputf8"):
+                return Result(
+                    PERMANENT, f"smtp: {self._where()} does not accept non-ASCII addresses"
+                )
+            options.append("SMTPUTF8")
+        try:
+            code, text = conn.mail(sender, options)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _StaleConnection from exc
+        if code != 250:
+            return self._refused(conn, code, text, "MAIL FROM")
+        code, text = conn.rcpt(recipient)
+        if code not in (250, 251):
+            return self._refused(conn, code, text, "RCPT TO")
+        try:
+            code, text = conn.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
+            return self._refused(conn, exc.smtp_code, exc.smtp_error, "DATA")
+        if code != 250:
+            return self._refused(conn, code, text, "end of data")
+        return Result(SENT, text.decode("utf-8", "replace"))
+
+    def _refused(self, conn: smtplib.SMTP, code: int, text: bytes | str, stage: str) -> Result:
+        said = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        reply = f"{code} {said}".strip()
+        detail = f"smtp: {stage} refused: {reply}"
+        if code == SERVICE_CLOSING or code < 400:
+            self._drop()
+        else:
+            try:
+                conn.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+        if code in AUTH_CODES:
+            return Result(TEMPORARY, detail + "; check delivery.smtp credentials", halt=True)
+        if code >= 500:
+            return Result(PERMANENT, detail)
+        lowered = reply.lower()
+        throttled = code == 454 or "throttl" in lowered or "rate limit" in lowered
+        return Result(TEMPORARY, detail, throttled=throttled, halt=code == SERVICE_CLOSING)
+
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            finally:
+                self._drop()
+
+
+class _StaleConnection(smtplib.SMTPServerDisconnected):
+    """MAIL FROM met a closed connection: nothing of this copy was sent."""
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{exc.smtp_code} {text}".strip()
+
+
+def _quietly_close(conn: smtplib.SMTP) -> None:
+    try:
+        conn.close()
+    except OSError:
+        log.debug("closing the SMTP connection failed", exc_info=True)
