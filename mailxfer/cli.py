@@ -1,4 +1,4 @@
-"""The `mailxfer` command: post a message file to the receiver, signed."""
+"""The `mailxfer` command: post a message file to the receiver, or sweep the bucket, signed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from mailxfer.post import error_text, post_message
+from mailxfer.secrets import SecretError, shared_secret
 from mailxfer.signing import VERDICT_NAMES
+from mailxfer.sweep import DEFAULT_AGE, parse_age, sweep
 
 DEFAULT_URL = "http://127.0.0.1:8025/mailrecv"
 
@@ -56,6 +58,48 @@ def cmd_post(args: argparse.Namespace) -> int:
     return 1
 
 
+def _age(text: str) -> float:
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    def secret(refresh: bool) -> bytes:
+        return shared_secret(refresh=refresh)
+
+    try:
+        secret(False)
+    except SecretError as exc:
+        raise SystemExit(f"mailxfer: {exc}") from None
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    domains = [d for d in os.environ.get("MAILXFER_DOMAINS", "").split(",") if d.strip()]
+    try:
+        report = sweep(
+            boto3.client("s3"),
+            args.bucket,
+            args.prefix,
+            args.older_than,
+            args.url,
+            secret,
+            domains=domains,
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise SystemExit(f"mailxfer: cannot list s3://{args.bucket}/{args.prefix}: {exc}") from None
+    for key in report.delivered:
+        note = " (already queued)" if key in report.duplicates else ""
+        print(f"delivered s3://{args.bucket}/{key}{note}")
+    for _key, reason in report.needs_person:
+        print(f"mailxfer: NEEDS A PERSON: {reason}", file=sys.stderr)
+    for _key, reason in report.failed:
+        print(f"mailxfer: {reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailxfer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
         help='SES verdicts to vouch for, e.g. "spf=FAIL" (others PASS)',
     )
     post.set_defaults(func=cmd_post)
+    sw = sub.add_parser(
+        "sweep",
+        help="re-post messages left in the S3 bucket, deleting each after the receiver has it",
+    )
+    sw.add_argument("--bucket", required=True, help="the receipt rule's S3 bucket")
+    sw.add_argument("--prefix", default="", help="the S3 action's object key prefix")
+    sw.add_argument(
+        "--older-than",
+        type=_age,
+        default=DEFAULT_AGE,
+        metavar="AGE",
+        help="only objects at least this old, e.g. 90s, 10m, 2h (default: %(default)s)",
+    )
+    sw.add_argument(
+        "--url",
+        default=os.environ.get("MAILRECV_URL", DEFAULT_URL),
+        help="receiver URL (default: $MAILRECV_URL or %(default)s)",
+    )
+    sw.set_defaults(func=cmd_sweep)
     return parser
 
 

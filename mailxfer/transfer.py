@@ -1,0 +1,167 @@
+"""Move one stored message from S3 to the receiver: spool, sign, post, then delete."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from mailxfer.events import Job
+from mailxfer.headers import (
+    parse_headers,
+    read_header_block,
+    recipients_from_headers,
+    verdicts_from_headers,
+)
+from mailxfer.post import error_text, post_message
+
+log = logging.getLogger("mailxfer")
+
+# The body's digest is signed, so the body is read once before posting; kept in
+# memory up to this size, on local disk (Lambda's /tmp) beyond it.
+MEMORY_CAP = 8 * 1024 * 1024
+CHUNK = 1 << 16
+
+SecretSource = Callable[[bool], bytes]
+
+
+class TransferFailed(RuntimeError):
+    """The message was not delivered and is still where it was; retrying may help."""
+
+
+class NeedsPerson(TransferFailed):
+    """The message was not delivered and retrying will not help until someone acts."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    where: str
+    id: str | None
+    duplicate: bool = False
+    already_gone: bool = False
+
+
+def transfer(
+    job: Job,
+    s3: Any,
+    url: str,
+    secret: SecretSource,
+    *,
+    domains: Iterable[str] = (),
+    timeout: float = 60.0,
+) -> Outcome:
+    """Deliver `job` to the receiver at `url`; delete its object only after a 2xx.
+
+    Raises NeedsPerson for a refused signature (401), a message over the
+    receiver's limit (413) or one with no recipient to route on, and
+    TransferFailed for anything else that did not end in a 2xx.
+    """
+    body = _open(job, s3)
+    if body is None:
+        # Lambda may deliver an event twice; the first run delivered and deleted it.
+        log.info("%s is gone: already transferred", job.where)
+        return Outcome(job.where, None, already_gone=True)
+    with body:
+        head = parse_headers(read_header_block(body))
+        recipients = list(job.recipients or recipients_from_headers(head, domains))
+        verdicts = {**verdicts_from_headers(head), **(job.verdicts or {})}
+        if not recipients:
+            raise _needs_person(
+                job,
+                "no envelope recipient in the event or the stored headers; post it by hand "
+                "with `mailxfer post --to ADDRESS` and delete the object",
+            )
+        used = secret(False)
+        result = _post(url, used, body, recipients, verdicts, timeout, job)
+        if result.status == 401:
+            # A rotated secret reaches a warm Lambda only when it asks again.
+            fresh = secret(True)
+            if fresh != used:
+                body.seek(0)
+                result = _post(url, fresh, body, recipients, verdicts, timeout, job)
+    if result.ok:
+        message_id, duplicate = _receipt(result.body)
+        if job.bucket:
+            try:
+                s3.delete_object(Bucket=job.bucket, Key=job.key)
+            except Exception as exc:
+                # Queued already; a retry or sweep posts a duplicate, then deletes.
+                raise TransferFailed(
+                    f"{job.where} delivered as {message_id} but not deleted: {exc}"
+                ) from None
+        log.info(
+            "%s delivered as %s%s to %s",
+            job.where,
+            message_id,
+            " (duplicate)" if duplicate else "",
+            ",".join(recipients),
+        )
+        return Outcome(job.where, message_id, duplicate)
+    reason = f"{url} answered {result.status}: {error_text(result)}"
+    if result.status == 401:
+        raise _needs_person(
+            job, f"{reason}; the shared secret differs from the receiver's MAILRECV_SECRET"
+        )
+    if result.status == 413:
+        raise _needs_person(job, f"{reason}; raise the receiver's [receiver] max_size")
+    log.warning("%s not delivered, will be retried: %s", job.where, reason)
+    raise TransferFailed(f"{job.where} not delivered: {reason}")
+
+
+def _needs_person(job: Job, reason: str) -> NeedsPerson:
+    text = f"{job.where} not delivered and retrying will not help: {reason}"
+    log.error("NEEDS A PERSON: %s", text)
+    return NeedsPerson(text)
+
+
+def _post(
+    url: str,
+    secret: bytes,
+    body: BinaryIO,
+    recipients: list[str],
+    verdicts: dict[str, str],
+    timeout: float,
+    job: Job,
+) -> Any:
+    try:
+        return post_message(url, secret, body, recipients, verdicts, timeout=timeout)
+    except OSError as exc:
+        log.warning("%s not delivered, will be retried: cannot reach %s: %s", job.where, url, exc)
+        raise TransferFailed(f"{job.where} not delivered: cannot reach {url}: {exc}") from None
+
+
+def _open(job: Job, s3: Any) -> BinaryIO | None:
+    """The message as a seekable stream, or None when the object no longer exists."""
+    if job.content is not None:
+        return io.BytesIO(job.content)
+    try:
+        response = s3.get_object(Bucket=job.bucket, Key=job.key)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
+            return None
+        raise TransferFailed(f"cannot read {job.where}: {exc}") from None
+    spool: Any = tempfile.SpooledTemporaryFile(max_size=MEMORY_CAP)  # noqa: SIM115
+    stream = response["Body"]
+    try:
+        while chunk := stream.read(CHUNK):
+            spool.write(chunk)
+    except Exception as exc:
+        spool.close()
+        raise TransferFailed(f"cannot read {job.where}: {exc}") from None
+    finally:
+        stream.close()
+    spool.seek(0)
+    return spool
+
+
+def _receipt(body: str) -> tuple[str | None, bool]:
+    try:
+        data = json.loads(body)
+        return str(data.get("id")), bool(data.get("duplicate"))
+    except (ValueError, AttributeError):
+        return None, False
