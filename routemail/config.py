@@ -116,6 +116,7 @@ class Webhooks:
     secret_env: str = "ROUTEMAIL_WEBHOOK_SECRET"
     events: frozenset[str] = frozenset(WEBHOOK_EVENTS)
     max_age_hours: float = 24.0
+    first_retry_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,14 @@ def parse(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        # tomllib says "... (at line N, column M)"; lead with the line like every problem.
+        where = re.search(r" \(at line (\d+), column (\d+)\)$", str(exc))
+        if where is None:
+            raise ConfigError(f"{path.name}: not valid TOML: {exc}") from exc
+        reason = str(exc)[: where.start()]
+        raise ConfigError(
+            f"{path.name} line {where[1]}: not valid TOML: {reason} (column {where[2]})"
+        ) from exc
     v = _Validator(text, path)
     config = v.config(data)
     if v.problems:
@@ -208,22 +216,76 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
 
 
 def _key_lines(text: str) -> dict[str, int]:
-    """Dotted key path (arrays of tables as name[i]) → line number."""
+    """Dotted key path (arrays of tables as name[i]) → line number.
+
+    Lines inside multi-line strings and arrays are skipped: a footer line
+    such as "[volunteers] list" is text, not a table header.
+    """
     lines: dict[str, int] = {}
     table = ""
     arrays: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if m := _TABLE.match(line):
-            name = ".".join(p.strip().strip("\"'") for p in m.group(2).split("."))
-            if m.group(1) == "[[":
-                arrays[name] = arrays.get(name, -1) + 1
-                name = f"{name}[{arrays[name]}]"
-            table = name
+    depth, quote = 0, ""
+    # TOML lines end at \n only; str.splitlines would also split inside strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if depth or quote:
+            depth, quote = _value_state(line, depth, quote)
+        elif m := _TABLE.match(line):
+            table = _table_name(_dotted(m.group(2)), m.group(1) == "[[", arrays)
             lines.setdefault(table, number)
         elif m := _KEY.match(line):
-            key = ".".join(p.strip().strip("\"'") for p in m.group(1).split("."))
-            lines.setdefault(f"{table}.{key}" if table else key, number)
+            parts = _dotted(m.group(1))
+            for i in range(1, len(parts) + 1):
+                key = ".".join(parts[:i])
+                lines.setdefault(f"{table}.{key}" if table else key, number)
+            depth, quote = _value_state(line[m.end() :], 0, "")
     return lines
+
+
+def _dotted(name: str) -> list[str]:
+    return [p.strip().strip("\"'") for p in name.split(".")]
+
+
+def _table_name(parts: list[str], array: bool, arrays: dict[str, int]) -> str:
+    """The header's path, each array of tables along it indexed by its latest entry."""
+    name = ""
+    for i, part in enumerate(parts):
+        name = f"{name}.{part}" if name else part
+        if array and i == len(parts) - 1:
+            arrays[name] = arrays.get(name, -1) + 1
+        if name in arrays:
+            name = f"{name}[{arrays[name]}]"
+    return name
+
+
+def _value_state(text: str, depth: int, quote: str) -> tuple[int, str]:
+    """Bracket depth and open multi-line string quote after a line of a value."""
+    i = 0
+    while i < len(text):
+        if quote:
+            if quote[0] == '"' and text[i] == "\\":
+                i += 2
+            elif text.startswith(quote, i):
+                i += len(quote)
+                quote = ""
+            else:
+                i += 1
+            continue
+        c = text[i]
+        if c == "#":
+            break
+        if text.startswith(('"""', "'''"), i):
+            quote = text[i : i + 3]
+            i += 3
+            continue
+        if c in "\"'":
+            quote = c
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    # A one-line string cannot continue on the next line.
+    return depth, quote if len(quote) == 3 else ""
 
 
 class _Validator:
@@ -343,7 +405,7 @@ class _Validator:
 
     def webhooks(self, t: dict[str, Any]) -> Webhooks:
         p = "webhooks"
-        self.unknown_keys(t, p, {"urls", "secret_env", "events", "max_age_hours"})
+        self.unknown_keys(t, p, {"urls", "secret_env", "events", "max_age_hours", "first_retry_seconds"})
         urls = self.get(t, "urls", p, list, [])
         for url in urls:
             if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
@@ -359,6 +421,9 @@ class _Validator:
             secret_env=self.get(t, "secret_env", p, str, "ROUTEMAIL_WEBHOOK_SECRET"),
             events=frozenset(e for e in events if e in WEBHOOK_EVENTS),
             max_age_hours=float(self.get(t, "max_age_hours", p, (int, float), 24.0)),
+            first_retry_seconds=float(
+                self.get(t, "first_retry_seconds", p, (int, float), 30.0)
+            ),
         )
 
     def site(self, t: dict[str, Any]) -> Site | None:

@@ -21,7 +21,7 @@ import getpass
 import time
 from dataclasses import dataclass, field
 
-from routemail import moderate, sidecar, tokens
+from routemail import moderate, sidecar, tokens, webhooks
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
@@ -63,6 +63,7 @@ class Router:
         self.log = log
         self.directory = Directory(config)
         self.secret = tokens.load_secret(spool.root.parent)
+        self.webhooks = webhooks.Outbox(spool.root.parent, config.webhooks)
         self._transport = transport
 
     @property
@@ -94,6 +95,8 @@ class Router:
         history = self.spool.history(msg_id)
         raw = self.spool.read_message(msg_id)
         work = Work(msg_id, history, raw, Headers.of(raw), set(history.finished_recipients))
+        if {e.code for e in history.events} <= {sidecar.RECEIVED, sidecar.VERDICTS}:
+            self._emit(work, "received", destinations=history.destinations)
         if not history.discarded:
             for destination in history.destinations:
                 self._destination(work, destination)
@@ -171,6 +174,7 @@ class Router:
             work.retry = True
             return
         self._record(work, sidecar.MODERATION, mlist.name)
+        self._emit(work, "held", list=mlist.name, reasons=reasons)
         self.log.write(
             work.msg_id,
             f"{mlist.name}: held for moderation ({'; '.join(reasons)}); "
@@ -196,10 +200,21 @@ class Router:
             self.log.write(
                 work.msg_id, f"{mlist.name}: delivered to {len(mlist.recipients)} recipients"
             )
+            self._emit(work, "delivered", list=mlist.name, recipients=len(mlist.recipients))
             if self.config.retention.archive and mlist.settings.archive:
                 self.spool.archive(work.msg_id, mlist.name)
         else:
             work.retry = True
+
+    def _emit(self, work: Work, event: str, **fields: object) -> None:
+        self.webhooks.emit(
+            event,
+            message=work.msg_id,
+            message_id=work.headers.message_id,
+            sender=work.headers.author,
+            subject=work.headers.subject,
+            **fields,
+        )
 
     def _send(self, work: Work, sender: str, recipient: str, data: bytes, listname: str) -> Result:
         return self.transport.send(
@@ -299,6 +314,7 @@ class Router:
         )
         self._record(work, sidecar.DISCARDED, f"approval of {held_id} for {listname} accepted")
         self.log.write(held_id, f"{listname}: approved by {approver}")
+        self.webhooks.emit("approved", message=held_id, list=listname, approver=approver)
         self.process(held_id)  # deliver it in this run
 
     def _check_approval(self, work: Work, held_id: str, token: str) -> tuple[str, str] | str:

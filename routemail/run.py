@@ -15,6 +15,7 @@ from filelock import FileLock, Timeout
 
 from routemail.actionlog import ActionLog
 from routemail.config import Config
+from routemail.errors import RoutemailError
 from routemail.spool import Spool
 
 Progress = Callable[[int, int, str], None]
@@ -29,6 +30,8 @@ class RunReport:
     processed: int = 0
     errors: list[str] = field(default_factory=list)
     removed: int = 0
+    webhooks_delivered: int = 0
+    webhooks_pending: int = 0
 
 
 def run(config: Config, spool: Spool, *, progress: Progress | None = None) -> RunReport:
@@ -75,6 +78,11 @@ def _scan_until_quiet(
             if not spool.rescan_mark.exists():
                 break
         report.removed += router.housekeeping()
+        if config.webhooks.urls:
+            try:
+                report.webhooks_delivered, report.webhooks_pending = router.webhooks.deliver_due()
+            except RoutemailError as exc:
+                report.errors.append(f"webhooks: {exc}")
     finally:
         router.close()
         log.close()
