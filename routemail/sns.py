@@ -59,6 +59,7 @@ def fetch_certificate(url: str) -> bytes:
 
 def string_to_sign(message: Mapping[str, Any]) -> bytes:
     kind = message.get("Type")
+    keys: tuple[str, ...]
     if kind == "Notification":
         keys = NOTIFICATION_KEYS
     elif kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
