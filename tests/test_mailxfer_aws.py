@@ -280,7 +280,7 @@ def test_wrong_secret_needs_a_person_and_keeps_object(
     monkeypatch.setenv("MAILRECV_SECRET", "not-the-receivers-secret")
     message_id = "badsecret000000000000000000000000000000"
     aws.put(PREFIX + message_id, stored("stored-pass.eml"))
-    with pytest.raises(NeedsPerson, match=r"401.*retrying will not help"):
+    with pytest.raises(NeedsPerson, match=r"retrying will not help.*answered 401"):
         handler(lambda_event(message_id), None)
     assert aws.keys() == [PREFIX + message_id]
     assert receiver.project.spool.ids() == []
@@ -297,7 +297,7 @@ def test_oversized_message_needs_a_person(
         monkeypatch.setenv("MAILRECV_SECRET", SECRET)
         message_id = "toobig00000000000000000000000000000000"
         aws.put(PREFIX + message_id, stored("stored-pass.eml"))
-        with pytest.raises(NeedsPerson, match=r"413.*max_size"):
+        with pytest.raises(NeedsPerson, match=r"answered 413.*max_size"):
             handler(lambda_event(message_id), None)
         assert aws.keys() == [PREFIX + message_id]
     finally:
