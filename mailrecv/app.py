@@ -103,6 +103,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     app = Flask(__name__)
     app.config["ROUTEMAIL"] = settings
+    from mailrecv import api  # here, not on top: api imports this module
+
+    api.register(app)
 
     @app.post("/mailrecv")
     def mailrecv() -> tuple[Response, int]:

@@ -1,0 +1,213 @@
+"""The OpenAPI 3 description of the list API, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routemail.config import LIST_NAME
+
+MESSAGES = {
+    400: "Malformed input: the message names the field and what is expected.",
+    401: "Missing or wrong credentials (HTTP Basic: account address and password).",
+    403: "Not allowed, or a wrong, used or expired token.",
+    404: "No such list or member.",
+    409: "Conflicts with the current state (duplicate, administrator, pending account).",
+    413: "The request body is larger than api.max_request_bytes.",
+    429: "Rate limited: too many failed attempts or confirmation mails; see Retry-After.",
+    503: "The configuration, state database, spool or mail transport is unavailable; retry.",
+}
+
+EMAIL = {"type": "string", "maxLength": 320, "example": "ann@example.com"}
+TOKEN = {"type": "string", "minLength": 1, "maxLength": 200}
+LIST_NAME_SCHEMA = {"type": "string", "pattern": LIST_NAME.pattern, "maxLength": 64}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _op(
+    summary: str,
+    ok: int,
+    result: str,
+    errors: tuple[int, ...],
+    body: dict[str, Any] | None = None,
+    secured: bool = False,
+    optional_auth: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "operationId": "".join(w.capitalize() for w in summary.split()[:4]),
+        "responses": {
+            str(ok): {"description": "Success", "content": _json(_ref(result))},
+            **{
+                str(code): {"$ref": f"#/components/responses/E{code}"}
+                for code in sorted({*errors, 503})
+            },
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if secured:
+        op["security"] = [{"basic": []}]
+    elif optional_auth:
+        op["security"] = [{}, {"basic": []}]
+    return op
+
+
+NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": LIST_NAME_SCHEMA}
+IN = (400, 413, 429)  # any endpoint taking a JSON body may answer these
+
+
+def document() -> dict[str, Any]:
+    status = {"type": "string"}
+    schemas = {
+        "Error": _obj(["error"], error={"type": "string"}),
+        "Account": _obj(["email", "status"], email=EMAIL, status=status),
+        "List": _obj(
+            ["name", "address", "description", "posters", "member_count"],
+            name={"type": "string"},
+            address={"type": "string"},
+            description={"type": "string"},
+            posters={"type": "string", "enum": ["members", "moderators", "anyone", "listed"]},
+            member_count={"type": "integer", "minimum": 0},
+        ),
+        "Lists": _obj(["lists"], lists={"type": "array", "items": _ref("List")}),
+        "Members": _obj(
+            ["list", "members"], list={"type": "string"}, members={"type": "array", "items": EMAIL}
+        ),
+        "Membership": _obj(
+            ["list", "address", "status"],
+            list={"type": "string"},
+            address=EMAIL,
+            status={"type": "string", "enum": ["pending", "member", "removed"]},
+        ),
+        "Post": _obj(
+            ["list", "from", "status"],
+            list={"type": "string"},
+            status={"type": "string", "enum": ["pending", "queued"]},
+            id={"type": "string", "description": "the spool id, once queued"},
+            **{"from": EMAIL},
+        ),
+    }
+    account_in = _obj(
+        ["email", "password"], email=EMAIL, password={"type": "string", "minLength": 10}
+    )
+    verify_in = _obj(["email", "token"], email=EMAIL, token=TOKEN)
+    address_in = _obj(["address"], address=EMAIL)
+    confirm_in = _obj(["address", "token"], address=EMAIL, token=TOKEN)
+    list_in = _obj(
+        ["name"],
+        name=LIST_NAME_SCHEMA,
+        description={"type": "string", "maxLength": 200},
+        posters={"type": "string", "enum": ["members", "moderators", "anyone"]},
+    )
+    post_in = _obj(
+        ["from", "subject", "body"],
+        subject={"type": "string", "minLength": 1, "maxLength": 200},
+        body={"type": "string", "minLength": 1},
+        **{"from": EMAIL},
+    )
+    paths: dict[str, Any] = {
+        "/accounts": {
+            "post": _op("Request a moderator account", 202, "Account", (*IN, 409), account_in)
+        },
+        "/accounts/verify": {
+            "post": _op("Verify a moderator account", 200, "Account", (*IN, 403, 404), verify_in)
+        },
+        "/lists": {
+            "get": _op("List the lists", 200, "Lists", ()),
+            "post": _op("Create a list", 201, "List", (*IN, 401, 403, 409), list_in, secured=True),
+        },
+        "/lists/{name}": {
+            "parameters": [NAME_PARAM],
+            "get": _op("Show a list", 200, "List", (400, 404)),
+        },
+        "/lists/{name}/members": {
+            "parameters": [NAME_PARAM],
+            "get": _op("List the members", 200, "Members", (400, 401, 403, 404, 429), secured=True),
+        },
+        "/lists/{name}/members/{address}": {
+            "parameters": [
+                NAME_PARAM,
+                {"name": "address", "in": "path", "required": True, "schema": EMAIL},
+            ],
+            "delete": _op(
+                "Remove a member",
+                200,
+                "Membership",
+                (400, 401, 403, 404, 409, 429),
+                secured=True,
+            ),
+        },
+        "/lists/{name}/subscriptions": {
+            "parameters": [NAME_PARAM],
+            "post": _op("Ask to subscribe", 202, "Membership", (*IN, 404), address_in),
+        },
+        "/lists/{name}/subscriptions/confirm": {
+            "parameters": [NAME_PARAM],
+            "post": _op("Confirm a subscription", 200, "Membership", (*IN, 403, 404), confirm_in),
+        },
+        "/lists/{name}/unsubscriptions": {
+            "parameters": [NAME_PARAM],
+            "post": _op("Ask to unsubscribe", 202, "Membership", (*IN, 404, 409), address_in),
+        },
+        "/lists/{name}/unsubscriptions/confirm": {
+            "parameters": [NAME_PARAM],
+            "post": _op(
+                "Confirm an unsubscription",
+                200,
+                "Membership",
+                (*IN, 403, 404, 409),
+                confirm_in,
+            ),
+        },
+        "/lists/{name}/messages": {
+            "parameters": [NAME_PARAM],
+            "post": _op(
+                "Post a message",
+                202,
+                "Post",
+                (*IN, 401, 403, 404),
+                post_in,
+                optional_auth=True,
+            ),
+        },
+        "/lists/{name}/messages/confirm": {
+            "parameters": [NAME_PARAM],
+            "post": _op("Confirm a message", 202, "Post", (*IN, 403, 404), confirm_in),
+        },
+    }
+    responses = {
+        f"E{code}": {
+            "description": text,
+            "content": _json(_ref("Error")),
+            **(
+                {"headers": {"Retry-After": {"schema": {"type": "integer"}}}} if code == 429 else {}
+            ),
+        }
+        for code, text in MESSAGES.items()
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "routemail list API",
+            "version": "1",
+            "description": "Moderator accounts, lists, subscriptions and posting; see docs/api.md.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "components": {
+            "schemas": schemas,
+            "responses": responses,
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+        },
+        "paths": paths,
+    }

@@ -1,0 +1,314 @@
+"""data/state.sqlite3: moderator accounts, emailed tokens, list administrators, rate limits.
+
+Several gunicorn workers share the file: WAL journal, a busy timeout, and
+every change inside `BEGIN IMMEDIATE`, so a read-check-write is atomic.
+The schema is versioned with `PRAGMA user_version`; MIGRATIONS only grows.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from routemail.errors import RoutemailError
+
+FILENAME = "state.sqlite3"
+TOKEN_BYTES = 24  # 192 bits
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # 16 MiB and about 50 ms a hash
+PENDING, VERIFIED = "pending", "verified"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE accounts (
+        email TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'verified')),
+        created REAL NOT NULL,
+        verified REAL
+    );
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        email TEXT NOT NULL,
+        list TEXT NOT NULL DEFAULT '',
+        hash TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX tokens_owner ON tokens (purpose, email, list);
+    CREATE INDEX tokens_expiry ON tokens (expires);
+    CREATE TABLE administrators (
+        list TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE counters (
+        key TEXT PRIMARY KEY,
+        window_start REAL NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE TABLE last_mail (
+        email TEXT PRIMARY KEY,
+        sent REAL NOT NULL
+    );
+    """,
+)
+
+
+class StateError(RoutemailError):
+    """data/state.sqlite3 cannot be opened or migrated."""
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    status: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A fresh token: the secret goes into a mail, only its hash is kept."""
+
+    token: str
+    expires: float
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        given = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except ValueError:
+        return False
+    return kind == "scrypt" and hmac.compare_digest(expected, given)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+class State:
+    """One connection to data/state.sqlite3; open one per request or command."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are explicit BEGIN IMMEDIATE blocks.
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{path}: cannot open the state database: {exc}") from exc
+
+    @classmethod
+    def open(cls, data_dir: Path, clock: Callable[[], float] = time.time) -> State:
+        return cls(data_dir / FILENAME, clock)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        if self.version == len(MIGRATIONS):
+            return
+        with self.transaction():
+            # Re-read under the write lock: another worker may have migrated meanwhile.
+            current = self.version
+            if current > len(MIGRATIONS):
+                raise StateError(
+                    f"{self.path} has schema version {current}, newer than this "
+                    f"routemail ({len(MIGRATIONS)}); upgrade routemail"
+                )
+            for number in range(current, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: taken at once, committed on success, rolled back on error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- housekeeping ------------------------------------------------------
+
+    def purge(self, account_seconds: float) -> None:
+        """Forget expired tokens and unverified accounts older than account_seconds."""
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute("DELETE FROM tokens WHERE expires <= ?", (now,))
+            db.execute(
+                "DELETE FROM accounts WHERE status = 'pending' AND created <= ?",
+                (now - account_seconds,),
+            )
+
+    # -- accounts ----------------------------------------------------------
+
+    def account(self, email: str) -> tuple[Account, str] | None:
+        """The account and its password hash."""
+        row = self.db.execute(
+            "SELECT email, status, created, password_hash FROM accounts WHERE email = ?", (email,)
+        ).fetchone()
+        return (Account(row[0], row[1], row[2]), row[3]) if row else None
+
+    def put_pending_account(self, email: str, password_hash: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO accounts (email, password_hash, status, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash,"
+                " created = excluded.created WHERE status = 'pending'",
+                (email, password_hash, PENDING, self.clock()),
+            )
+
+    def verify_account(self, db: sqlite3.Connection, email: str) -> None:
+        db.execute(
+            "UPDATE accounts SET status = ?, verified = ? WHERE email = ?",
+            (VERIFIED, self.clock(), email),
+        )
+
+    # -- tokens --------------------------------------------------------------
+
+    def issue(
+        self, purpose: str, email: str, lifetime: float, listname: str = "", payload: str = ""
+    ) -> Issued:
+        """A new token for (purpose, email, list); earlier ones for the same stay valid."""
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO tokens (purpose, email, list, hash, payload, created, expires)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (purpose, email, listname, token_hash(token), payload, now, now + lifetime),
+            )
+        return Issued(token, now + lifetime)
+
+    def take(
+        self, db: sqlite3.Connection, purpose: str, email: str, token: str, listname: str = ""
+    ) -> str | None:
+        """Inside a transaction: consume a valid token and return its payload, or None.
+
+        Every live token of the owner is compared, in constant time, so the
+        answer takes as long for a near miss as for garbage.
+        """
+        given = token_hash(token)
+        found: tuple[int, str] | None = None
+        rows = db.execute(
+            "SELECT id, hash, payload FROM tokens"
+            " WHERE purpose = ? AND email = ? AND list = ? AND expires > ?",
+            (purpose, email, listname, self.clock()),
+        ).fetchall()
+        for row_id, stored, payload in rows:
+            if hmac.compare_digest(stored, given) and found is None:
+                found = (row_id, payload)
+        if found is None:
+            return None
+        db.execute("DELETE FROM tokens WHERE id = ?", (found[0],))
+        return found[1]
+
+    def pending(self, purpose: str, email: str, listname: str = "") -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM tokens WHERE purpose = ? AND email = ? AND list = ? AND expires > ?",
+            (purpose, email, listname, self.clock()),
+        ).fetchone()
+        return row is not None
+
+    # -- administrators ----------------------------------------------------
+
+    def administrator(self, listname: str) -> str | None:
+        row = self.db.execute(
+            "SELECT email FROM administrators WHERE list = ?", (listname,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def set_administrator(self, db: sqlite3.Connection, listname: str, email: str) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO administrators (list, email, created) VALUES (?, ?, ?)",
+            (listname, email, self.clock()),
+        )
+
+    # -- rate limits -------------------------------------------------------
+
+    def count(self, key: str, window: float) -> int:
+        """Events counted under key in the current fixed window."""
+        row = self.db.execute(
+            "SELECT window_start, count FROM counters WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None or row[0] + window <= self.clock():
+            return 0
+        return int(row[1])
+
+    def bump(self, key: str, window: float) -> int:
+        """Count one more event under key; the new count in this window."""
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO counters (key, window_start, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " count = CASE WHEN window_start + ? <= ? THEN 1 ELSE count + 1 END,"
+                " window_start = CASE WHEN window_start + ? <= ? THEN ? ELSE window_start END",
+                (key, now, window, now, window, now, now),
+            )
+            row = db.execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
+        return int(row[0])
+
+    def claim_mail(self, email: str, interval: float) -> float:
+        """Reserve the right to send a mail under key email (an address, perhaps qualified
+        by a kind) now: 0, or the seconds until it may be sent again."""
+        now = self.clock()
+        with self.transaction() as db:
+            row = db.execute("SELECT sent FROM last_mail WHERE email = ?", (email,)).fetchone()
+            if row is not None and row[0] + interval > now:
+                return float(row[0] + interval - now)
+            db.execute("INSERT OR REPLACE INTO last_mail (email, sent) VALUES (?, ?)", (email, now))
+        return 0.0
+
+    def release_mail(self, email: str) -> None:
+        """Undo claim_mail when the mail could not be sent after all."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM last_mail WHERE email = ?", (email,))
