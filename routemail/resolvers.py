@@ -11,13 +11,17 @@ deliver to a partial list.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sqlite3
 import string
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,10 @@ from routemail import addresses
 from routemail.errors import RoutemailError
 
 FILTERS_GROUP = "filters"
+FILTERS_PLACEHOLDER = "{filters}"
+CRITERION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 CRITERION = re.compile(r"([-+])([A-Za-z][A-Za-z0-9_]*)")
+CRITERIA = re.compile(r"(?:[-+][A-Za-z][A-Za-z0-9_]*)*")
 SQL_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 QUERY_KEYS = ("members", "bcc", "moderators")
 OPTION_KEYS: dict[str, set[str]] = {
@@ -35,6 +42,9 @@ OPTION_KEYS: dict[str, set[str]] = {
     "http": {"url", "timeout"},
 }
 DEFAULT_TIMEOUT = 10.0
+MAX_HTTP_BODY = 10 * 1024 * 1024
+# Prefixes of the command resolver's output lines; any other line is a member.
+COMMAND_PREFIXES = {"bcc": "bcc", "moderator": "moderators", "member": "members"}
 
 
 class ResolverError(RoutemailError):
@@ -53,14 +63,17 @@ class Resolved:
 
 
 def resolve(
-    resolver: str, options: Mapping[str, Any], groups: Mapping[str, str], base_dir: Path
+    resolver: str, options: Mapping[str, Any], groups: Mapping[str, str | None], base_dir: Path
 ) -> Resolved:
-    params = {k: v for k, v in groups.items() if k != FILTERS_GROUP and v is not None}
+    """Look up a dynamic list; groups are the pattern's named groups for its name."""
+    params = {k: v for k, v in groups.items() if k != FILTERS_GROUP}
     if resolver == "sqlite":
         return _sqlite(options, params, groups.get(FILTERS_GROUP) or "", base_dir)
+    # A group that did not take part in the match fills a template as "".
+    text = {k: v or "" for k, v in params.items()}
     if resolver == "command":
-        return _command(options, params, base_dir)
-    return _http(options, params)
+        return _command(options, text, base_dir)
+    return _http(options, text)
 
 
 # -- sqlite -----------------------------------------------------------------
@@ -68,41 +81,47 @@ def resolve(
 
 def _where(filters: Mapping[str, str], criteria: str) -> str:
     """SQL conditions for '+a-b': only text written in the config, never the name."""
+    if not CRITERIA.fullmatch(criteria):
+        raise NoSuchList(f"{criteria!r} is not a series of +criterion and -criterion")
+    # List names arrive lower-cased, so criteria match the config's keys in any case.
+    known = {name.lower(): condition for name, condition in filters.items()}
     conditions = []
     for sign, name in CRITERION.findall(criteria):
-        condition = filters.get(name)
+        condition = known.get(name.lower())
         if condition is None:
             raise NoSuchList(f"unknown criterion {name!r}")
         conditions.append(f"({condition})" if sign == "+" else f"NOT ({condition})")
-    return " AND ".join(conditions) or "1=1"
+    return "(" + " AND ".join(conditions) + ")" if conditions else "(1=1)"
 
 
 def _sqlite(
-    options: Mapping[str, Any], params: dict[str, str], criteria: str, base_dir: Path
+    options: Mapping[str, Any], params: dict[str, str | None], criteria: str, base_dir: Path
 ) -> Resolved:
     path = _path(options["database"], base_dir)
-    if not path.exists():
+    if not path.is_file():
         raise ResolverError(f"database {path} does not exist")
     where = _where(options.get("filters", {}), criteria)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+        # Read-only: a query in the config can look, never change anything.
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
             found = {
                 key: _addresses(
                     row[0]
                     for row in db.execute(
-                        options[key].replace("{filters}", where), _used(options[key], params)
+                        options[key].replace(FILTERS_PLACEHOLDER, where),
+                        _used(options[key], params),
                     )
                 )
                 for key in QUERY_KEYS
                 if key in options
             }
     except sqlite3.Error as exc:
-        raise ResolverError(f"sqlite query failed: {exc}") from exc
+        raise ResolverError(f"sqlite query on {path} failed: {exc}") from exc
     return Resolved(found["members"], found.get("bcc", ()), found.get("moderators", ()))
 
 
-def _used(sql: str, params: dict[str, str]) -> dict[str, str]:
-    return {name: params[name] for name in SQL_PARAM.findall(sql) if name in params}
+def _used(sql: str, params: dict[str, str | None]) -> dict[str, str | None]:
+    return {name: params.get(name) for name in SQL_PARAM.findall(sql) if name in params}
 
 
 # -- command ----------------------------------------------------------------
@@ -112,24 +131,41 @@ def _command(options: Mapping[str, Any], params: dict[str, str], base_dir: Path)
     argv = [arg.format_map(params) for arg in options["command"]]
     timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=base_dir, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ResolverError(f"{argv[0]} took longer than {timeout:g}s") from exc
-    except OSError as exc:
-        raise ResolverError(f"cannot run {argv[0]}: {exc.strerror}") from exc
-    if done.returncode != 0:
-        err = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ResolverError(
-            f"{argv[0]} exited with status {done.returncode}" + (f": {err[-1]}" if err else "")
+        # Its own session, so a timeout kills whatever the program started too;
+        # otherwise a grandchild holding stdout open would keep us waiting.
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=base_dir,
+            start_new_session=True,
         )
-    members: list[str] = []
-    bcc: list[str] = []
-    moderators: list[str] = []
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
-        kind, sep, rest = line.partition(":")
-        target = {"bcc": bcc, "moderator": moderators}.get(kind.strip().lower()) if sep else None
-        (target if target is not None else members).append(rest if target is not None else line)
-    return Resolved(_addresses(members), _addresses(bcc), _addresses(moderators))
+    except OSError as exc:
+        raise ResolverError(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    with process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise ResolverError(f"{argv[0]} took longer than {timeout:g}s") from exc
+    if process.returncode != 0:
+        lines = err.decode("utf-8", "replace").strip().splitlines()
+        raise ResolverError(
+            f"{argv[0]} exited with status {process.returncode}"
+            + (f": {lines[-1]}" if lines else "")
+        )
+    found: dict[str, list[str]] = {key: [] for key in QUERY_KEYS}
+    for line in out.decode("utf-8", "replace").splitlines():
+        prefix, sep, rest = line.partition(":")
+        key = COMMAND_PREFIXES.get(prefix.strip().lower()) if sep else None
+        if key is None:
+            found["members"].append(line)
+        else:
+            found[key].append(rest)
+    return Resolved(*(_addresses(found[key]) for key in QUERY_KEYS))
 
 
 # -- http -------------------------------------------------------------------
@@ -142,8 +178,9 @@ def _http(options: Mapping[str, Any], params: dict[str, str]) -> Resolved:
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.loads(response.read(10 * 1024 * 1024))
+            body = json.loads(response.read(MAX_HTTP_BODY))
     except urllib.error.HTTPError as exc:
+        exc.close()
         if exc.code == 404:
             raise NoSuchList(f"{url} answered 404") from exc
         raise ResolverError(f"{url} answered {exc.code}") from exc
@@ -152,7 +189,10 @@ def _http(options: Mapping[str, Any], params: dict[str, str]) -> Resolved:
     if isinstance(body, list):
         body = {"members": body}
     if not isinstance(body, dict) or not all(isinstance(body.get(k, []), list) for k in QUERY_KEYS):
-        raise ResolverError(f"{url}: expected a JSON list of addresses")
+        raise ResolverError(
+            f"{url}: expected a JSON list of addresses or an object with lists "
+            "members, bcc and moderators"
+        )
     return Resolved(*(_addresses(body.get(k, [])) for k in QUERY_KEYS))
 
 
@@ -178,9 +218,8 @@ def check_options(
 ) -> Iterator[tuple[str, str]]:
     """(key, problem) for every mistake in a [[dynamic]] entry's resolver options."""
     groups = set(pattern.groupindex) - {FILTERS_GROUP}
-    if "timeout" in options and not (
-        isinstance(options["timeout"], int | float) and options["timeout"] > 0
-    ):
+    timeout = options.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and timeout > 0):
         yield "timeout", "expected a positive number of seconds"
     if resolver == "sqlite":
         yield from _check_sqlite(options, pattern, groups)
@@ -209,8 +248,8 @@ def _check_sqlite(
     filters = options.get("filters", {})
     if not isinstance(filters, dict) or not all(isinstance(v, str) for v in filters.values()):
         yield "filters", "expected a table of criterion = SQL condition"
-    elif FILTERS_GROUP in pattern.groupindex and not filters:
-        yield "filters", f"the pattern captures (?P<{FILTERS_GROUP}>...) but no filters are set"
+    else:
+        yield from _check_filters(filters, pattern, options.get("members"))
     for key in QUERY_KEYS:
         sql = options.get(key)
         if sql is None:
@@ -221,6 +260,25 @@ def _check_sqlite(
         for name in SQL_PARAM.findall(sql):
             if name not in groups:
                 yield key, f"parameter :{name} is not a named group of the pattern"
+
+
+def _check_filters(
+    filters: Mapping[str, str], pattern: re.Pattern[str], members: Any
+) -> Iterator[tuple[str, str]]:
+    captures = FILTERS_GROUP in pattern.groupindex
+    if captures and not filters:
+        yield "filters", f"the pattern captures (?P<{FILTERS_GROUP}>...) but no filters are set"
+    if filters and not captures:
+        yield "filters", f"set, but the pattern has no (?P<{FILTERS_GROUP}>...) group to use them"
+    if captures and isinstance(members, str) and FILTERS_PLACEHOLDER not in members:
+        # Without it a name's criteria would be ignored and everyone would get the mail.
+        yield "members", f"the pattern captures criteria but the query has no {FILTERS_PLACEHOLDER}"
+    seen: dict[str, str] = {}
+    for name in filters:
+        if not CRITERION_NAME.fullmatch(name):
+            yield f"filters.{name}", "criterion names are a letter then letters, digits or _"
+        elif (other := seen.setdefault(name.lower(), name)) != name:
+            yield f"filters.{name}", f"same as {other!r}: criteria are matched ignoring case"
 
 
 def _check_fields(key: str, template: str, groups: set[str]) -> Iterator[tuple[str, str]]:
