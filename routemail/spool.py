@@ -30,6 +30,9 @@ DONE_MODE = 0o200  # user-read bit clear: nothing left to do
 MESSAGE_MODE = 0o640
 HEADER_SCAN_LIMIT = 1 << 20  # a Message-ID beyond the first MiB of headers is not looked for
 STALE_TEMP_SECONDS = 24 * 3600
+# Linking an O_TMPFILE by name needs /proc (linkat with AT_EMPTY_PATH needs a capability).
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_ANONYMOUS = bool(_O_TMPFILE) and os.path.isdir("/proc/self/fd")
 
 
 def message_id_header(head: bytes) -> bytes | None:
@@ -132,10 +135,15 @@ class Spool:
         The directory is not fsync'd here: _record_receipt does it once for
         both the link and the sidecar, before the receipt is acknowledged.
         """
+        dfd = os.open(self.queue, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.link(temp, self.queue / msg_id)
+            # Giving dir fds makes os.link use linkat(AT_SYMLINK_FOLLOW), which an
+            # unnamed file's /proc/self/fd link needs (plain link(2) would not follow it).
+            os.link(temp, msg_id, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=True)
         except FileExistsError:
             return False
+        finally:
+            os.close(dfd)
         return True
 
     def _record_receipt(self, msg_id: str, events: list[sidecar.Event], linked: bool) -> bool:
@@ -317,23 +325,38 @@ class Spool:
 
 
 class Incoming:
-    """A message being received: streamed to tmp/, hashed as it goes.
+    """A message being received: streamed to an unnamed file, hashed as it goes.
 
-    Nothing is visible in QUEUE/ until commit() has made the bytes durable.
+    On Linux the bytes go to an O_TMPFILE in QUEUE/ (no name at all until
+    commit() links it, so a killed receiver leaves nothing behind); elsewhere
+    to a named file in tmp/. Nothing is visible in QUEUE/ until commit() has
+    made the bytes durable.
     """
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
-        self.path = spool.tmp / f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(8)}"
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MESSAGE_MODE)
-        except OSError as exc:
-            raise SpoolError(f"cannot write to {spool.tmp}: {exc.strerror}") from exc
+        self.path: Path | None = None
+        fd = self._open_anonymous() if _ANONYMOUS else None
+        if fd is None:
+            self.path = spool.tmp / f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(8)}"
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MESSAGE_MODE)
+            except OSError as exc:
+                raise SpoolError(f"cannot write to {spool.tmp}: {exc.strerror}") from exc
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.sha256 = hashlib.sha256()
         self.md5 = hashlib.md5()
         self.size = 0
         self.head = b""
+
+    def _open_anonymous(self) -> int | None:
+        """An unnamed file in QUEUE/, or None where the filesystem has no O_TMPFILE."""
+        try:
+            return os.open(self.spool.queue, os.O_WRONLY | _O_TMPFILE, MESSAGE_MODE)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                return None
+            raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
 
     def __enter__(self) -> Incoming:
         return self
@@ -350,7 +373,7 @@ class Incoming:
         try:
             self.file.write(chunk)
         except OSError as exc:
-            raise SpoolError(f"cannot write to {self.spool.tmp}: {exc.strerror}") from exc
+            raise SpoolError(f"cannot write the message: {exc.strerror}") from exc
 
     @property
     def id(self) -> str:
@@ -361,9 +384,11 @@ class Incoming:
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
-            self.file.close()
             msg_id = self.id
-            linked = self.spool._link_message(self.path, msg_id)
+            # An unnamed file is linked through its descriptor, so it stays open until then.
+            source = self.path or Path(f"/proc/self/fd/{self.file.fileno()}")
+            linked = self.spool._link_message(source, msg_id)
+            self.file.close()
             first = self.spool._record_receipt(
                 msg_id,
                 [
@@ -381,5 +406,6 @@ class Incoming:
     def discard(self) -> None:
         if not self.file.closed:
             self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)

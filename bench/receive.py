@@ -1,0 +1,216 @@
+"""Receiver throughput: signed 50 KB posts to gunicorn against a bare write+fsync loop."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import http.client
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mailxfer.signing import signed_headers  # noqa: E402
+
+SIZE = 50 * 1024
+PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
+CONFIG = """\
+[site]
+domain = "lists.example.org"
+admin = "admin@example.org"
+base_url = "https://lists.example.org"
+
+[receiver]
+on_receipt = "none"
+"""
+
+
+def message(n: int, tag: str) -> bytes:
+    """A 50 KB message with its own Message-ID."""
+    head = (
+        f"From: ann@example.com\r\nTo: volunteers@lists.example.org\r\n"
+        f"Subject: bench {n}\r\nMessage-ID: <bench-{tag}-{n}@example.com>\r\n\r\n"
+    ).encode()
+    line = base64.b64encode(hashlib.sha256(head).digest() * 2)[:76] + b"\r\n"
+    body = line * ((SIZE - len(head)) // len(line))
+    return head + body + b"x" * (SIZE - len(head) - len(body))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gunicorn(root: Path, secret: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        ROUTEMAIL_CONFIG=str(root / "lists.toml"),
+        ROUTEMAIL_DATA=str(root / "data"),
+        MAILRECV_SECRET=secret,
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--workers",
+            str(workers),
+            *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--chdir",
+            str(ROOT),
+            "mailrecv.wsgi:app",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise SystemExit("bench: gunicorn did not answer /healthz within 30 s")
+
+
+def post_all(port: int, secret: bytes, bodies: list[bytes], threads: int) -> float:
+    """Post every body from `threads` client threads; messages per second."""
+    signed = []
+    for body in bodies:
+        headers = signed_headers(
+            secret,
+            int(time.time()),
+            ["volunteers@lists.example.org"],
+            PASS,
+            hashlib.sha256(body).hexdigest(),
+        )
+        headers["Content-Type"] = "message/rfc822"
+        signed.append((headers, body))
+    failures: list[str] = []
+
+    def worker(share: list[tuple[dict[str, str], bytes]]) -> None:
+        for headers, body in share:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                conn.request("POST", "/mailrecv", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(str(response.status))
+            finally:
+                conn.close()
+
+    pool = [threading.Thread(target=worker, args=(signed[i::threads],)) for i in range(threads)]
+    start = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"bench: {len(failures)} posts failed: {sorted(set(failures))}")
+    return len(bodies) / elapsed
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def bare_loop(directory: Path, bodies: list[bytes]) -> float:
+    """Temp file, write, fsync, rename, directory fsync per body; messages per second."""
+    tmp = directory / "tmp"
+    final = directory / "final"
+    tmp.mkdir(parents=True, exist_ok=True)
+    final.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for n, body in enumerate(bodies):
+        path = tmp / str(n)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(path, final / str(n))
+        fsync_dir(final)
+    return len(bodies) / (time.perf_counter() - start)
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=300, help="messages per round")
+    parser.add_argument("--threads", type=int, default=4, help="client threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where to write (default: a temp dir)"
+    )
+    args = parser.parse_args()
+
+    secret = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory(prefix="routemail-bench-", dir=args.dir) as tmp:
+        root = Path(tmp)
+        (root / "lists.toml").write_text(CONFIG)
+        process, port = start_gunicorn(root, secret, args.workers)
+        receiver_rates, bare_rates = [], []
+        try:
+            for r in range(args.rounds):
+                bodies = [message(n, f"{r}-{secrets.token_hex(4)}") for n in range(args.messages)]
+                receiver_rates.append(post_all(port, secret.encode(), bodies, args.threads))
+                bare_rates.append(bare_loop(root / "bare" / str(r), bodies))
+                print(
+                    f"round {r + 1}: receiver {receiver_rates[-1]:7.1f} msg/s, "
+                    f"bare write+fsync {bare_rates[-1]:7.1f} msg/s",
+                    flush=True,
+                )
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        queued = len(list((root / "data" / "maillist" / "QUEUE").glob("*.data")))
+    receiver = statistics.median(receiver_rates)
+    bare = statistics.median(bare_rates)
+    print(f"\nmachine: {machine()}")
+    print(
+        f"{args.messages} x 50 KB per round, {args.rounds} rounds, {args.threads} client threads, "
+        f"gunicorn {args.workers} workers, on_receipt = none; {queued} entries queued"
+    )
+    print(f"receiver (median):           {receiver:7.1f} messages/s")
+    print(f"bare write+fsync (median):   {bare:7.1f} messages/s")
+    print(f"ratio receiver/bare:         {receiver / bare:7.2f}  (goal >= 0.50)")
+
+
+if __name__ == "__main__":
+    main()
