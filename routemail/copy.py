@@ -1,21 +1,77 @@
-"""The per-recipient copy: parse and decorate once per message and list,
-then fill in what differs for each recipient.
+"""The per-recipient copy: parse and decorate once per message and list, then fill in
+only what differs for each recipient (address, unsubscribe URL, rendered templates).
 
-Pure: bytes and settings in, bytes out.
+Pure: bytes and settings in, bytes out. The copy is assembled from segments: shared
+byte strings (most of them views into the original message, never copied) and a few
+slots that render a recipient's bytes. What the copy contains is described in
+DESIGN.md, "The per-recipient copy"; choices made here where it is silent:
+
+- A message without a usable From gets the list as its sender, with the reason in the
+  display name ("unknown sender (no From header) via volunteers").
+- A message without Date or Message-ID gets them (the Message-ID is derived from the
+  message bytes, the same for every recipient); one with neither To nor Cc gets the
+  list address as To.
+- The author's From is kept as X-Original-From.
+- A part that cannot carry the header and footer (unknown charset or transfer encoding,
+  signed, encrypted, no text at all) is left untouched and the whole body is wrapped in
+  a multipart/mixed with the header and footer as their own text/plain parts.
 """
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from routemail import tokens
 from routemail.config import MailingList, Site
 from routemail.errors import RoutemailError
+from routemail.rewrite import headers
+from routemail.rewrite.decorate import DecoratedPart, Kind, Texts, Undecoratable, html_block
+from routemail.rewrite.headers import Field
+from routemail.rewrite.mime import Part, scan
+from routemail.templates import Template
 
 LOOP_HEADER = "X-Loop"
+CRLF = b"\r\n"
+LF = b"\n"
+# Fields the copy never carries over: signatures and trace that no longer hold, list
+# fields of other lists, and what this router sets itself.
+REMOVED = frozenset(
+    {
+        "dkim-signature",
+        "domainkey-signature",
+        "authentication-results",
+        "return-path",
+        "received-spf",
+        "delivered-to",
+        LOOP_HEADER.lower(),
+        "precedence",
+        "sender",
+        "bcc",
+        "content-length",
+        "errors-to",
+        "return-receipt-to",
+        "disposition-notification-to",
+        "x-original-from",
+        "reply-to",
+    }
+)
+REMOVED_PREFIXES = ("arc-", "x-ses-", "list-")
+# Recipient addresses as routing hands them over (normalized); anything else could
+# smuggle line breaks into the header block.
+_RECIPIENT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 class CopyError(RoutemailError):
     """The message cannot be turned into a sendable copy."""
+
+    def __init__(self, message: str, *, unexpected: bool = False) -> None:
+        super().__init__(message)
+        self.unexpected = unexpected  # a failure of this code, not of the message
 
 
 @dataclass(frozen=True)
@@ -34,20 +90,421 @@ class ListIdentity:
     def list_id(self) -> str:
         return f"{self.mlist.name}.{self.site.domain}"
 
+    @property
+    def bounces(self) -> str:
+        return f"{self.mlist.name}-bounces@{self.site.domain}"
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return f"{self.mlist.name}-unsubscribe@{self.site.domain}"
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    address: str
+    url: str
+    texts: Texts
+
+
+class _DecoratedSlot:
+    """A run of a decorated part's body that depends on the recipient."""
+
+    __slots__ = ("part", "seg")
+
+    def __init__(self, part: DecoratedPart, seg: tuple[bytes | str, ...]) -> None:
+        self.part, self.seg = part, seg
+
+    def render(self, r: _Recipient) -> bytes:
+        return self.part.render(self.seg, r.texts)
+
+
+class _Unsubscribe:
+    """List-Unsubscribe: the recipient's one-click URL, then the list's mailto."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self, mailto: str, nl: bytes) -> None:
+        self.head = b"List-Unsubscribe: <"
+        self.tail = b">," + nl + b" <mailto:" + mailto.encode("ascii") + b">" + nl
+
+    def render(self, r: _Recipient) -> bytes:
+        return self.head + r.url.encode("ascii") + self.tail
+
+
+class _WrapperText:
+    """The header or footer as its own text/plain part of the wrapping multipart/mixed."""
+
+    __slots__ = ("get", "nl", "opening")
+
+    def __init__(self, boundary: bytes, get: Callable[[Texts], str], nl: bytes) -> None:
+        self.opening = b"--" + boundary + b'\nContent-Type: text/plain; charset="utf-8"\n'
+        self.get, self.nl = get, nl
+
+    def render(self, r: _Recipient) -> bytes:
+        import binascii
+
+        data = self.get(r.texts).encode("utf-8")
+        if data.isascii() and max(map(len, data.split(b"\n"))) <= headers.MAX_LINE:
+            cte = b"7bit"
+        else:
+            data, cte = binascii.b2a_qp(data, istext=True), b"quoted-printable"
+        out = (
+            self.opening
+            + b"Content-Transfer-Encoding: "
+            + cte
+            + b"\nContent-Disposition: inline\n\n"
+            + data
+        )
+        return out.replace(LF, self.nl) if self.nl != LF else out
+
+
+Segment = bytes | memoryview | _DecoratedSlot | _Unsubscribe | _WrapperText
+
 
 class CopyMaker:
-    """Built once per (message, list); copy_for() is the per-recipient hot path."""
+    """Built once per (message, list); copy_for() is the per-recipient hot path.
 
-    def __init__(self, raw: bytes, identity: ListIdentity) -> None:
+    eol forces the line ending of the copy (default: the message's own); now is the
+    time used for a missing Date (default: when the maker is built). `problems` says
+    what was repaired, `decorated` where the header and footer went."""
+
+    def __init__(
+        self,
+        raw: bytes,
+        identity: ListIdentity,
+        *,
+        eol: bytes | None = None,
+        now: float | None = None,
+    ) -> None:
         self.identity = identity
-        nl = b"\r\n" if b"\r\n" in raw[:1000] else b"\n"
-        head = (
-            b"List-Id: <%s>%s" % (identity.list_id.encode(), nl)
-            + b"Precedence: list"
-            + nl
-            + b"%s: %s%s" % (LOOP_HEADER.encode(), identity.site.domain.encode(), nl)
+        self.problems: list[str] = []
+        self.decorated: list[str] = []
+        self.wrapped = False
+        try:
+            self.header = Template(identity.mlist.header)
+            self.footer = Template(identity.mlist.footer)
+        except ValueError as exc:
+            raise CopyError(f"list {identity.mlist.name}: bad header or footer: {exc}") from None
+        try:
+            self._build(raw, eol, time.time() if now is None else now)
+        except CopyError:
+            raise
+        except Exception as exc:  # a bug here must hold one message, not stop the run
+            raise CopyError(
+                f"could not build the copy for list {identity.mlist.name} "
+                f"({type(exc).__name__}: {exc}); the message is held",
+                unexpected=True,
+            ) from exc
+
+    # -- once per message and list ------------------------------------------------------
+
+    def _build(self, raw: bytes, eol: bytes | None, now: float) -> None:
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise CopyError(f"a message is bytes, not {type(raw).__name__}")
+        raw = bytes(raw)
+        if not raw.strip():
+            raise CopyError("the message is empty; there is nothing to send")
+        buf, nl = _line_endings(raw, eol)
+        self.nl = nl
+        self._buf = buf
+        mv = memoryview(buf)
+        top = scan(buf, nl, 0, len(buf), top=True)
+        if not top.fields:
+            raise CopyError(
+                "the message has no header fields: it must start with lines like "
+                "'From: ...', then an empty line, then the body"
+            )
+        self.problems.extend(p for part in top.walk() for p in part.problems)
+
+        probe = self._texts("someone@example.org", "https://example.org/unsubscribe")
+        self._html = False
+        decorated: dict[int, DecoratedPart] = {}
+        if self.header or self.footer:
+            for part, kind in _targets(top):
+                try:
+                    d = DecoratedPart(buf, nl, part, kind, probe, top=part is top)
+                except Undecoratable as exc:
+                    self.problems.append(f"text/{kind} part left undecorated: {exc}")
+                    continue
+                decorated[id(part)] = d
+                self._html = self._html or kind == "html"
+                self.decorated.append(
+                    f"text/{kind}" + (f" ({d.new_charset})" if d.new_charset else "")
+                )
+            self.wrapped = not decorated
+        self._decorated = decorated
+
+        segs: list[Segment] = []
+        base = decorated[id(top)].fields if id(top) in decorated else (top.new_fields or top.fields)
+        boundary = _boundary(buf) if self.wrapped else b""
+        self._header_block(base, top, segs, now, raw, boundary)
+        if self.wrapped:
+            self._wrapped_body(top, segs, mv, boundary)
+        else:
+            segs.append(self._b(b"\n"))
+            self._emit_body(top, segs, mv)
+        self._segments: list[Segment | bytes] = []
+        self._dynamic: list[tuple[int, _DecoratedSlot | _Unsubscribe | _WrapperText]] = []
+        for s in _merge(segs):
+            if not isinstance(s, bytes | memoryview):
+                self._dynamic.append((len(self._segments), s))
+            self._segments.append(s)
+
+    def _b(self, data: bytes) -> bytes:
+        """Bytes built with LF line breaks, in the copy's line ending."""
+        return data.replace(LF, self.nl) if self.nl != LF else data
+
+    def _texts(self, recipient: str, url: str) -> Texts:
+        ident = self.identity
+        values = {
+            "list": ident.mlist.name,
+            "list_address": ident.address,
+            "description": ident.mlist.description,
+            "recipient": recipient,
+            "unsubscribe_url": url,
+            "site": ident.site.name,
+        }
+        header = self.header.render(values) if self.header else ""
+        footer = self.footer.render(values) if self.footer else ""
+        html = getattr(self, "_html", True)
+        return Texts(
+            header_plain=_line(header),
+            footer_plain=_line(footer),
+            header_html=html_block("header", self.header.render_html(values))
+            if header and html
+            else "",
+            footer_html=html_block("footer", self.footer.render_html(values))
+            if footer and html
+            else "",
         )
-        self._bytes = head + raw
+
+    def _header_block(
+        self,
+        base: list[Field],
+        top: Part,
+        segs: list[Segment],
+        now: float,
+        raw: bytes,
+        boundary: bytes,
+    ) -> None:
+        ident = self.identity
+        mlist = ident.mlist
+        author = headers.author_of(base)
+        if author.problem:
+            self.problems.append(f"From: {author.problem}; the copy is from the list itself")
+        out: list[Field] = []
+        keys = {f.key for f in base}
+        moved: list[Field] = []
+        for f in base:
+            k = f.key
+            if k in REMOVED or k.startswith(REMOVED_PREFIXES):
+                continue
+            if self.wrapped and (k.startswith("content-") or k == "mime-version"):
+                if k.startswith("content-"):
+                    moved.append(f)
+                continue
+            if k == "from":
+                if not any(o.key == "from" for o in out):
+                    out.append(headers.munged_from(author, mlist.name, ident.address))
+                continue
+            if k == "subject":
+                if not any(o.key == "subject" for o in out):
+                    subject = headers.prefixed_subject(base, mlist.subject_prefix)
+                    if subject is not None:
+                        out.append(subject)
+                continue
+            cleaned = headers.clean(f)
+            if cleaned is not None:
+                out.append(cleaned)
+        self._moved = moved
+        if "from" not in keys:
+            out.insert(0, headers.munged_from(author, mlist.name, ident.address))
+        if "subject" not in keys and (
+            subject := headers.prefixed_subject(base, mlist.subject_prefix)
+        ):
+            out.append(subject)
+        if "date" not in keys:
+            out.append(Field("Date", b" " + email.utils.formatdate(now).encode()))
+            self.problems.append("no Date header: added one")
+        if "message-id" not in keys:
+            digest = hashlib.sha256(raw).hexdigest()[:32]
+            out.append(Field("Message-ID", f" <{digest}.routemail@{ident.site.domain}>".encode()))
+            self.problems.append("no Message-ID header: added one")
+        if "to" not in keys and "cc" not in keys:
+            out.append(Field("To", f" {ident.address}".encode()))
+        if reply_to := self._reply_to(base, author):
+            out.append(reply_to)
+        if author.address and (
+            original := headers.address_field("X-Original-From", [(author.name, author.address)])
+        ):
+            out.append(original)
+        out.append(Field("Sender", f" {ident.bounces}".encode()))
+        list_id = f"<{ident.list_id}>"
+        if mlist.description:
+            list_id = headers.format_address(mlist.description, ident.list_id)
+            list_id = list_id if list_id.endswith(">") else f"<{ident.list_id}>"
+        out.append(Field("List-Id", headers.fold("List-Id", list_id.split())))
+        segs.append(self._b(b"".join(f.to_bytes() for f in out)))
+        segs.append(_Unsubscribe(ident.unsubscribe_address, self.nl))
+        help_uri = f"<mailto:{ident.site.admin}?subject=help%20with%20{mlist.name}>"
+        tail = [
+            Field("List-Unsubscribe-Post", b" List-Unsubscribe=One-Click"),
+            Field("List-Post", f" <mailto:{ident.address}>".encode()),
+            Field("List-Help", f" {help_uri}".encode()),
+            Field("Precedence", b" list"),
+            Field(LOOP_HEADER, f" {ident.site.domain}".encode()),
+        ]
+        content_changed = top.new_fields is not None or id(top) in self._decorated
+        if self.wrapped or (content_changed and "mime-version" not in keys):
+            tail.append(Field("MIME-Version", b" 1.0"))
+        if self.wrapped:
+            tail.append(Field("Content-Type", b' multipart/mixed; boundary="' + boundary + b'"'))
+        segs.append(self._b(b"".join(f.to_bytes() for f in tail)))
+
+    def _reply_to(self, base: list[Field], author: headers.Author) -> Field | None:
+        policy = self.identity.mlist.reply_to
+        pairs: list[tuple[str, str]] = []
+        if policy in ("author", "both"):
+            originals = [f for f in base if f.key == "reply-to"]
+            if originals:
+                text = headers.decode_8bit(originals[0].value).replace("\n", " ")
+                pairs = [p for p in email.utils.getaddresses([text]) if "@" in p[1]]
+            if not pairs and author.address:
+                pairs = [(author.name, author.address)]
+        if policy in ("list", "both"):
+            pairs.append(("", self.identity.address))
+        return headers.address_field("Reply-To", pairs)
+
+    def _wrapped_body(
+        self, top: Part, segs: list[Segment], mv: memoryview, boundary: bytes
+    ) -> None:
+        self.problems.append(
+            "header and footer added as parts of a multipart/mixed around the message"
+        )
+        segs.append(self._b(b"\n"))
+        if self.header:
+            segs.append(_WrapperText(boundary, lambda t: t.header_plain, self.nl))
+        inner = b"".join(f.to_bytes() for f in self._moved)
+        segs.append(self._b(b"--" + boundary + b"\n" + inner + b"\n"))
+        self._emit_body(top, segs, mv)
+        segs.append(self._b(b"\n"))
+        if self.footer:
+            segs.append(_WrapperText(boundary, lambda t: t.footer_plain, self.nl))
+        segs.append(self._b(b"--" + boundary + b"--\n"))
+
+    def _emit(self, part: Part, segs: list[Segment], mv: memoryview) -> None:
+        d = self._decorated.get(id(part))
+        if d is not None:
+            segs.append(self._b(b"".join(f.to_bytes() for f in d.fields) + b"\n"))
+            for seg in d.segments:
+                segs.append(seg if isinstance(seg, bytes) else _DecoratedSlot(d, seg))
+            return
+        if part.new_fields is not None:
+            segs.append(self._b(b"".join(f.to_bytes() for f in part.new_fields) + b"\n"))
+        else:
+            segs.append(mv[part.header_start : part.body_start])
+        self._emit_body(part, segs, mv)
+
+    def _emit_body(self, part: Part, segs: list[Segment], mv: memoryview) -> None:
+        d = self._decorated.get(id(part))
+        if d is not None:  # the top-level part: its fields are in the message header
+            for seg in d.segments:
+                segs.append(seg if isinstance(seg, bytes) else _DecoratedSlot(d, seg))
+        elif part.new_body is not None:
+            segs.extend(part.new_body)  # type: ignore[arg-type]
+        elif part.children:
+            pos = part.body_start
+            for child in part.children:
+                segs.append(mv[pos : child.header_start])
+                self._emit(child, segs, mv)
+                pos = child.end
+            if part.close_missing:
+                segs.append(self._b(b"\n--" + part.boundary + b"--\n"))
+            else:
+                segs.append(mv[pos : part.end])
+        else:
+            segs.append(mv[part.body_start : part.end])
+
+    # -- once per recipient ---------------------------------------------------------------
 
     def copy_for(self, recipient: str) -> bytes:
-        return self._bytes
+        """The copy for recipient (a normalized address), as bytes ready to send."""
+        if not isinstance(recipient, str) or not _RECIPIENT.fullmatch(recipient):
+            raise CopyError(f"{recipient!r} is not an email address a copy can be made for")
+        ident = self.identity
+        url = tokens.unsubscribe_url(ident.site, ident.secret, ident.mlist.name, recipient)
+        r = _Recipient(recipient, url, self._texts(recipient, url))
+        parts = self._segments.copy()
+        for i, dyn in self._dynamic:
+            parts[i] = dyn.render(r)
+        return b"".join(parts)  # type: ignore[arg-type]
+
+
+def _line(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def _line_endings(raw: bytes, eol: bytes | None) -> tuple[bytes, bytes]:
+    """The message with one kind of line ending throughout, and that line ending."""
+    first = raw.find(b"\n")
+    nl = CRLF if first > 0 and raw[first - 1] == 13 else LF
+    if eol is not None and eol not in (CRLF, LF):
+        raise CopyError(f"line ending {eol!r}: expected b'\\r\\n' or b'\\n'")
+    target = eol or nl
+    cr, lf = raw.count(b"\r"), raw.count(b"\n")
+    consistent = cr == 0 if nl == LF else (cr == lf == raw.count(CRLF))
+    if consistent and target == nl:
+        return raw, nl
+    text = raw.replace(CRLF, LF).replace(b"\r", LF)
+    return (text.replace(LF, CRLF) if target == CRLF else text), target
+
+
+def _boundary(buf: bytes) -> bytes:
+    """A boundary that does not occur in the message."""
+    seed = hashlib.sha256(buf[:65536]).hexdigest()
+    for n in range(1000):
+        boundary = f"=_routemail_{seed[:20]}_{n}".encode()
+        if buf.find(b"--" + boundary) < 0:
+            return boundary
+    raise CopyError("could not find a MIME boundary absent from the message")
+
+
+def _targets(top: Part) -> list[tuple[Part, Kind]]:
+    """The parts to decorate: the text of a single-part message, both sides of a
+    multipart/alternative, the first text of a multipart/mixed (or any other multipart)."""
+
+    def leaf(part: Part) -> list[tuple[Part, Kind]]:
+        if part.info.disposition == "attachment":
+            return []
+        if part.ctype == "text/plain":
+            return [(part, "plain")]
+        if part.ctype == "text/html":
+            return [(part, "html")]
+        return []
+
+    def walk(part: Part) -> list[tuple[Part, Kind]]:
+        if not part.children:
+            return leaf(part)
+        if part.ctype == "multipart/alternative":
+            return [t for child in part.children for t in walk(child)]
+        for child in part.children:
+            if found := walk(child):
+                return found
+        return []
+
+    return walk(top)
+
+
+def _merge(segs: list[Segment]) -> list[Segment]:
+    """Adjacent small shared segments joined, so a copy is a join of a few pieces."""
+    out: list[Segment] = []
+    for s in segs:
+        if isinstance(s, bytes | memoryview):
+            if not len(s):
+                continue
+            prev = out[-1] if out else None
+            if isinstance(prev, bytes | memoryview) and len(prev) + len(s) < 65536:
+                out[-1] = bytes(prev) + bytes(s)
+                continue
+        out.append(s)
+    return out

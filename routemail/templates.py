@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -30,3 +31,35 @@ def check_template(text: Any) -> str | None:
 def render(text: str, values: Mapping[str, str]) -> str:
     """Fill in a template that check_template accepted."""
     return text.format_map(values) if text else ""
+
+
+class Template:
+    """A checked template, parsed once and rendered many times (as text or as HTML)."""
+
+    def __init__(self, text: str) -> None:
+        if problem := check_template(text):
+            raise ValueError(problem)
+        self.text = text
+        self.pieces: tuple[tuple[str, str | None], ...] = tuple(
+            (literal, name) for literal, name, _, _ in string.Formatter().parse(text)
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.text)
+
+    def render(self, values: Mapping[str, str]) -> str:
+        return "".join(
+            literal + (values[name] if name is not None else "") for literal, name in self.pieces
+        )
+
+    def render_html(self, values: Mapping[str, str]) -> str:
+        """The rendered text as an HTML fragment: escaped, line breaks kept, the URL a link."""
+        out = []
+        for literal, name in self.pieces:
+            out.append(html.escape(literal, quote=False))
+            if name == "unsubscribe_url":
+                url = html.escape(values[name])
+                out.append(f'<a href="{url}">{url}</a>')
+            elif name is not None:
+                out.append(html.escape(values[name], quote=False))
+        return "".join(out).replace("\n", "<br>\n")

@@ -13,9 +13,14 @@ import hashlib
 import hmac
 import os
 import secrets
+import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from routemail.errors import RoutemailError
+
+if TYPE_CHECKING:
+    from routemail.config import Site
 
 MODERATION_TOKEN_CHARS = 16  # 80 bits of HMAC in lower-case base32: survives case-folding MTAs
 UNSUBSCRIBE_TOKEN_CHARS = 22  # 132 bits
@@ -61,6 +66,15 @@ def moderation_token(secret: bytes, msg_id: str, listname: str) -> str:
 
 def unsubscribe_token(secret: bytes, listname: str, address: str) -> str:
     return _mac(secret, "unsubscribe", listname.lower(), address, chars=UNSUBSCRIBE_TOKEN_CHARS)
+
+
+def unsubscribe_url(site: Site, secret: bytes, listname: str, address: str) -> str:
+    """The one-click unsubscribe URL for address on listname (RFC 8058 POSTs go here too)."""
+    token = unsubscribe_token(secret, listname, address)
+    return (
+        f"{site.base_url}/unsubscribe/{urllib.parse.quote(listname, safe='')}"
+        f"?a={urllib.parse.quote(address, safe='@')}&t={token}"
+    )
 
 
 def matches(expected: str, given: str) -> bool:

@@ -1,0 +1,1 @@
+"""Pieces of the per-recipient copy: header fields, MIME structure, text decoration."""

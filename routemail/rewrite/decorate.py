@@ -1,0 +1,270 @@
+"""The list's header and footer put into a text/plain or text/html part, in its own
+charset and transfer encoding, with only the rendered text left to fill in per recipient."""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email.message
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from routemail.rewrite.headers import Field, fold
+from routemail.rewrite.mime import Part
+
+Kind = Literal["plain", "html"]
+Slot = Literal["header", "footer"]
+# A charset is handled byte-wise when ASCII text means the same bytes in it.
+_ASCII_PROBE = "Az09 <>/=+~-_.:;\"'\n"
+_BODY_OPEN = re.compile(rb"<body\b[^>]*>", re.IGNORECASE)
+_BODY_OPEN_STR = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_BODY_CLOSE = re.compile(rb"</body\s*>|</html\s*>", re.IGNORECASE)
+_BODY_CLOSE_STR = re.compile(r"</body\s*>|</html\s*>", re.IGNORECASE)
+_LONG_LINE = re.compile(rb"[^\n]{999}")
+BASE64_LINE = 76
+_BASE64_CHUNK = BASE64_LINE // 4 * 3  # input bytes that make one full base64 line
+
+
+class Undecoratable(Exception):
+    """This part cannot carry the header and footer; the reason says why."""
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The header and footer rendered for one recipient (empty when the list has none)."""
+
+    header_plain: str
+    footer_plain: str
+    header_html: str
+    footer_html: str
+
+    def get(self, kind: str, slot: str) -> str:
+        if kind == "plain":
+            return self.header_plain if slot == "header" else self.footer_plain
+        return self.header_html if slot == "header" else self.footer_html
+
+
+def html_block(slot: Slot, fragment: str) -> str:
+    if not fragment:
+        return ""
+    if slot == "header":
+        return f'<div class="list-header">{fragment}</div>\n'
+    return f'<div class="list-footer"><hr>\n{fragment}</div>\n'
+
+
+def ascii_compatible(codec: codecs.CodecInfo) -> bool:
+    if codec.name.startswith(("iso2022", "iso-2022", "utf-16", "utf-32", "utf-7", "hz")):
+        return False
+    try:
+        return _ASCII_PROBE.encode(codec.name) == _ASCII_PROBE.encode("ascii")
+    except Exception:
+        return False
+
+
+class DecoratedPart:
+    """A text part with the header and footer slots, ready to be filled per recipient.
+
+    The body is cut into pieces: constant ones, decoded and (for quoted-printable)
+    re-encoded once here, and the header/footer slots encoded per recipient. Base64
+    bodies are re-encoded per recipient after the first slot, since every byte after
+    it shifts; the constant run before it is encoded once."""
+
+    def __init__(
+        self, buf: bytes, nl: bytes, part: Part, kind: Kind, probe: Texts, top: bool
+    ) -> None:
+        self.nl = nl
+        self.kind = kind
+        self.probe = probe
+        self.part = part
+        self.top = top
+        info = part.info
+        cte = info.cte or "7bit"
+        if cte not in ("7bit", "8bit", "binary", "quoted-printable", "base64"):
+            raise Undecoratable(f"its transfer encoding {cte!r} is unknown")
+        body = b"".join(part.new_body) if part.new_body else buf[part.body_start : part.end]  # type: ignore[arg-type]
+        if cte == "base64":
+            try:
+                data = binascii.a2b_base64(body)
+            except binascii.Error as exc:
+                raise Undecoratable(f"its base64 body is damaged ({exc})") from None
+            self.text_nl = b"\r\n" if b"\r\n" in data else b"\n"
+            data = data.replace(b"\r\n", b"\n")
+        elif cte == "quoted-printable":
+            data = binascii.a2b_qp(body.replace(b"\r\n", b"\n"))
+            self.text_nl = b"\n"
+        else:
+            data = body.replace(b"\r\n", b"\n")
+            self.text_nl = b"\n"
+
+        charset = info.charset or "us-ascii"
+        try:
+            codec: codecs.CodecInfo | None = codecs.lookup(charset)
+        except LookupError:
+            codec = None
+        if codec is None:
+            if not data.isascii():
+                raise Undecoratable(f"its charset {charset!r} is unknown")
+            codec = codecs.lookup("ascii")
+        self.errors = "xmlcharrefreplace" if kind == "html" else "strict"
+        self.new_charset: str | None = None
+        needs_utf8 = False
+        for slot in ("header", "footer"):
+            try:
+                probe.get(kind, slot).encode(codec.name, errors=self.errors)
+            except UnicodeEncodeError:
+                needs_utf8 = True
+        if ascii_compatible(codec) and not needs_utf8:
+            pieces = self._cut_bytes(data)
+        else:
+            try:
+                text = data.decode(codec.name)
+            except (UnicodeDecodeError, LookupError) as exc:
+                if not ascii_compatible(codec):
+                    raise Undecoratable(f"its text does not decode as {charset}: {exc}") from None
+                # Footer characters the charset lacks are replaced; the body stays as sent.
+                self.errors = "replace"
+                pieces = self._cut_bytes(data)
+            else:
+                if needs_utf8 or codec.name.startswith(("utf-16", "utf-32")):
+                    codec = codecs.lookup("utf-8")
+                    self.new_charset = "utf-8"
+                pieces = self._cut_text(text, codec.name)
+        self.codec = codec.name
+
+        has_8bit = any(isinstance(p, bytes) and not p.isascii() for p in pieces) or any(
+            not probe.get(kind, s).encode(self.codec, errors="replace").isascii()
+            for s in ("header", "footer")
+        )
+        long_lines = any(isinstance(p, bytes) and _LONG_LINE.search(p) for p in pieces)
+        if cte in ("7bit", "8bit", "binary") and (long_lines or (cte == "7bit" and has_8bit)):
+            self.cte = "quoted-printable"
+        else:
+            self.cte = "8bit" if cte == "binary" else cte
+
+        self.fields = self._fields(part)
+        self.segments = self._segments(pieces)
+
+    # -- cutting the decoded body around the slots --------------------------------
+
+    def _cut_bytes(self, data: bytes) -> list[bytes | str]:
+        if self.kind == "plain":
+            body = data if not data or data.endswith(b"\n") else data + b"\n"
+            return ["header", body, "footer"]
+        m = _BODY_OPEN.search(data)
+        a = m.end() if m else 0
+        closes = list(_BODY_CLOSE.finditer(data, a))
+        b = closes[0].start() if closes else len(data)
+        head, middle, tail = data[:a], data[a:b], data[b:]
+        return [
+            head + b"\n" if head else b"",
+            "header",
+            middle if not middle or middle.endswith(b"\n") else middle + b"\n",
+            "footer",
+            tail,
+        ]
+
+    def _cut_text(self, text: str, codec: str) -> list[bytes | str]:
+        if self.kind == "plain":
+            body = text if not text or text.endswith("\n") else text + "\n"
+            return ["header", body.encode(codec), "footer"]
+        m = _BODY_OPEN_STR.search(text)
+        a = m.end() if m else 0
+        closes = list(_BODY_CLOSE_STR.finditer(text, a))
+        b = closes[0].start() if closes else len(text)
+        head, middle, tail = text[:a], text[a:b], text[b:]
+        return [
+            (head + "\n").encode(codec) if head else b"",
+            "header",
+            (middle if not middle or middle.endswith("\n") else middle + "\n").encode(codec),
+            "footer",
+            tail.encode(codec),
+        ]
+
+    # -- the part's header block ------------------------------------------------------
+
+    def _fields(self, part: Part) -> list[Field]:
+        fields = list(part.new_fields if part.new_fields is not None else part.fields)
+        original_cte = part.info.cte or "7bit"
+        if self.new_charset:
+            ctypes = [f for f in fields if f.key == "content-type"]
+            value = _with_charset(ctypes[0] if ctypes else None, part.info.ctype, self.new_charset)
+            fields = [f for f in fields if f.key != "content-type"]
+            fields.append(Field("Content-Type", value))
+        if self.cte != original_cte:
+            fields = [f for f in fields if f.key != "content-transfer-encoding"]
+            fields.append(Field("Content-Transfer-Encoding", b" " + self.cte.encode()))
+        return fields
+
+    # -- the body: constant bytes and slots ---------------------------------------
+
+    def encode_slot(self, text: str) -> bytes:
+        data = text.encode(self.codec, errors=self.errors if self.errors != "strict" else "replace")
+        if self.text_nl != b"\n" and self.cte == "base64":
+            data = data.replace(b"\n", self.text_nl)
+        return data
+
+    def _segments(self, pieces: list[bytes | str]) -> list[bytes | tuple[bytes | str, ...]]:
+        """Body segments: bytes, or a tuple of pieces (bytes and slot names) that a
+        recipient's texts complete; render() turns such a tuple into bytes."""
+        nl = self.nl
+        # A slot whose template is empty stays empty for every recipient: leave it out.
+        pieces = [
+            p for p in pieces if p != b"" and (isinstance(p, bytes) or self.probe.get(self.kind, p))
+        ]
+        if self.cte == "base64":
+            if self.text_nl != b"\n":
+                pieces = [
+                    p.replace(b"\n", self.text_nl) if isinstance(p, bytes) else p for p in pieces
+                ]
+            lead = b""
+            while pieces and isinstance(pieces[0], bytes):
+                lead += pieces.pop(0)  # type: ignore[operator]
+            cut = len(lead) // _BASE64_CHUNK * _BASE64_CHUNK
+            out: list[bytes | tuple[bytes | str, ...]] = []
+            if cut:
+                out.append(_b64_lines(lead[:cut], nl) + nl)
+            out.append((lead[cut:], *pieces))
+            return out
+        segs: list[bytes | tuple[bytes | str, ...]] = []
+        for p in pieces:
+            if isinstance(p, bytes):
+                enc = binascii.b2a_qp(p, istext=True) if self.cte == "quoted-printable" else p
+                segs.append(enc.replace(b"\n", nl) if nl != b"\n" else enc)
+            else:
+                segs.append((p,))
+        return segs
+
+    def render(self, seg: tuple[bytes | str, ...], texts: Texts) -> bytes:
+        nl = self.nl
+        if self.cte == "base64":
+            raw = b"".join(
+                p if isinstance(p, bytes) else self.encode_slot(texts.get(self.kind, p))
+                for p in seg
+            )
+            return _b64_lines(raw, nl) + nl if raw else b""
+        slot = seg[0]
+        data = self.encode_slot(texts.get(self.kind, slot))  # type: ignore[arg-type]
+        if self.cte == "quoted-printable":
+            data = binascii.b2a_qp(data, istext=True)
+        return data.replace(b"\n", nl) if nl != b"\n" else data
+
+
+def _b64_lines(data: bytes, nl: bytes) -> bytes:
+    enc = binascii.b2a_base64(data, newline=False)
+    return nl.join([enc[i : i + BASE64_LINE] for i in range(0, len(enc), BASE64_LINE)])
+
+
+def _with_charset(f: Field | None, ctype: str, charset: str) -> bytes:
+    """The Content-Type value with its charset parameter set (other parameters kept)."""
+    msg = email.message.Message()
+    try:
+        msg["Content-Type"] = (
+            f.value.decode("ascii", errors="surrogateescape").strip() if f else ctype
+        )
+        msg.set_param("charset", charset)
+        value = str(msg["Content-Type"])
+        value.encode("ascii")
+    except Exception:
+        value = f'{ctype}; charset="{charset}"'
+    return fold("Content-Type", value.split())

@@ -1,0 +1,217 @@
+"""Header fields of a raw message: split into fields, cleaned, folded and rewritten."""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import re
+from dataclasses import dataclass, field
+
+from routemail import addresses
+from routemail.message import text_of
+
+MAX_LINE = 998  # RFC 5322 2.1.1, not counting the line break
+FOLD_AT = 78
+_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+_NON_ASCII = re.compile(rb"[^\x00-\x7f]")
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+_UNFOLD = re.compile(r"\r?\n(?=[ \t])")
+# Header fields whose values are address lists: 8-bit bytes in them are re-encoded
+# address by address, so the addresses themselves stay readable.
+ADDRESS_FIELDS = frozenset(
+    {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
+)
+_CHUNK = 900  # longest unbroken run in a folded line, leaving room for the name
+MAX_NAME_CHARS = 100  # a display name longer than this is cut, so From stays one short line
+
+
+@dataclass(frozen=True)
+class Field:
+    """One header field as written: its name and the bytes after the colon (LF line breaks)."""
+
+    name: str
+    value: bytes  # with its leading space and any folding, without the final line break
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
+
+    def to_bytes(self) -> bytes:
+        return self.name.encode("ascii") + b":" + self.value + b"\n"
+
+    def text(self) -> str:
+        """The value decoded (RFC 2047, 8-bit bytes as UTF-8 or Windows-1252), on one line."""
+        return text_of(decode_8bit(self.value))
+
+
+@dataclass
+class HeaderBlock:
+    """The fields of one header block and where the body after it starts."""
+
+    fields: list[Field]
+    body_start: int
+    problems: list[str] = field(default_factory=list)
+
+
+def split_block(buf: bytes, start: int, end: int, top: bool = False) -> HeaderBlock:
+    """The header fields in buf[start:end], read the way Python's email parser reads them:
+    the block ends at an empty line, or at the first line that is not a header field."""
+    fields: list[Field] = []
+    problems: list[str] = []
+    name: bytes | None = None
+    lines: list[bytes] = []
+
+    def flush() -> None:
+        if name is not None:
+            fields.append(Field(name.decode("ascii"), b"\n".join(lines)))
+
+    pos = start
+    first = True
+    while pos < end:
+        eol = buf.find(b"\n", pos, end)
+        line_end, next_pos = (end, end) if eol < 0 else (eol, eol + 1)
+        line = buf[pos:line_end]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            flush()
+            return HeaderBlock(fields, next_pos, problems)
+        if line[:1] in (b" ", b"\t"):
+            if name is None:
+                problems.append("dropped a continuation line with no header field before it")
+            else:
+                lines.append(line)
+        elif top and first and line.startswith(b"From "):
+            pass  # an mbox separator line, not part of the message
+        elif m := _NAME.match(line):
+            flush()
+            name, lines = line[: m.end() - 1], [line[m.end() :]]
+        else:
+            flush()
+            problems.append("the header block ends without an empty line")
+            return HeaderBlock(fields, pos, problems)
+        first = False
+        pos = next_pos
+    flush()
+    return HeaderBlock(fields, end, problems)
+
+
+def decode_8bit(value: bytes) -> str:
+    """Header bytes as text: UTF-8 when they are UTF-8, else Windows-1252 (what 8-bit
+    headers from old Western mail clients nearly always are)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("cp1252", errors="replace")
+
+
+def needs_cleaning(f: Field) -> bool:
+    return bool(_NON_ASCII.search(f.value) or _LONG_LINE.search(f.value))
+
+
+def clean(f: Field) -> Field | None:
+    """The field with 8-bit bytes encoded (RFC 2047) and lines no longer than 998
+    characters; None for an address field left with no usable address."""
+    if not needs_cleaning(f):
+        return f
+    text = _UNFOLD.sub("", decode_8bit(f.value)).strip()
+    if f.key in ADDRESS_FIELDS:
+        return address_field(f.name, email.utils.getaddresses([text]))
+    return text_field(f.name, text)
+
+
+def text_field(name: str, text: str) -> Field:
+    """An unstructured field holding text, RFC 2047-encoded when it is not ASCII, folded."""
+    if text.isascii():
+        return Field(name, fold(name, text.split()))
+    try:
+        encoded = email.header.Header(text, "utf-8", header_name=name).encode(linesep="\n")
+    except Exception:  # the email package gives up on some inputs; fall back to one word
+        encoded = email.header.Header(text, "utf-8").encode(splitchars="", maxlinelen=0)
+    return Field(name, fold(name, encoded.split()))
+
+
+def address_field(name: str, pairs: list[tuple[str, str]]) -> Field | None:
+    """A field listing addresses, display names RFC 2047-encoded; unusable addresses left out."""
+    items = [format_address(n, a) for n, a in pairs if a and a.isascii() and a.isprintable()]
+    return Field(name, fold(name, [i + "," for i in items[:-1]] + items[-1:])) if items else None
+
+
+def format_address(name: str, address: str) -> str:
+    name = " ".join(name.split())[:MAX_NAME_CHARS]
+    try:
+        return email.utils.formataddr((name, address), charset="utf-8")
+    except Exception:
+        return f"<{address}>"
+
+
+def fold(name: str, words: list[str]) -> bytes:
+    """Words joined by spaces into lines of at most 78 characters where possible and
+    never more than 998; a word too long even for that is cut (the only change of meaning)."""
+    lines: list[str] = []
+    cur = ""
+    width = len(name) + 2  # "Name: " on the first line, one space on the others
+    for word in words:
+        for chunk in [word[i : i + _CHUNK] for i in range(0, len(word), _CHUNK)]:
+            if cur and width + len(cur) + 1 + len(chunk) > FOLD_AT:
+                lines.append(cur)
+                cur, width = chunk, 1
+            else:
+                cur = f"{cur} {chunk}" if cur else chunk
+    if cur:
+        lines.append(cur)
+    return (" " + "\n ".join(lines)).encode("ascii", errors="replace") if lines else b""
+
+
+# -- the rewritten fields -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who wrote the message, from its From field, or why that cannot be known."""
+
+    name: str
+    address: str | None
+    problem: str | None = None
+
+
+def author_of(fields: list[Field]) -> Author:
+    froms = [f for f in fields if f.key == "from"]
+    if not froms:
+        return Author("", None, "no From header")
+    text = _UNFOLD.sub("", decode_8bit(froms[0].value))
+    try:
+        pairs = email.utils.getaddresses([text])
+    except Exception:
+        pairs = []
+    for raw_name, raw_address in pairs:
+        address = addresses.normalize(raw_address) if raw_address else None
+        if address:
+            return Author(" ".join(text_of(raw_name).split()), address)
+    return Author("", None, "From header without a usable address")
+
+
+def munged_from(author: Author, listname: str, list_address: str) -> Field:
+    """From: 'Ann Author via volunteers <volunteers@...>' (DMARC-aligned with the list)."""
+    if author.address is None:
+        shown = f"unknown sender ({author.problem})"
+    else:
+        shown = author.name or author.address.rpartition("@")[0] or author.address
+    return Field("From", b" " + format_address(f"{shown} via {listname}", list_address).encode())
+
+
+def prefixed_subject(fields: list[Field], prefix: str) -> Field | None:
+    """Subject with the list prefix put in front once; an encoded subject stays encoded."""
+    subjects = [f for f in fields if f.key == "subject"]
+    if not prefix:
+        return clean(subjects[0]) if subjects else None
+    if not subjects:
+        return text_field("Subject", prefix)
+    f = clean(subjects[0]) or Field("Subject", b"")
+    if prefix.casefold() in " ".join(f.text().split()).casefold():
+        return f
+    rest = f.value.lstrip(b" \t")
+    if prefix.isascii():
+        value = prefix.encode("ascii") + (b" " + rest if rest else b"")
+        return clean(Field("Subject", b" " + value))
+    return text_field("Subject", f"{prefix} {f.text()}".strip())

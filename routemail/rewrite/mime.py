@@ -1,0 +1,190 @@
+"""MIME structure of a raw message, found in place: offsets into the bytes, not copies."""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import re
+from dataclasses import dataclass, field
+
+from routemail.rewrite.headers import Field, split_block
+
+MAX_DEPTH = 30  # deeper nesting is left as it is, unread
+OPAQUE = frozenset({"multipart/signed", "multipart/encrypted"})
+ENCODINGS = frozenset({"7bit", "8bit", "binary", "quoted-printable", "base64"})
+MULTIPART_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
+_LONG_LINE = re.compile(rb"[^\r\n]{999}")
+
+
+@dataclass
+class ContentInfo:
+    """What the Content-* fields of one entity say."""
+
+    ctype: str = "text/plain"
+    charset: str | None = None
+    boundary: bytes | None = None
+    cte: str = ""  # lower-cased, "" when absent
+    disposition: str | None = None
+
+
+@dataclass
+class Part:
+    """One MIME entity: buf[header_start:body_start] is its header block (with the empty
+    line), buf[body_start:end] its body. Repairs replace pieces without copying the rest."""
+
+    fields: list[Field]
+    header_start: int
+    body_start: int
+    end: int
+    info: ContentInfo
+    children: list[Part] = field(default_factory=list)
+    close_missing: bool = False  # a multipart whose closing delimiter is absent
+    boundary: bytes = b""
+    new_fields: list[Field] | None = None  # rewritten header block, when repaired
+    new_body: list[object] | None = None  # rewritten body segments, when repaired
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ctype(self) -> str:
+        return self.info.ctype
+
+    def walk(self) -> list[Part]:
+        out = [self]
+        for c in self.children:
+            out.extend(c.walk())
+        return out
+
+
+def content_info(fields: list[Field], default: str = "text/plain") -> ContentInfo:
+    """The Content-* fields read with the email package (compat32 never raises on reading;
+    the guard is for whatever it does on hostile input)."""
+    data = b"".join(f.to_bytes() for f in fields if f.key.startswith("content-"))
+    info = ContentInfo(ctype=default)
+    if not data:
+        return info
+    try:
+        msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+        msg.set_default_type(default)
+        info.ctype = msg.get_content_type()
+        charset = msg.get_content_charset()
+        info.charset = charset if charset and charset.isascii() else None
+        boundary = msg.get_boundary()
+        if boundary:
+            info.boundary = boundary.encode("ascii", errors="surrogateescape")
+        info.cte = str(msg.get("content-transfer-encoding", "")).strip().lower()
+        info.disposition = msg.get_content_disposition()
+    except Exception:
+        return ContentInfo(ctype=default)
+    return info
+
+
+def scan(
+    buf: bytes,
+    nl: bytes,
+    start: int,
+    end: int,
+    *,
+    top: bool = False,
+    depth: int = 0,
+    default: str = "text/plain",
+) -> Part:
+    """The entity in buf[start:end] and, for multiparts, its children, repaired where
+    Python's email parser would report a defect (so every copy re-parses cleanly)."""
+    block = split_block(buf, start, end, top=top)
+    part = Part(block.fields, start, block.body_start, end, content_info(block.fields, default))
+    part.problems.extend(block.problems)
+    if block.problems and not top:
+        part.new_fields = list(block.fields)
+    if not part.ctype.startswith("multipart/") or part.ctype in OPAQUE:
+        if part.ctype not in OPAQUE:
+            _fix_long_lines(buf, nl, part)
+        return part
+    if depth >= MAX_DEPTH:
+        part.problems.append(f"MIME parts nested deeper than {MAX_DEPTH} levels left unread")
+        return part
+    if part.info.boundary is None or not _split(buf, nl, part, depth):
+        _as_text(buf, part)
+        return part
+    if part.info.cte and part.info.cte not in MULTIPART_ENCODINGS:
+        part.problems.append(f"dropped Content-Transfer-Encoding {part.info.cte} from a multipart")
+        part.new_fields = [
+            f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"
+        ]
+    return part
+
+
+def _split(buf: bytes, nl: bytes, part: Part, depth: int) -> bool:
+    """Find part's children between its boundary delimiters; False when there are none."""
+    boundary = part.info.boundary
+    assert boundary is not None
+    delimiter = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
+    starts: list[tuple[int, int]] = []  # (delimiter line start, content start)
+    close: int | None = None
+    for m in delimiter.finditer(buf, part.body_start, part.end):
+        if m.group(1):
+            close = m.start()
+            break
+        starts.append((m.start(), min(m.end() + 1, part.end)))
+    if not starts:
+        return False
+    default = "message/rfc822" if part.ctype == "multipart/digest" else "text/plain"
+    ends = [s for s, _ in starts[1:]] + [close if close is not None else part.end]
+    for (_, content), next_delimiter in zip(starts, ends, strict=True):
+        child_end = (
+            next_delimiter
+            if next_delimiter == part.end and close is None
+            else max(content, next_delimiter - len(nl))
+        )
+        part.children.append(scan(buf, nl, content, child_end, depth=depth + 1, default=default))
+    part.boundary = boundary
+    if close is None:
+        part.close_missing = True
+        part.problems.append("added the missing closing boundary of a multipart")
+    return True
+
+
+def _as_text(buf: bytes, part: Part) -> None:
+    """A multipart whose boundary never occurs is relabelled as the text it really is."""
+    body = buf[part.body_start : part.end]
+    if body.isascii():
+        charset = "us-ascii"
+    else:
+        try:
+            body.decode("utf-8")
+            charset = "utf-8"
+        except UnicodeDecodeError:
+            charset = "windows-1252"
+    part.problems.append(f"{part.ctype} without its boundary in the body: sent as text/plain")
+    kept = [f for f in part.new_fields or part.fields if f.key != "content-type"]
+    part.new_fields = [Field("Content-Type", f' text/plain; charset="{charset}"'.encode()), *kept]
+    part.info = ContentInfo("text/plain", charset, None, part.info.cte, part.info.disposition)
+    if part.info.cte not in ENCODINGS:
+        part.new_fields = [f for f in part.new_fields if f.key != "content-transfer-encoding"]
+        part.info.cte = ""
+
+
+def _fix_long_lines(buf: bytes, nl: bytes, part: Part) -> None:
+    """A body sent as is (7bit, 8bit) with lines over 998 characters is re-encoded:
+    quoted-printable for text, base64 for anything else."""
+    import binascii
+
+    if part.info.cte not in ("", "7bit", "8bit", "binary") or part.ctype.startswith("message/"):
+        return
+    if not _LONG_LINE.search(buf, part.body_start, part.end):
+        return
+    body = buf[part.body_start : part.end]
+    if part.ctype.startswith("text/"):
+        encoded = binascii.b2a_qp(body.replace(b"\r\n", b"\n"), istext=True)
+        cte = "quoted-printable"
+    else:
+        b64 = binascii.b2a_base64(body, newline=False)
+        encoded = b"\n".join(b64[i : i + 76] for i in range(0, len(b64), 76))
+        cte = "base64"
+    if nl != b"\n":
+        encoded = encoded.replace(b"\n", nl)
+    kept = [f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"]
+    part.new_fields = [*kept, Field("Content-Transfer-Encoding", b" " + cte.encode())]
+    part.new_body = [encoded]
+    part.info.cte = cte
+    part.problems.append(f"re-encoded a {part.ctype} body with lines over 998 characters as {cte}")
