@@ -44,13 +44,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/receive.py
 	$(BIN)/python bench/fanout.py
 
+# The Lambda zip is mailxfer/ alone (the runtime provides boto3).
+LAMBDA_BUILD ?= build/lambda
+DIST ?= dist
 lambda-zip:
-	rm -rf build/lambda dist/mailxfer.zip
-	mkdir -p build/lambda dist
-	cp -r mailxfer build/lambda/
-	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
-	cd build/lambda && $(PYTHON) -m zipfile -c ../../dist/mailxfer.zip mailxfer
-	@echo "dist/mailxfer.zip: handler mailxfer.handler"
+	rm -rf $(LAMBDA_BUILD) $(DIST)/mailxfer.zip
+	mkdir -p $(LAMBDA_BUILD) $(DIST)
+	cp -r mailxfer $(LAMBDA_BUILD)/
+	find $(LAMBDA_BUILD) -name __pycache__ -prune -exec rm -rf {} +
+	cd $(LAMBDA_BUILD) && $(PYTHON) -m zipfile -c $(abspath $(DIST))/mailxfer.zip mailxfer
+	@echo "$(DIST)/mailxfer.zip: handler mailxfer.handler"
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
