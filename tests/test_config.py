@@ -1,0 +1,292 @@
+"""`routemail check`: every mistake in lists.toml named by line and key, all at once."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from routemail.cli import cli
+from tests.conftest import ROOT
+
+GOOD = """\
+[site]
+domain = "lists.example.org"
+admin = "admin@example.org"
+
+[lists.volunteers]
+members = ["ann@example.com", "Bob <bob@Example.NET>"]
+moderators = ["coordinator@example.org"]
+footer = "You are on {list} as {recipient}. Leave: {unsubscribe_url}"
+
+[[dynamic]]
+pattern = 'role-(?P<role>[0-9]+)(?P<filters>(?:[-+][a-z]+)*)'
+resolver = "sqlite"
+database = "serv.sqlite3"
+members = "SELECT email FROM people p WHERE p.role = :role AND {filters}"
+[dynamic.filters]
+cardkey = "p.cardkey IS NOT NULL"
+"""
+
+
+def check(path: Path) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(path), "check"])
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lists.toml"
+    path.write_text(text)
+    return path
+
+
+def errors(result: Result) -> list[str]:
+    """The error lines of a failed check, in the order reported."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("error: ") for line in lines), lines
+    return [line.removeprefix("error: ") for line in lines]
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based number of the line holding the occurrence-th needle."""
+    numbers = [n for n, line in enumerate(text.split("\n"), start=1) if needle in line]
+    return numbers[occurrence - 1]
+
+
+def test_good_file_passes(tmp_path: Path) -> None:
+    """A correct file is reported ok with its counts and exit status 0."""
+    path = write(tmp_path, GOOD)
+    result = check(path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path}: ok: 1 lists, 1 dynamic patterns, transport outbox\n"
+
+
+def test_shipped_example_configuration_passes(tmp_path: Path) -> None:
+    """The lists.toml in the repository, with its dynamic families, passes check."""
+    shutil.copy(ROOT / "lists.toml", tmp_path / "lists.toml")
+    result = check(tmp_path / "lists.toml")
+    assert result.exit_code == 0, result.output
+    assert ": ok: 2 lists, 4 dynamic patterns" in result.stdout
+
+
+def test_unknown_keys_everywhere_reported_at_their_lines(tmp_path: Path) -> None:
+    """Unknown keys at top level, in a list and in [[dynamic]] each name their own line."""
+    text = 'colour = "blue"\n' + GOOD.replace(
+        'admin = "admin@example.org"\n', 'admin = "admin@example.org"\nadmn = 1\n'
+    ).replace("[lists.volunteers]\n", "[lists.volunteers]\nmembrs = []\n").replace(
+        'resolver = "sqlite"\n', 'resolver = "sqlite"\nquery = "SELECT 1"\n'
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert len(problems) == 4, problems
+    expected = {
+        "colour": line_of(text, "colour ="),
+        "site.admn": line_of(text, "admn ="),
+        "lists.volunteers.membrs": line_of(text, "membrs ="),
+        "dynamic[0].query": line_of(text, "query ="),
+    }
+    for problem, (key, line) in zip(problems, expected.items(), strict=False):
+        assert problem.startswith(f"lists.toml line {line}: {key}: unknown key; expected one of ")
+    assert {p.split(": ")[1] for p in problems} == set(expected)
+
+
+def test_bad_regex_names_the_pattern_line(tmp_path: Path) -> None:
+    """A pattern that is not a regular expression is reported with re's reason."""
+    text = GOOD.replace(
+        "pattern = 'role-(?P<role>[0-9]+)(?P<filters>(?:[-+][a-z]+)*)'",
+        "pattern = 'role-(?P<role>[0-9]+'",
+    )
+    problems = errors(check(write(tmp_path, text)))
+    line = line_of(text, "pattern =")
+    assert problems == [
+        f"lists.toml line {line}: dynamic[0].pattern: bad regular expression: "
+        "missing ), unterminated subpattern at position 5"
+    ]
+
+
+def test_pattern_shadowing_a_named_list(tmp_path: Path) -> None:
+    """A dynamic pattern that matches a named list's whole name would hide it: reported."""
+    text = GOOD + (
+        "\n[[dynamic]]\n"
+        "pattern = '(?P<team>[a-z]+)'\n"
+        'resolver = "http"\n'
+        'url = "https://people.example.org/teams/{team}"\n'
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'pattern =', 2)}: dynamic[1].pattern: matches the "
+        "named list 'volunteers', which would hide it; narrow the pattern"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("posters", "message"),
+    [
+        ('"everyone"', "expected members, moderators, anyone or a list of addresses"),
+        ("3", "expected members, moderators, anyone or a list of addresses"),
+        ('["ann@example.com", "not an address"]', "'not an address' is not an email address"),
+    ],
+)
+def test_bad_posters(tmp_path: Path, posters: str, message: str) -> None:
+    """A posting policy that is not a policy or not all addresses is named at its line."""
+    text = GOOD.replace("[lists.volunteers]\n", f"[lists.volunteers]\nposters = {posters}\n")
+    problems = errors(check(write(tmp_path, text)))
+    line = line_of(text, "posters =")
+    assert problems == [f"lists.toml line {line}: lists.volunteers.posters: {message}"]
+
+
+def test_bad_addresses_in_several_places(tmp_path: Path) -> None:
+    """Bad addresses in site.admin, members and moderators are all reported at once."""
+    text = (
+        GOOD.replace('admin = "admin@example.org"', 'admin = "the admin"')
+        .replace('"Bob <bob@Example.NET>"', '"bob@"')
+        .replace(
+            'moderators = ["coordinator@example.org"]', 'moderators = ["coordinator.example.org"]'
+        )
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'admin =')}: site.admin: "
+        "'the admin' is not an email address",
+        f"lists.toml line {line_of(text, 'members =')}: lists.volunteers.members: "
+        "'bob@' is not an email address",
+        f"lists.toml line {line_of(text, 'moderators =')}: lists.volunteers.moderators: "
+        "'coordinator.example.org' is not an email address",
+    ]
+
+
+def test_bad_template_placeholders(tmp_path: Path) -> None:
+    """Unknown placeholders and unbalanced braces in header and footer are reported."""
+    text = GOOD.replace(
+        'footer = "You are on {list} as {recipient}. Leave: {unsubscribe_url}"',
+        'header = "Hello {name}"\nfooter = "Leave: {unsubscribe_url"',
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'header =')}: lists.volunteers.header: unknown "
+        "placeholder {name}; expected one of {list}, {list_address}, {description}, "
+        "{recipient}, {unsubscribe_url}, {site}",
+        f"lists.toml line {line_of(text, 'footer =')}: lists.volunteers.footer: bad template "
+        "(expected '}' before end of string); write a literal brace as {{ or }}",
+    ]
+
+
+def test_toml_syntax_error_names_its_line(tmp_path: Path) -> None:
+    """A file that is not TOML is reported with the line of the mistake, not a traceback."""
+    text = GOOD.replace('domain = "lists.example.org"', 'domain = "lists.example.org')
+    problems = errors(check(write(tmp_path, text)))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"lists.toml line {line_of(text, 'domain =')}: not valid TOML: ")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A missing configuration file is one clear line and exit status 2."""
+    path = tmp_path / "nowhere" / "lists.toml"
+    assert errors(check(path)) == [
+        f"{path}: no such file; set ROUTEMAIL_CONFIG or run from the directory holding lists.toml"
+    ]
+
+
+def test_multiline_strings_and_arrays_do_not_confuse_line_numbers(tmp_path: Path) -> None:
+    """Text inside multi-line strings and arrays that looks like a table or key is skipped."""
+    text = GOOD.replace(
+        'footer = "You are on {list} as {recipient}. Leave: {unsubscribe_url}"',
+        'footer = """\n[volunteers] mailing list\nposters = written here is just text\n"""\n'
+        "members_note = [\n  [1, 2],\n]\n"
+        'posters = "nobody"',
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'members_note')}: lists.volunteers.members_note: "
+        "unknown key; expected one of archive, bcc, description, footer, header, members, "
+        "moderators, posters, reply_to, subject_prefix",
+        f"lists.toml line {line_of(text, 'posters = ', 2)}: lists.volunteers.posters: "
+        "expected members, moderators, anyone or a list of addresses",
+    ]
+
+
+def test_subtable_of_a_dynamic_entry_is_located(tmp_path: Path) -> None:
+    """A mistake in [dynamic.filters] names the line in that table of the right entry."""
+    text = (
+        GOOD
+        + "\n[[dynamic]]\n"
+        + "pattern = 'class-(?P<id>[0-9]+)(?P<filters>(?:[-+][a-z]+)*)'\n"
+        + 'resolver = "sqlite"\n'
+        + 'database = "serv.sqlite3"\n'
+        + 'members = "SELECT email FROM people p WHERE p.class = :id AND {filters}"\n'
+        + "[dynamic.filters]\n"
+        + 'paid = "p.paid"\n'
+        + '"not-a-name" = "p.x"\n'
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'not-a-name')}: dynamic[1].filters.not-a-name: "
+        "criterion names are a letter then letters, digits or _"
+    ]
+
+
+def test_dynamic_entry_mistakes_all_reported(tmp_path: Path) -> None:
+    """SQL parameters, templates and timeouts are checked against the pattern's groups."""
+    text = GOOD + (
+        "\n[[dynamic]]\n"
+        "pattern = 'team-(?P<team>[a-z]+)'\n"
+        'resolver = "command"\n'
+        'command = ["./lookup", "{teem}"]\n'
+        "timeout = -1\n"
+        "\n[[dynamic]]\n"
+        "pattern = 'event-(?P<id>[0-9]+)'\n"
+        'resolver = "sqlite"\n'
+        'database = "serv.sqlite3"\n'
+        'members = "SELECT email FROM people WHERE event = :event"\n'
+        "\n[[dynamic]]\n"
+        "pattern = 'x-(?P<x>[0-9]+)(?P<filters>(?:[-+][a-z]+)*)'\n"
+        'resolver = "sqlite"\n'
+        'database = "serv.sqlite3"\n'
+        'members = "SELECT email FROM people WHERE x = :x"\n'
+        "filters = { a = '1=1', A = '1=0' }\n"
+    )
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'timeout =')}: dynamic[1].timeout: "
+        "expected a positive number of seconds",
+        f"lists.toml line {line_of(text, 'command =')}: dynamic[1].command: "
+        "{teem} is not a named group of the pattern",
+        f"lists.toml line {line_of(text, ':event')}: dynamic[2].members: "
+        "parameter :event is not a named group of the pattern",
+        f"lists.toml line {line_of(text, 'WHERE x = :x')}: dynamic[3].members: "
+        "the pattern captures criteria but the query has no {filters}",
+        f"lists.toml line {line_of(text, 'filters = {')}: dynamic[3].filters.A: "
+        "same as 'a': criteria are matched ignoring case",
+    ]
+
+
+def test_example_database_builds_from_the_shipped_sql(tmp_path: Path) -> None:
+    """examples/serv.sql builds a database whose every table has rows (the documented step)."""
+    with sqlite3.connect(tmp_path / "serv.sqlite3") as db:
+        db.executescript((ROOT / "examples" / "serv.sql").read_text())
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    db.close()
+    assert set(counts) >= {"people", "orgs", "org_leaders", "roles", "person_role", "tasks"}
+    assert all(counts.values()), counts
+    assert 15 <= counts["people"] <= 30
+
+
+def test_docs_cover_every_key_the_validator_accepts() -> None:
+    """docs/configuration.md mentions every key name that config.py accepts."""
+    source = (ROOT / "routemail" / "config.py").read_text()
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    allowed = set()
+    for block in re.findall(r"unknown_keys\([^)]*?\{([^}]*)\}", source, re.S):
+        allowed |= set(re.findall(r'"([a-z_]+)"', block))
+    from routemail.resolvers import OPTION_KEYS
+
+    for keys in OPTION_KEYS.values():
+        allowed |= keys
+    spellings = ("`{}`", "{} =", "[{}]", "[{}.", ".{}]")
+    missing = sorted(k for k in allowed if not any(s.format(k) in doc for s in spellings))
+    assert not missing, f"undocumented keys: {missing}"
