@@ -15,8 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) examples/serv.sqlite3
 	$(BIN)/python examples/demo.py
+
+# The example database behind the dynamic lists in lists.toml; built aside and
+# renamed so a resolver never opens a half-written file.
+examples/serv.sqlite3: examples/serv.sql
+	rm -f $@.tmp
+	$(PYTHON) -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[2]); db.executescript(open(sys.argv[1]).read()); db.close()" $< $@.tmp
+	mv $@.tmp $@
 
 # Debian packages the tests use (a CGI-capable web server for deploy/mailrecv.cgi).
 system-deps:
@@ -32,7 +39,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) system-deps
+unit: $(STAMP) system-deps examples/serv.sqlite3
 	$(BIN)/pytest
 
 test: lint typecheck unit
