@@ -42,11 +42,14 @@ class TokenBucket:
         self._tokens = 1.0
         self._updated = clock()
 
-    def take(self) -> float:
-        """Take one token, sleeping if none is banked; returns the seconds slept."""
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
+
+    def take(self) -> float:
+        """Take one token, sleeping if none is banked; returns the seconds slept."""
+        self._refill()
         self._tokens -= 1.0
         if self._tokens >= 0:
             return 0.0
@@ -56,9 +59,8 @@ class TokenBucket:
 
     def pause(self, seconds: float) -> None:
         """Empty the bucket so nothing else goes out for `seconds` (after throttling)."""
-        now = self._clock()
+        self._refill()
         self._tokens = min(0.0, self._tokens) - seconds * self.rate
-        self._updated = now
 
 
 class Paced:

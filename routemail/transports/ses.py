@@ -126,8 +126,9 @@ class SesTransport:
             return Result(TEMPORARY, detail, throttled=not daily, halt=daily)
         if code in ACCOUNT_PROBLEMS:
             return Result(TEMPORARY, detail, halt=True)
-        if code == "MessageRejected" and "not verified" in text and sender.lower() in text.lower():
-            # Our own sender identity is unverified: fix the identity, keep the mail.
+        if code == "MessageRejected" and sender.lower() in text.lower():
+            # Refused for our own sender (an unverified identity, no authority to
+            # send from it): a person fixes the identity, the mail waits.
             return Result(TEMPORARY, detail + "; verify the sending domain in SES", halt=True)
         if code in REFUSED:
             return Result(PERMANENT, detail)

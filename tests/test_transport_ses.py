@@ -1,0 +1,355 @@
+"""The SES transport against moto running as a server, behind a recording front."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from routemail import config as configuration
+from routemail.transports import PERMANENT, SENT, TEMPORARY, Transport, open_transport
+from routemail.transports.pacing import Paced
+from tests.conftest import BASE_CONFIG, Project, free_port
+
+DOMAIN = "lists.example.org"
+SENDER = f"volunteers-bounces@{DOMAIN}"
+SEND_PATH = "/v2/email/outbound-emails"
+
+
+def copy_for(recipient: str) -> bytes:
+    return (
+        f"From: Ann via volunteers <volunteers@{DOMAIN}>\r\nTo: {recipient}\r\n"
+        f"Subject: [volunteers] Saturday\r\nMessage-ID: <m1@example.com>\r\n\r\nSee you.\r\n"
+    ).encode()
+
+
+@dataclass
+class Fault:
+    status: int
+    code: str
+    message: str
+
+
+@dataclass
+class Front:
+    """An HTTP server between the transport and moto: it records each request and can
+    answer a send with an SES error in its real wire shape instead of forwarding it."""
+
+    backend: str
+    faults: list[Fault] = field(default_factory=list)  # answered to the next sends, in order
+    refuse: dict[str, Fault] = field(default_factory=dict)  # by recipient, every time
+    sends: list[dict[str, Any]] = field(default_factory=list)
+    other_requests: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.forward(b"")
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == SEND_PATH:
+                    request = json.loads(body)
+                    front.sends.append(request)
+                    recipient = request["Destination"]["ToAddresses"][0]
+                    fault = front.refuse.get(recipient) or (
+                        front.faults.pop(0) if front.faults else None
+                    )
+                    if fault:
+                        self.answer_error(fault)
+                        return
+                else:
+                    front.other_requests.append(body.decode())
+                self.forward(body)
+
+            def answer_error(self, fault: Fault) -> None:
+                payload = json.dumps({"message": fault.message}).encode()
+                self.send_response(fault.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header(
+                    "x-amzn-ErrorType",
+                    f"{fault.code}:http://internal.amazon.com/coral/com.amazonaws.sesv2/",
+                )
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def forward(self, body: bytes) -> None:
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                }
+                request = urllib.request.Request(
+                    front.backend + self.path,
+                    data=body or None,
+                    headers=headers,
+                    method=self.command,
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        status, answer_headers, payload = (
+                            answer.status,
+                            answer.headers,
+                            answer.read(),
+                        )
+                except urllib.error.HTTPError as error:
+                    status, answer_headers, payload = error.code, error.headers, error.read()
+                    error.close()
+                self.send_response(status)
+                for name, value in answer_headers.items():
+                    if name.lower() not in ("content-length", "connection", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto as a real HTTP server on a loopback port."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def front(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Front]:
+    """Fresh moto state with our domain verified and a configuration set, behind a Front."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SESV2"):
+        monkeypatch.delenv(name, raising=False)
+    with urllib.request.urlopen(
+        urllib.request.Request(moto_url + "/moto-api/reset", method="POST"), timeout=10
+    ):
+        pass
+    client: Any = boto3.client("sesv2", endpoint_url=moto_url, region_name="us-east-1")
+    client.create_email_identity(EmailIdentity=DOMAIN)
+    client.create_configuration_set(ConfigurationSetName="lists-outbound")
+    client.close()
+    f = Front(moto_url)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), f.handler())
+    f.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def sent_by_moto(moto_url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(moto_url + "/moto-api/data.json", timeout=10) as answer:
+        data = json.load(answer)
+    return list(data["ses"]["RawMessage"])
+
+
+def open_ses(project: Project, endpoint: str, rate: str = "1000", retries: int = 3) -> Transport:
+    project.write_config(
+        BASE_CONFIG
+        + f"""
+[delivery]
+transport = "ses"
+rate = {rate}
+retries = {retries}
+backoff_seconds = 0.01
+max_backoff_seconds = 0.05
+
+[delivery.ses]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+configuration_set = "lists-outbound"
+timeout = 5
+"""
+    )
+    return open_transport(configuration.load(project.config_path), project.spool)
+
+
+def test_one_call_per_recipient_with_tags_and_configuration_set(
+    project: Project, front: Front, moto_url: str
+) -> None:
+    """Each copy is one send_email with the raw bytes, one destination, the list's bounce
+    address as sender, the configuration set and tags for list and message (made safe for
+    SES); the Result carries the MessageId SES returned."""
+    transport = open_ses(project, front.url)
+    recipients = ["ann@example.com", "bob@example.net"]
+    tags = {"list": "role-5+cardkey.x", "message": "Zm9vYmFy_-9"}
+    try:
+        results = [transport.send(SENDER, r, copy_for(r), tags) for r in recipients]
+    finally:
+        transport.close()
+    assert [r.outcome for r in results] == [SENT, SENT]
+    stored = sent_by_moto(moto_url)
+    assert [m["id"] for m in stored] == [r.detail for r in results]
+    assert [m["raw_data"].encode() for m in stored] == [copy_for(r) for r in recipients]
+    assert [m["source"] for m in stored] == [SENDER, SENDER]
+    assert [s["Destination"] for s in front.sends] == [{"ToAddresses": [r]} for r in recipients]
+    request = front.sends[0]
+    assert request["FromEmailAddress"] == SENDER
+    assert request["ConfigurationSetName"] == "lists-outbound"
+    assert request["EmailTags"] == [
+        {"Name": "list", "Value": "role-5_cardkey_x"},
+        {"Name": "message", "Value": "Zm9vYmFy_-9"},
+    ]
+    assert base64.b64decode(request["Content"]["Raw"]["Data"]) == copy_for(recipients[0])
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (429, "TooManyRequestsException"),
+        (400, "LimitExceededException"),
+        (400, "ThrottlingException"),
+        (400, "Throttling"),
+    ],
+)
+def test_throttling_is_retried_within_the_run(
+    project: Project, front: Front, moto_url: str, status: int, code: str
+) -> None:
+    """A throttled send is retried after a backoff and goes out once, without a failure."""
+    front.faults = [Fault(status, code, "Maximum sending rate exceeded.")] * 2
+    transport = open_ses(project, front.url, retries=3)
+    try:
+        result = transport.send(
+            SENDER, "ann@example.com", copy_for("ann@example.com"), {"list": "v"}
+        )
+    finally:
+        transport.close()
+    assert result.outcome == SENT, result.detail
+    assert len(front.sends) == 3
+    assert len(sent_by_moto(moto_url)) == 1
+
+
+def test_throttling_that_outlasts_the_retries_is_temporary(
+    project: Project, front: Front, moto_url: str
+) -> None:
+    """Throttling that persists through every in-run retry leaves the copy TEMPORARY for a
+    later run, and nothing reaches SES."""
+    front.faults = [Fault(429, "TooManyRequestsException", "Maximum sending rate exceeded.")] * 3
+    transport = open_ses(project, front.url, retries=2)
+    try:
+        result = transport.send(
+            SENDER, "ann@example.com", copy_for("ann@example.com"), {"list": "v"}
+        )
+    finally:
+        transport.close()
+    assert result.outcome == TEMPORARY
+    assert "TooManyRequestsException" in result.detail and "(3 attempts)" in result.detail
+    assert sent_by_moto(moto_url) == []
+
+
+def test_rejected_recipient_is_permanent_and_others_still_go(
+    project: Project, front: Front, moto_url: str
+) -> None:
+    """MessageRejected for a recipient is PERMANENT after one call; the next copy is sent."""
+    front.refuse["nobody@example.com"] = Fault(
+        400,
+        "MessageRejected",
+        "Email address is not verified. The following identities failed the check in "
+        "region US-EAST-1: nobody@example.com",
+    )
+    transport = open_ses(project, front.url)
+    try:
+        refused = transport.send(
+            SENDER, "nobody@example.com", copy_for("nobody@example.com"), {"list": "v"}
+        )
+        sent = transport.send(SENDER, "ann@example.com", copy_for("ann@example.com"), {"list": "v"})
+    finally:
+        transport.close()
+    assert refused.outcome == PERMANENT and "MessageRejected" in refused.detail
+    assert sent.outcome == SENT
+    assert len(front.sends) == 2
+    assert [m["destinations"][0] for m in sent_by_moto(moto_url)] == ["ann@example.com"]
+
+
+def test_unverified_sender_keeps_the_mail(project: Project, front: Front, moto_url: str) -> None:
+    """When SES refuses our own sender identity the copy is TEMPORARY, not given up, and the
+    detail says to verify the domain; the rest of the run is not attempted."""
+    transport = open_ses(project, front.url, retries=1)
+    sender = "list-bounces@unverified.example"
+    try:
+        first = transport.send(
+            sender, "ann@example.com", copy_for("ann@example.com"), {"list": "v"}
+        )
+        second = transport.send(
+            sender, "bob@example.net", copy_for("bob@example.net"), {"list": "v"}
+        )
+    finally:
+        transport.close()
+    assert first.outcome == TEMPORARY and "verify the sending domain" in first.detail
+    assert second.outcome == TEMPORARY and second.detail.startswith("not attempted:")
+    assert len(front.sends) == 2
+    assert sent_by_moto(moto_url) == []
+
+
+def test_paused_account_is_temporary_and_stops_the_run(
+    project: Project, front: Front, moto_url: str
+) -> None:
+    """A paused account keeps every copy TEMPORARY; after one round of retries the run stops
+    calling SES for the following copies."""
+    front.faults = [Fault(400, "SendingPausedException", "Sending is paused for this account.")] * 9
+    transport = open_ses(project, front.url, retries=2)
+    try:
+        results = [
+            transport.send(SENDER, f"m{i}@example.com", copy_for("m@example.com"), {"list": "v"})
+            for i in range(4)
+        ]
+    finally:
+        transport.close()
+    assert [r.outcome for r in results] == [TEMPORARY] * 4
+    assert "SendingPausedException" in results[0].detail
+    assert len(front.sends) == 3
+    assert sent_by_moto(moto_url) == []
+
+
+def test_unreachable_endpoint_is_temporary(project: Project, front: Front) -> None:
+    """With nothing listening at the endpoint the copy is TEMPORARY, never lost."""
+    transport = open_ses(project, f"http://127.0.0.1:{free_port()}", retries=0)
+    try:
+        result = transport.send(
+            SENDER, "ann@example.com", copy_for("ann@example.com"), {"list": "v"}
+        )
+    finally:
+        transport.close()
+    assert result.outcome == TEMPORARY
+    assert "Could not connect" in result.detail
+
+
+def test_rate_auto_reads_the_account_quota(project: Project, front: Front) -> None:
+    """rate = "auto" asks SES (get_send_quota) for the account's maximum send rate and paces
+    at it; moto's quota is 1 message a second."""
+    transport = open_ses(project, front.url, rate='"auto"')
+    try:
+        assert isinstance(transport, Paced)
+        assert transport.rate == 1.0
+    finally:
+        transport.close()
+    assert any("Action=GetSendQuota" in body for body in front.other_requests)
