@@ -371,6 +371,8 @@ def create_list(ctx: Context, admin: str, data: Mapping[str, Any]) -> dict[str, 
     posters = data.get("posters", "members")
     if posters not in POSTERS:
         raise ApiError(400, "posters: expected members, moderators or anyone")
+    if addresses.normalize(f"{name}@{ctx.config.site.domain}") is None:
+        raise ApiError(400, f"{name!r} cannot be the local part of an address; no '..'")
     if name.endswith(RESERVED_SUFFIXES) or name.startswith(APPROVE_PREFIX):
         raise ApiError(
             400, f"{name!r} is reserved: list names may not end in -owner, -bounces, -request"
@@ -627,43 +629,41 @@ def members_index(name: str) -> Response:
 
 @blueprint.delete("/lists/<name>/members/<path:member>")
 def members_delete(name: str, member: str) -> Response:
+    who = address(member)
     ctx = context()
-    mlist = existing_list(ctx, name)
-    return jsonify(remove_member(ctx, mlist, address(member)))
+    return jsonify(remove_member(ctx, existing_list(ctx, name), who))
 
 
 @blueprint.post("/lists/<name>/subscriptions")
 def subscriptions_create(name: str) -> tuple[Response, int]:
-    data = body()
+    who = address(body().get("address"))
     ctx = context()
-    mlist = existing_list(ctx, name)
-    return jsonify(subscribe(ctx, mlist, address(data.get("address")))), 202
+    return jsonify(subscribe(ctx, existing_list(ctx, name), who)), 202
 
 
 @blueprint.post("/lists/<name>/subscriptions/confirm")
 def subscriptions_confirm(name: str) -> Response:
     data = body()
+    who, token = address(data.get("address")), token_field(data)
     ctx = context()
     mlist = existing_list(ctx, name)
-    who = address(data.get("address"))
-    return jsonify(confirm_subscription(ctx, mlist, who, token_field(data)))
+    return jsonify(confirm_subscription(ctx, mlist, who, token))
 
 
 @blueprint.post("/lists/<name>/unsubscriptions")
 def unsubscriptions_create(name: str) -> tuple[Response, int]:
-    data = body()
+    who = address(body().get("address"))
     ctx = context()
-    mlist = existing_list(ctx, name)
-    return jsonify(request_unsubscribe(ctx, mlist, address(data.get("address")))), 202
+    return jsonify(request_unsubscribe(ctx, existing_list(ctx, name), who)), 202
 
 
 @blueprint.post("/lists/<name>/unsubscriptions/confirm")
 def unsubscriptions_confirm(name: str) -> Response:
     data = body()
+    who, token = address(data.get("address")), token_field(data)
     ctx = context()
     mlist = existing_list(ctx, name)
-    who = address(data.get("address"))
-    return jsonify(unsubscribe(ctx, mlist, who, token_field(data)))
+    return jsonify(unsubscribe(ctx, mlist, who, token))
 
 
 @blueprint.post("/lists/<name>/messages")
@@ -678,7 +678,7 @@ def messages_create(name: str) -> tuple[Response, int]:
 @blueprint.post("/lists/<name>/messages/confirm")
 def messages_confirm(name: str) -> tuple[Response, int]:
     data = body()
+    who, token = address(data.get("address")), token_field(data)
     ctx = context()
     mlist = existing_list(ctx, name)
-    who = address(data.get("address"))
-    return jsonify(confirm_post(ctx, mlist, who, token_field(data))), 202
+    return jsonify(confirm_post(ctx, mlist, who, token)), 202
