@@ -63,7 +63,11 @@ def transfer(
     body = _open(job, s3)
     if body is None:
         # Lambda may deliver an event twice; the first run delivered and deleted it.
-        log.info("%s is gone: already transferred", job.where)
+        log.warning(
+            "%s is gone: already transferred, or MAILXFER_PREFIX differs from the "
+            "S3 action's object key prefix",
+            job.where,
+        )
         return Outcome(job.where, None, already_gone=True)
     with body:
         head = parse_headers(read_header_block(body))
