@@ -17,7 +17,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from routemail import config as configuration
-from routemail.transports import PERMANENT, SENT, TEMPORARY, Transport, open_transport
+from routemail.transports import (
+    PERMANENT,
+    SENT,
+    TEMPORARY,
+    Transport,
+    TransportError,
+    open_transport,
+)
 from routemail.transports.pacing import Paced
 from tests.conftest import BASE_CONFIG, Project, free_port
 
@@ -353,3 +360,10 @@ def test_rate_auto_reads_the_account_quota(project: Project, front: Front) -> No
     finally:
         transport.close()
     assert any("Action=GetSendQuota" in body for body in front.other_requests)
+
+
+def test_malformed_endpoint_is_a_clear_error(project: Project, front: Front) -> None:
+    """An endpoint_url that is not a URL stops the run before any mail is touched, with a
+    message naming the key to fix."""
+    with pytest.raises(TransportError, match="check region and endpoint_url"):
+        open_ses(project, "not a url")

@@ -11,7 +11,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from routemail.transports import PERMANENT, SENT, TEMPORARY, Result
+from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
 
 if TYPE_CHECKING:
     from routemail.config import Ses
@@ -68,9 +68,15 @@ class SesTransport:
             read_timeout=settings.timeout,
         )
         self._session = boto3.session.Session()
-        self.client: Any = self._session.client(
-            "sesv2", endpoint_url=settings.endpoint_url, config=self._config
-        )
+        try:
+            self.client: Any = self._session.client(
+                "sesv2", endpoint_url=settings.endpoint_url, config=self._config
+            )
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            raise TransportError(
+                f"delivery.ses: cannot set up SES for region {settings.region!r}, endpoint "
+                f"{settings.endpoint_url or '(default)'}: {exc}; check region and endpoint_url"
+            ) from exc
 
     def max_send_rate(self) -> float | None:
         """The account's maximum send rate (SES v1 get_send_quota), or None if unreadable."""
