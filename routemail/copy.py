@@ -154,6 +154,7 @@ class _WrapperText:
             + cte
             + b"\nContent-Disposition: inline\n\n"
             + data
+            + b"\n"  # the line break before the next delimiter belongs to the delimiter
         )
         return out.replace(LF, self.nl) if self.nl != LF else out
 
@@ -324,7 +325,7 @@ class CopyMaker:
         ):
             out.append(subject)
         if "date" not in keys:
-            out.append(Field("Date", b" " + email.utils.formatdate(now).encode()))
+            out.append(Field("Date", b" " + email.utils.formatdate(now, usegmt=True).encode()))
             self.problems.append("no Date header: added one")
         if "message-id" not in keys:
             digest = hashlib.sha256(raw).hexdigest()[:32]
@@ -354,8 +355,7 @@ class CopyMaker:
             Field("Precedence", b" list"),
             Field(LOOP_HEADER, f" {ident.site.domain}".encode()),
         ]
-        content_changed = top.new_fields is not None or id(top) in self._decorated
-        if self.wrapped or (content_changed and "mime-version" not in keys):
+        if self.wrapped or ("mime-version" not in keys and _has_mime_fields(out)):
             tail.append(Field("MIME-Version", b" 1.0"))
         if self.wrapped:
             tail.append(Field("Content-Type", b' multipart/mixed; boundary="' + boundary + b'"'))
@@ -438,6 +438,10 @@ class CopyMaker:
         for i, dyn in self._dynamic:
             parts[i] = dyn.render(r)
         return b"".join(parts)  # type: ignore[arg-type]
+
+
+def _has_mime_fields(fields: list[Field]) -> bool:
+    return any(f.key in ("content-type", "content-transfer-encoding") for f in fields)
 
 
 def _line(text: str) -> str:

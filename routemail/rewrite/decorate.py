@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from routemail.rewrite.headers import Field, fold
+from routemail.rewrite.headers import Field, fold, replace_field
 from routemail.rewrite.mime import Part
 
 Kind = Literal["plain", "html"]
@@ -108,6 +108,10 @@ class DecoratedPart:
             codec = codecs.lookup("ascii")
         self.errors = "xmlcharrefreplace" if kind == "html" else "strict"
         self.new_charset: str | None = None
+        if codec.name == "ascii" and not data.isascii():
+            # Labelled (or defaulting to) ASCII but 8-bit: name what it most likely is.
+            self.new_charset = _guess_charset(data)
+            codec = codecs.lookup(self.new_charset)
         needs_utf8 = False
         for slot in ("header", "footer"):
             try:
@@ -189,11 +193,10 @@ class DecoratedPart:
         if self.new_charset:
             ctypes = [f for f in fields if f.key == "content-type"]
             value = _with_charset(ctypes[0] if ctypes else None, part.info.ctype, self.new_charset)
-            fields = [f for f in fields if f.key != "content-type"]
-            fields.append(Field("Content-Type", value))
+            fields = replace_field(fields, Field("Content-Type", value))
         if self.cte != original_cte:
-            fields = [f for f in fields if f.key != "content-transfer-encoding"]
-            fields.append(Field("Content-Transfer-Encoding", b" " + self.cte.encode()))
+            cte = Field("Content-Transfer-Encoding", b" " + self.cte.encode())
+            fields = replace_field(fields, cte)
         return fields
 
     # -- the body: constant bytes and slots ---------------------------------------
@@ -248,6 +251,14 @@ class DecoratedPart:
         if self.cte == "quoted-printable":
             data = binascii.b2a_qp(data, istext=True)
         return data.replace(b"\n", nl) if nl != b"\n" else data
+
+
+def _guess_charset(data: bytes) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "windows-1252"
+    return "utf-8"
 
 
 def _b64_lines(data: bytes, nl: bytes) -> bytes:

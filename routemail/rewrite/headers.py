@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass, field
 
 from routemail import addresses
-from routemail.message import text_of
 
 MAX_LINE = 998  # RFC 5322 2.1.1, not counting the line break
 FOLD_AT = 78
@@ -41,7 +40,7 @@ class Field:
 
     def text(self) -> str:
         """The value decoded (RFC 2047, 8-bit bytes as UTF-8 or Windows-1252), on one line."""
-        return text_of(decode_8bit(self.value))
+        return decode_words(decode_8bit(self.value))
 
 
 @dataclass
@@ -103,6 +102,42 @@ def decode_8bit(value: bytes) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return value.decode("cp1252", errors="replace")
+
+
+def decode_words(text: str) -> str:
+    """RFC 2047 encoded words decoded, whitespace collapsed; text around them kept as is
+    (even when it is 8-bit text that was never encoded, which the email package rejects)."""
+    try:
+        chunks = email.header.decode_header(text)
+    except Exception:
+        return " ".join(text.split())
+    out = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        elif charset is None or charset == "unknown-8bit":
+            out.append(chunk.decode("raw-unicode-escape", errors="replace"))
+        else:
+            try:
+                out.append(chunk.decode(charset, errors="replace"))
+            except LookupError:
+                out.append(chunk.decode("latin-1"))
+    return " ".join("".join(out).split())
+
+
+def replace_field(fields: list[Field], new: Field) -> list[Field]:
+    """fields with the first field of new's name replaced by new (others of that name
+    dropped), or new appended when there is none."""
+    out: list[Field] = []
+    placed = False
+    for f in fields:
+        if f.key == new.key:
+            if not placed:
+                out.append(new)
+                placed = True
+        else:
+            out.append(f)
+    return out if placed else [*out, new]
 
 
 def needs_cleaning(f: Field) -> bool:
@@ -187,7 +222,7 @@ def author_of(fields: list[Field]) -> Author:
     for raw_name, raw_address in pairs:
         address = addresses.normalize(raw_address) if raw_address else None
         if address:
-            return Author(" ".join(text_of(raw_name).split()), address)
+            return Author(decode_words(raw_name), address)
     return Author("", None, "From header without a usable address")
 
 

@@ -8,7 +8,7 @@ import email.policy
 import re
 from dataclasses import dataclass, field
 
-from routemail.rewrite.headers import Field, split_block
+from routemail.rewrite.headers import Field, replace_field, split_block
 
 MAX_DEPTH = 30  # deeper nesting is left as it is, unread
 OPAQUE = frozenset({"multipart/signed", "multipart/encrypted"})
@@ -156,8 +156,8 @@ def _as_text(buf: bytes, part: Part) -> None:
         except UnicodeDecodeError:
             charset = "windows-1252"
     part.problems.append(f"{part.ctype} without its boundary in the body: sent as text/plain")
-    kept = [f for f in part.new_fields or part.fields if f.key != "content-type"]
-    part.new_fields = [Field("Content-Type", f' text/plain; charset="{charset}"'.encode()), *kept]
+    new = Field("Content-Type", f' text/plain; charset="{charset}"'.encode())
+    part.new_fields = replace_field(part.new_fields or part.fields, new)
     part.info = ContentInfo("text/plain", charset, None, part.info.cte, part.info.disposition)
     if part.info.cte not in ENCODINGS:
         part.new_fields = [f for f in part.new_fields if f.key != "content-transfer-encoding"]
@@ -183,8 +183,8 @@ def _fix_long_lines(buf: bytes, nl: bytes, part: Part) -> None:
         cte = "base64"
     if nl != b"\n":
         encoded = encoded.replace(b"\n", nl)
-    kept = [f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"]
-    part.new_fields = [*kept, Field("Content-Transfer-Encoding", b" " + cte.encode())]
+    new = Field("Content-Transfer-Encoding", b" " + cte.encode())
+    part.new_fields = replace_field(part.new_fields or part.fields, new)
     part.new_body = [encoded]
     part.info.cte = cte
     part.problems.append(f"re-encoded a {part.ctype} body with lines over 998 characters as {cte}")

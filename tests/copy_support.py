@@ -1,0 +1,59 @@
+"""Shared checks for the copy tests: the list they use and what every copy must satisfy."""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import re
+
+from routemail.config import MailingList, Site
+from routemail.copy import ListIdentity
+
+SITE = Site("lists.example.org", "admin@example.org", "https://lists.example.org", "Example Lists")
+SECRET = b"golden-secret-0123456789abcdef-0123456789"
+RECIPIENT = "member@example.net"
+NOW = 1741600000.0  # 2025-03-10T09:46:40Z, for Date fields the copy adds
+FOOTER = "-- \nYou are on {list} as {recipient}.\nLeave: {unsubscribe_url}"
+
+
+def mlist(**changes: str) -> MailingList:
+    settings = {
+        "name": "volunteers",
+        "description": "All volunteers",
+        "subject_prefix": "[volunteers]",
+        "footer": FOOTER,
+        **changes,
+    }
+    return MailingList(**settings)  # type: ignore[arg-type]
+
+
+def identity(**changes: str) -> ListIdentity:
+    return ListIdentity(mlist(**changes), SITE, SECRET)
+
+
+def strict_parse(data: bytes) -> email.message.EmailMessage:
+    """The copy parsed with policy.strict, which raises on any MIME structure defect."""
+    msg = email.parser.BytesParser(policy=email.policy.strict).parsebytes(data)
+    assert isinstance(msg, email.message.EmailMessage)
+    return msg
+
+
+def check_sendable(data: bytes) -> email.message.EmailMessage:
+    """What every copy satisfies: one line ending, lines of at most 998 characters,
+    an ASCII header block, a strict re-parse with no defect on any part."""
+    lf_only = b"\r" not in data
+    crlf_only = data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
+    assert lf_only or crlf_only, "mixed line endings"
+    longest = max(len(line) for line in re.split(rb"\r?\n", data))
+    assert longest <= 998, f"a line of {longest} characters"
+    head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
+    assert head.isascii(), "8-bit bytes in the header block"
+    msg = strict_parse(data)
+    for part in msg.walk():
+        assert not part.defects, (part.get_content_type(), part.defects)
+    for name in ("Date", "Message-ID", "From", "List-Id", "List-Unsubscribe", "Sender"):
+        assert len(msg.get_all(name, [])) == 1, name
+    for name, value in msg.items():
+        assert not value.defects, (name, value.defects)
+    return msg
