@@ -103,9 +103,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     app = Flask(__name__)
     app.config["ROUTEMAIL"] = settings
-    from mailrecv import api  # here, not on top: api imports this module
+    from mailrecv import api, feedback  # here, not on top: api imports this module
 
     api.register(app)
+    feedback.register(app, config)
 
     @app.post("/mailrecv")
     def mailrecv() -> tuple[Response, int]:

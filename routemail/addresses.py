@@ -21,7 +21,12 @@ def normalize(text: str) -> str | None:
     """The canonical form (local part as written, domain lower-cased), or None."""
     if any(ch in text for ch in "\r\n\x00"):
         return None
-    _, addr = email.utils.parseaddr(text)
+    parsed = email.utils.getaddresses([text])
+    if len(parsed) != 1:
+        return None  # "a@x, b@y" is two addresses, not one
+    addr = parsed[0][1]
+    if not addr or addr not in text:
+        return None  # the parser had to repair it ("a@ex ample.org"): refuse, don't guess
     local, at, domain = addr.rpartition("@")
     if not at or not _LOCAL.match(local) or not _DOMAIN.match(domain):
         return None

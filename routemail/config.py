@@ -120,6 +120,13 @@ class Webhooks:
 
 
 @dataclass(frozen=True)
+class Bounces:
+    threshold: int = 5  # transient-bounce score that disables delivery
+    decay_days: float = 7.0  # a score untouched this long starts again from zero
+    sns_topics: frozenset[str] = frozenset()  # SNS topic ARNs /ses-events accepts
+
+
+@dataclass(frozen=True)
 class MailingList:
     name: str
     description: str = ""
@@ -159,6 +166,7 @@ class Config:
     raw: Mapping[str, Any]
     api: Api = field(default_factory=Api)
     webhooks: Webhooks = field(default_factory=Webhooks)
+    bounces: Bounces = field(default_factory=Bounces)
 
     @property
     def base_dir(self) -> Path:
@@ -376,6 +384,7 @@ class _Validator:
                 "dynamic",
                 "api",
                 "webhooks",
+                "bounces",
             },
         )
         site = self.site(self.table(data, "site"))
@@ -387,6 +396,7 @@ class _Validator:
         dynamic = self.dynamic(data.get("dynamic", []), lists)
         api = self.api(self.table(data, "api"))
         webhooks = self.webhooks(self.table(data, "webhooks"))
+        bounces = self.bounces(self.table(data, "bounces"))
         if site is None:
             return None
         return Config(
@@ -401,11 +411,28 @@ class _Validator:
             data,
             api,
             webhooks=webhooks,
+            bounces=bounces,
+        )
+
+    def bounces(self, t: dict[str, Any]) -> Bounces:
+        p = "bounces"
+        self.unknown_keys(t, p, {"threshold", "decay_days", "sns_topics"})
+        positive = lambda v: None if v > 0 else "expected a positive number"  # noqa: E731
+        topics = self.get(t, "sns_topics", p, list, [])
+        for topic in topics:
+            if not (isinstance(topic, str) and topic.startswith("arn:aws")):
+                self.problem(f"{p}.sns_topics", f"{topic!r} is not an SNS topic ARN")
+        return Bounces(
+            threshold=self.get(t, "threshold", p, int, 5, positive),
+            decay_days=float(self.get(t, "decay_days", p, (int, float), 7.0, positive)),
+            sns_topics=frozenset(x for x in topics if isinstance(x, str)),
         )
 
     def webhooks(self, t: dict[str, Any]) -> Webhooks:
         p = "webhooks"
-        self.unknown_keys(t, p, {"urls", "secret_env", "events", "max_age_hours", "first_retry_seconds"})
+        self.unknown_keys(
+            t, p, {"urls", "secret_env", "events", "max_age_hours", "first_retry_seconds"}
+        )
         urls = self.get(t, "urls", p, list, [])
         for url in urls:
             if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
@@ -421,9 +448,7 @@ class _Validator:
             secret_env=self.get(t, "secret_env", p, str, "ROUTEMAIL_WEBHOOK_SECRET"),
             events=frozenset(e for e in events if e in WEBHOOK_EVENTS),
             max_age_hours=float(self.get(t, "max_age_hours", p, (int, float), 24.0)),
-            first_retry_seconds=float(
-                self.get(t, "first_retry_seconds", p, (int, float), 30.0)
-            ),
+            first_retry_seconds=float(self.get(t, "first_retry_seconds", p, (int, float), 30.0)),
         )
 
     def site(self, t: dict[str, Any]) -> Site | None:

@@ -127,6 +127,14 @@ def _used(sql: str, params: dict[str, str | None]) -> dict[str, str | None]:
 # -- command ----------------------------------------------------------------
 
 
+# Secrets (MAILRECV_SECRET, ROUTEMAIL_SECRET, passwords) stay out of lookup programs.
+CHILD_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ROUTEMAIL_CONFIG", "ROUTEMAIL_DATA")
+
+
+def _child_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in CHILD_ENVIRONMENT}
+
+
 def _command(options: Mapping[str, Any], params: dict[str, str], base_dir: Path) -> Resolved:
     argv = [arg.format_map(params) for arg in options["command"]]
     timeout = float(options.get("timeout", DEFAULT_TIMEOUT))
@@ -139,6 +147,7 @@ def _command(options: Mapping[str, Any], params: dict[str, str], base_dir: Path)
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=base_dir,
+            env=_child_environment(),
             start_new_session=True,
         )
     except OSError as exc:

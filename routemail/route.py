@@ -21,7 +21,7 @@ import getpass
 import time
 from dataclasses import dataclass, field
 
-from routemail import moderate, sidecar, tokens, webhooks
+from routemail import feedback, moderate, sidecar, tokens, webhooks
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
@@ -30,6 +30,8 @@ from routemail.lists import Directory, ResolvedList, ResolverError
 from routemail.message import Headers
 from routemail.notices import Notice
 from routemail.spool import Spool
+from routemail.state import State
+from routemail.suppression import Suppression
 from routemail.transports import PERMANENT, Result, Transport, open_transport
 
 DAY = 86400.0
@@ -65,6 +67,7 @@ class Router:
         self.secret = tokens.load_secret(spool.root.parent)
         self.webhooks = webhooks.Outbox(spool.root.parent, config.webhooks)
         self._transport = transport
+        self._state: State | None = None
 
     @property
     def transport(self) -> Transport:
@@ -72,9 +75,24 @@ class Router:
             self._transport = open_transport(self.config, self.spool)
         return self._transport
 
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            self._state = State.open(self.spool.root.parent)
+        return self._state
+
+    @property
+    def feedback(self) -> feedback.Feedback:
+        return feedback.Feedback(self.config, self.spool, self.state)
+
+    def suppressed(self, address: str, listname: str = "") -> str | None:
+        return Suppression(self.state, self.config.bounces).reason(address, listname)
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+        if self._state is not None:
+            self._state.close()
 
     # -- one message -----------------------------------------------------
 
@@ -110,6 +128,12 @@ class Router:
         name = self.directory.list_name(destination)
         if name is not None and (approval := moderate.parse_approval_address(name)):
             self._approval(work, *approval)
+            return
+        if name is not None and (bounce := feedback.parse_bounce_address(name)):
+            self._dsn(work, *bounce)
+            return
+        if name is not None and (listname := feedback.parse_unsubscribe_address(name)):
+            self._mailto_unsubscribe(work, listname)
             return
         if self._is_loop(work):
             return
@@ -186,13 +210,17 @@ class Router:
         try:
             maker = CopyMaker(work.raw, ListIdentity(settings, self.config.site, self.secret))
         except CopyError as exc:
-            self._record(work, sidecar.DISCARDED, f"{mlist.name}: cannot build a copy: {exc}")
-            self.log.write(work.msg_id, f"{mlist.name}: cannot build a copy: {exc}")
+            self._discard(work, f"{mlist.name}: cannot build a copy: {exc}")
             return
-        sender = f"{mlist.name}-bounces@{self.config.site.domain}"
         for recipient in mlist.recipients:
             if recipient in work.finished:
                 continue
+            if reason := self.suppressed(recipient, mlist.name):
+                self._record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
+                self.log.write(work.msg_id, f"{mlist.name}: skipped {recipient}: {reason}")
+                work.finished.add(recipient)
+                continue
+            sender = self._envelope_sender(mlist.name, recipient)
             result = self._send(work, sender, recipient, maker.copy_for(recipient), mlist.name)
             self._outcome(work, recipient, result, mlist.name)
         if all(r in work.finished for r in mlist.recipients):
@@ -206,6 +234,13 @@ class Router:
         else:
             work.retry = True
 
+    def _envelope_sender(self, listname: str, recipient: str) -> str:
+        """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""
+        domain = self.config.site.domain
+        if self.config.delivery.transport == "smtp":
+            return feedback.verp_sender(self.secret, listname, recipient, domain)
+        return f"{listname}{feedback.BOUNCES_SUFFIX}@{domain}"
+
     def _emit(self, work: Work, event: str, **fields: object) -> None:
         self.webhooks.emit(
             event,
@@ -217,6 +252,8 @@ class Router:
         )
 
     def _send(self, work: Work, sender: str, recipient: str, data: bytes, listname: str) -> Result:
+        if reason := self.suppressed(recipient, listname):
+            return Result(PERMANENT, f"suppressed: {reason}")
         return self.transport.send(
             sender, recipient, data, {"list": listname, "message": work.msg_id}
         )
@@ -293,6 +330,63 @@ class Router:
                 work.msg_id, f"unknown destination {destination}: forward failed ({result.detail})"
             )
             work.retry = result.outcome != PERMANENT
+
+    # -- feedback by mail -------------------------------------------------
+
+    def _dsn(self, work: Work, listname: str, token: str) -> None:
+        """A bounce to <list>-bounces+<token>: attribute it to the recipient the token names."""
+        temporary, permanent = feedback.dsn_failures(work.raw)
+        if not (temporary or permanent):
+            self._discard(work, f"mail to {listname}-bounces is not a delivery status notification")
+            return
+        try:
+            mlist = self.directory.resolve(listname) if token else None
+        except ResolverError as exc:
+            self.log.write(
+                work.msg_id, f"bounce for {listname}: cannot resolve ({exc}); will retry"
+            )
+            work.retry = True
+            return
+        recipient = next(
+            (
+                r
+                for r in (mlist.recipients if mlist else ())
+                if tokens.matches(feedback.verp_token(self.secret, listname, r), token)
+            ),
+            None,
+        )
+        if recipient is None:
+            self._discard(work, f"bounce for {listname} without a valid VERP token: ignored")
+            return
+        action = self.feedback.bounce(
+            recipient, bool(permanent), listname, f"dsn:{work.msg_id}", "DSN"
+        )
+        self._discard(work, f"bounce for {recipient} on {listname}: {action}")
+
+    def _mailto_unsubscribe(self, work: Work, listname: str) -> None:
+        """<list>-unsubscribe@: unsubscribe the sender after the usual inbound checks."""
+        author = work.headers.author
+        reasons = moderate.verdict_reasons(work.history.verdicts, self.config.moderation)
+        if author is None or reasons:
+            why = "; ".join(reasons) or "no valid From address"
+            self._discard(work, f"unsubscribe request for {listname} refused: {why}")
+            return
+        try:
+            removed = self.feedback.unsubscribe(author, listname, f"mailto:{work.msg_id}")
+        except RoutemailError as exc:
+            self._discard(work, f"unsubscribe request refused: {exc}")
+            return
+        self._discard(
+            work,
+            f"unsubscribed {author} from {listname}"
+            if removed
+            else f"unsubscribe request: {author} is not a member of {listname}",
+        )
+
+    def _discard(self, work: Work, why: str) -> None:
+        """Nothing more will happen to this message: one sidecar line, one log line."""
+        self._record(work, sidecar.DISCARDED, why)
+        self.log.write(work.msg_id, why)
 
     # -- approvals -------------------------------------------------------
 

@@ -44,12 +44,22 @@ class SnsError(RoutemailError):
     """An SNS message that must not be believed."""
 
 
-def check_cert_url(url: str) -> None:
+def check_sns_url(url: str) -> None:
+    """Raise SnsError unless url is https on an SNS host (no port, no user)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "https" or not parts.path.endswith(".pem"):
-        raise SnsError(f"certificate URL {url!r} is not an https .pem URL")
+    if parts.scheme != "https":
+        raise SnsError(f"URL {url!r} is not https")
     if parts.port is not None or parts.username or not CERT_HOST.match(parts.hostname or ""):
-        raise SnsError(f"certificate URL {url!r} is not on an SNS host")
+        raise SnsError(f"URL {url!r} is not on an SNS host")
+
+
+def check_cert_url(url: str) -> None:
+    if not urllib.parse.urlsplit(url).path.endswith(".pem"):
+        raise SnsError(f"certificate URL {url!r} is not a .pem file")
+    try:
+        check_sns_url(url)
+    except SnsError as exc:
+        raise SnsError(f"certificate {exc}") from None
 
 
 def fetch_certificate(url: str) -> bytes:
@@ -81,16 +91,15 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 class Verifier:
     """Checks SNS signatures against certificates fetched once and kept."""
 
-    def __init__(self, topics: frozenset[str], fetch: CertFetcher = fetch_certificate) -> None:
-        self.topics = topics
+    def __init__(self, fetch: CertFetcher = fetch_certificate) -> None:
         self.fetch = fetch
         self._certs: dict[str, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
 
-    def verify(self, message: Mapping[str, Any]) -> None:
+    def verify(self, message: Mapping[str, Any], topics: frozenset[str]) -> None:
         """Return quietly for a genuine message from an allowed topic, else raise SnsError."""
         topic = message.get("TopicArn")
-        if topic not in self.topics:
+        if topic not in topics:
             raise SnsError(f"topic {topic!r} is not in the allowed [ses_events].topics")
         version = str(message.get("SignatureVersion", ""))
         if version not in HASHES:

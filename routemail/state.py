@@ -62,6 +62,32 @@ MIGRATIONS: tuple[str, ...] = (
         sent REAL NOT NULL
     );
     """,
+    # 2: suppression, bounce scores and the log of what changed them (routemail.suppression)
+    """
+    CREATE TABLE suppressions (
+        address TEXT NOT NULL,
+        list TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        PRIMARY KEY (address, list)
+    );
+    CREATE TABLE bounce_scores (
+        address TEXT PRIMARY KEY,
+        score REAL NOT NULL,
+        last_bounce REAL NOT NULL
+    );
+    CREATE TABLE deliverability_log (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        address TEXT NOT NULL,
+        list TEXT NOT NULL DEFAULT '',
+        event TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL
+    );
+    CREATE INDEX deliverability_log_address ON deliverability_log (address, time);
+    """,
 )
 
 

@@ -1,0 +1,160 @@
+"""Feedback endpoints: SES events over SNS, and RFC 8058 one-click unsubscribe.
+
+POST /ses-events believes nothing before the SNS signature verifies for an
+allowed topic; anything else gets 403 and a log line. /unsubscribe/<list>
+carries an HMAC token over (list, address) that every copy's List-Unsubscribe
+header holds: a POST of List-Unsubscribe=One-Click unsubscribes at once, a
+GET only shows a page whose button POSTs the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+
+from routemail import addresses, tokens
+from routemail.config import Config, load
+from routemail.errors import ConfigError, RoutemailError
+from routemail.feedback import Feedback
+from routemail.sns import SnsError, Verifier, check_sns_url, fetch_certificate
+from routemail.state import State
+from routemail.suppression import Suppression
+
+log = logging.getLogger("mailrecv.feedback")
+blueprint = Blueprint("feedback", __name__, template_folder="templates")
+ONE_CLICK = "One-Click"
+MAX_SNS_BYTES = 256 * 1024
+
+
+def register(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
+    """Tests hand in `sns_fetch` (certificate and SubscribeURL GETs); the host
+    rule for certificate URLs applies all the same."""
+    fetch = (overrides or {}).get("sns_fetch") or fetch_certificate
+    app.extensions["routemail.sns"] = Verifier(fetch)
+    app.register_blueprint(blueprint)
+
+
+def _config() -> Config:
+    return load(current_app.config["ROUTEMAIL"].config_path)
+
+
+def _feedback(config: Config) -> Feedback:
+    settings = current_app.config["ROUTEMAIL"]
+    return Feedback(config, settings.spool, State.open(settings.data_dir))
+
+
+@blueprint.post("/ses-events")
+def ses_events() -> tuple[Response, int]:
+    if (request.content_length or 0) > MAX_SNS_BYTES:
+        return jsonify(error="too large for an SNS message"), 413
+    try:
+        message = json.loads(request.get_data(cache=False))
+        if not isinstance(message, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        return jsonify(error="expected an SNS message (JSON)"), 400
+    try:
+        config = _config()
+    except ConfigError as exc:
+        log.error("ses-events: lists.toml is broken, SNS will retry: %s", exc.problems[0])
+        return jsonify(error="configuration error; retry later"), 503
+    verifier: Verifier = current_app.extensions["routemail.sns"]
+    try:
+        verifier.verify(message, config.bounces.sns_topics)
+    except SnsError as exc:
+        log.warning(
+            "ses-events: refused %s from %s: %s", message.get("Type"), request.remote_addr, exc
+        )
+        return jsonify(error=f"not a verified SNS message: {exc}"), 403
+    kind = message["Type"]
+    if kind == "SubscriptionConfirmation":
+        return _confirm_subscription(verifier, message)
+    if kind != "Notification":
+        log.info("ses-events: %s for %s", kind, message.get("TopicArn"))
+        return jsonify(ok=True), 200
+    try:
+        event = json.loads(message["Message"])
+    except ValueError:
+        return jsonify(error="the SNS Message is not an SES event"), 400
+    feedback = _feedback(config)
+    try:
+        actions = feedback.ses_event(event, f"sns:{message.get('MessageId', '')}")
+    finally:
+        feedback.state.close()
+    for action in actions:
+        log.info("ses-events: %s", action)
+    return jsonify(actions=actions), 200
+
+
+def _confirm_subscription(verifier: Verifier, message: Mapping[str, Any]) -> tuple[Response, int]:
+    url = str(message.get("SubscribeURL", ""))
+    try:
+        check_sns_url(url)
+        verifier.fetch(url)
+    except (SnsError, OSError) as exc:
+        log.error("ses-events: cannot confirm subscription to %s: %s", message.get("TopicArn"), exc)
+        return jsonify(error="cannot confirm the subscription; retry later"), 503
+    log.info("ses-events: confirmed subscription to %s", message.get("TopicArn"))
+    return jsonify(confirmed=True), 200
+
+
+@blueprint.route("/unsubscribe/<listname>", methods=["GET", "POST"])
+def one_click(listname: str) -> tuple[str, int]:
+    settings = current_app.config["ROUTEMAIL"]
+    address = addresses.normalize(request.args.get("a", "")) or ""
+    given = request.args.get("t", "")
+    listname = listname.lower()
+    secret = tokens.load_secret(settings.data_dir)
+    expected = tokens.unsubscribe_token(secret, listname, address)
+    try:
+        config: Config | None = _config()
+    except ConfigError:
+        config = None
+    site = config.site.name if config else ""
+    if not address or not tokens.matches(expected, given):
+        return _page("Link not valid", "This unsubscribe link is not valid.", site, 400)
+    if request.method == "GET":
+        return render_template(
+            "unsubscribe.html",
+            title="Leave the list",
+            site=site,
+            action=request.full_path,
+            question=f"Stop receiving {listname} mail at {address}?",
+        ), 200
+    if request.form.get("List-Unsubscribe") != ONE_CLICK:
+        return _page("Not understood", "Expected List-Unsubscribe=One-Click.", site, 400)
+    if config is None:
+        return _page("Try again later", "The list service is being configured.", site, 503)
+    done = _unsubscribe(config, listname, address)
+    return _page("Unsubscribed", done, site, 200)
+
+
+def _unsubscribe(config: Config, listname: str, address: str) -> str:
+    """Remove a named list's member; suppress a dynamic list's recipient for that list."""
+    feedback = _feedback(config)
+    try:
+        if listname in config.lists:
+            try:
+                feedback.unsubscribe(address, listname, "one-click")
+            except RoutemailError as exc:
+                return str(exc)
+        else:
+            Suppression(feedback.state, config.bounces).add(
+                address, listname, "one-click", "unsubscribed from a dynamic list"
+            )
+            feedback.webhooks.emit(
+                "unsubscribed", address=address, list=listname, source="one-click"
+            )
+    finally:
+        feedback.state.close()
+    return f"{address} will no longer receive mail from {listname}."
+
+
+def _page(title: str, message: str, site: str, status: int) -> tuple[str, int]:
+    return render_template(
+        "done.html", title=title, message=message, site=site, error=status >= 400
+    ), status

@@ -1,0 +1,184 @@
+"""Suppression and bounce scores: who must not be sent mail, and why.
+
+An address is suppressed for every list (list '') after a permanent bounce
+or when transient bounces reach the threshold, or for one list after a
+complaint about it. Every change is recorded in deliverability_log together
+with the event that caused it. The tables are migration 2 of routemail.state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from routemail.config import Bounces
+from routemail.state import State
+
+ALL_LISTS = ""
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    address: str
+    list: str
+    reason: str
+    detail: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Score:
+    address: str
+    score: float
+    last_bounce: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    time: float
+    address: str
+    list: str
+    event: str
+    source: str
+    action: str
+
+
+class Suppression:
+    """Reads and changes suppression state in data/state.sqlite3."""
+
+    def __init__(self, state: State, policy: Bounces) -> None:
+        self.state = state
+        self.policy = policy
+
+    # -- reading -----------------------------------------------------------
+
+    def reason(self, address: str, listname: str = ALL_LISTS) -> str | None:
+        """Why address must not get mail for listname, or None."""
+        row = self.state.db.execute(
+            "SELECT reason, list FROM suppressions WHERE address = ? AND list IN ('', ?) "
+            "ORDER BY list LIMIT 1",
+            (address, listname.lower()),
+        ).fetchone()
+        if row is None:
+            return None
+        return f"{row[0]} (all lists)" if row[1] == ALL_LISTS else f"{row[0]} ({row[1]})"
+
+    def entries(self) -> list[Suppressed]:
+        rows = self.state.db.execute(
+            "SELECT address, list, reason, detail, created FROM suppressions "
+            "ORDER BY created, address"
+        )
+        return [Suppressed(*r) for r in rows]
+
+    def scores(self) -> list[Score]:
+        rows = self.state.db.execute(
+            "SELECT b.address, b.score, b.last_bounce, s.address IS NOT NULL "
+            "FROM bounce_scores b LEFT JOIN suppressions s "
+            "ON s.address = b.address AND s.list = '' AND s.reason = 'disabled' "
+            "ORDER BY b.score DESC, b.address"
+        )
+        return [Score(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    def history(self, limit: int = 100) -> list[LogEntry]:
+        rows = self.state.db.execute(
+            "SELECT time, address, list, event, source, action FROM deliverability_log "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [LogEntry(*r) for r in rows]
+
+    # -- events ------------------------------------------------------------
+
+    def permanent_bounce(self, address: str, source: str, detail: str = "") -> str:
+        return self._suppress(address, ALL_LISTS, "bounce", detail, "permanent-bounce", source)
+
+    def transient_bounce(self, address: str, source: str, listname: str = ALL_LISTS) -> str:
+        """Raise the score at most once a day; at the threshold, disable delivery."""
+        now = self.state.clock()
+        with self.state.transaction() as db:
+            row = db.execute(
+                "SELECT score, last_bounce FROM bounce_scores WHERE address = ?", (address,)
+            ).fetchone()
+            score, last = (row[0], row[1]) if row else (0.0, 0.0)
+            if row and now - last < DAY:
+                action = f"score stays {score:g} (already counted today)"
+                self._log(db, now, address, listname, "transient-bounce", source, action)
+                return action
+            if now - last >= self.policy.decay_days * DAY:
+                score = 0.0  # old bounces no longer count
+            score += 1
+            db.execute(
+                "INSERT INTO bounce_scores (address, score, last_bounce) VALUES (?, ?, ?) "
+                "ON CONFLICT (address) DO UPDATE SET score = excluded.score, "
+                "last_bounce = excluded.last_bounce",
+                (address, score, now),
+            )
+            action = f"score {score:g} of {self.policy.threshold}"
+            if score >= self.policy.threshold:
+                self._insert(db, address, ALL_LISTS, "disabled", f"bounce score {score:g}", now)
+                action += "; delivery disabled"
+            self._log(db, now, address, listname, "transient-bounce", source, action)
+            return action
+
+    def complaint(self, address: str, listname: str, source: str) -> str:
+        scope = listname.lower() if listname else ALL_LISTS
+        return self._suppress(address, scope, "complaint", "", "complaint", source)
+
+    def add(self, address: str, listname: str, source: str, detail: str = "") -> str:
+        return self._suppress(address, listname.lower(), "manual", detail, "manual-add", source)
+
+    def remove(self, address: str, listname: str, source: str) -> bool:
+        now = self.state.clock()
+        with self.state.transaction() as db:
+            gone = db.execute(
+                "DELETE FROM suppressions WHERE address = ? AND list = ?",
+                (address, listname.lower()),
+            ).rowcount
+            if listname == ALL_LISTS:
+                db.execute("DELETE FROM bounce_scores WHERE address = ?", (address,))
+            if gone:
+                self._log(db, now, address, listname, "manual-remove", source, "unsuppressed")
+        return bool(gone)
+
+    def record(self, address: str, listname: str, event: str, source: str, action: str) -> None:
+        """Log a change made elsewhere (an unsubscribe) beside the suppression changes."""
+        with self.state.transaction() as db:
+            self._log(db, self.state.clock(), address, listname, event, source, action)
+
+    def _suppress(
+        self, address: str, listname: str, reason: str, detail: str, event: str, source: str
+    ) -> str:
+        now = self.state.clock()
+        with self.state.transaction() as db:
+            self._insert(db, address, listname, reason, detail, now)
+            action = f"suppressed for {listname or 'all lists'}"
+            self._log(db, now, address, listname, event, source, action)
+        return action
+
+    @staticmethod
+    def _insert(
+        db: sqlite3.Connection, address: str, listname: str, reason: str, detail: str, now: float
+    ) -> None:
+        db.execute(
+            "INSERT INTO suppressions (address, list, reason, detail, created) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (address, list) DO NOTHING",
+            (address, listname, reason, detail, now),
+        )
+
+    @staticmethod
+    def _log(
+        db: sqlite3.Connection,
+        now: float,
+        address: str,
+        listname: str,
+        event: str,
+        source: str,
+        action: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO deliverability_log (time, address, list, event, source, action) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (now, address, listname, event, source, action),
+        )
