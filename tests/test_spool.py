@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import shutil
 import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -231,3 +234,45 @@ def test_arbitrary_bytes_are_received(tmp_path_factory: pytest.TempPathFactory, 
     assert ID_RE.match(receipt.id)
     assert spool.read_message(receipt.id) == raw
     assert stat.S_IMODE(spool.sidecar_path(receipt.id).stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_owner_reads_done_sidecar_by_lending_the_bit() -> None:
+    """A non-root owner reads a 0200 sidecar (via the lent bit), which stays 0200 afterwards."""
+    # pytest's tmp_path sits under a 0700 root directory another user cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="routemail-owner-"))
+    try:
+        base.chmod(0o755)
+        _read_done_sidecar_as_nobody(Spool(base / "maillist").ensure())
+    finally:
+        shutil.rmtree(base)
+
+
+def _read_done_sidecar_as_nobody(spool: Spool) -> None:
+    receipt = spool.receive(b"Message-ID: <own@x>\r\n\r\nb", ["v@lists.example.org"], PASS)
+    spool.set_pending(receipt.id, False)
+    nobody = 65534
+    for path in [spool.root, *spool.root.rglob("*")]:
+        os.chown(path, nobody, nobody)
+    # A forked child drops to that user: it needs no file access beyond the spool
+    # (the interpreter under /root would be out of its reach).
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody)
+            os.setuid(nobody)
+            os.write(write_end, spool.read_sidecar(receipt.id).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert text.startswith("R ")
+    assert mode(spool.sidecar_path(receipt.id)) == 0o200
