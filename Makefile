@@ -25,12 +25,17 @@ examples/serv.sqlite3: examples/serv.sql
 	$(PYTHON) -c "import sqlite3, sys; db = sqlite3.connect(sys.argv[2]); db.executescript(open(sys.argv[1]).read()); db.close()" $< $@.tmp
 	mv $@.tmp $@
 
-# Debian packages the tests use (a CGI-capable web server for deploy/mailrecv.cgi).
+# Debian packages the tests use (a CGI-capable web server for deploy/mailrecv.cgi,
+# chromium for the browser test of the confirmation pages).
 system-deps:
 	@command -v lighttpd >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd >/dev/null; \
 	  else echo "make: lighttpd is missing; install it (apt-get install lighttpd) to run the CGI test"; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: chromium is missing; install it (apt-get install chromium) to run the browser test"; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
