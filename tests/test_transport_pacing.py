@@ -119,7 +119,7 @@ def test_temporary_failures_back_off_exponentially_with_jitter() -> None:
         rng=random.Random(7),
     )
     result = paced.send("s", "ann@example.com", b"", {})
-    assert result.outcome == TEMPORARY and result.detail == "451 busy (5 attempts)"
+    assert result.outcome == TEMPORARY and result.detail == "451 busy (5 tries this run)"
     assert len(inner.calls) == 5
     for n, wait in enumerate(t.slept):
         ceiling = min(5.0, 2.0**n)

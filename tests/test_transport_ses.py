@@ -269,7 +269,7 @@ def test_throttling_that_outlasts_the_retries_is_temporary(
     finally:
         transport.close()
     assert result.outcome == TEMPORARY
-    assert "TooManyRequestsException" in result.detail and "(3 attempts)" in result.detail
+    assert "TooManyRequestsException" in result.detail and "(3 tries this run)" in result.detail
     assert sent_by_moto(moto_url) == []
 
 

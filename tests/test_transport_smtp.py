@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from routemail import config as configuration
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Transport, open_transport
-from tests.conftest import BASE_CONFIG, Project, free_port
+from tests.conftest import BASE_CONFIG, Project, RunCli, free_port
 
 SENDER = "volunteers-bounces@lists.example.org"
 USERNAME = "relay-user"
@@ -475,7 +475,7 @@ def test_unreachable_server_costs_one_round_of_retries_per_run(project: Project)
     finally:
         transport.close()
         slammer.stop()
-    assert first.outcome == TEMPORARY and "(3 attempts)" in first.detail
+    assert first.outcome == TEMPORARY and "(3 tries this run)" in first.detail
     assert after_first == 3
     assert [r.outcome for r in rest] == [TEMPORARY] * 5
     # max_backoff_seconds is 0.05 s, so a probe may have slipped in while sending the rest.
@@ -492,3 +492,62 @@ def test_username_without_password_in_environment_is_a_clear_error(
     monkeypatch.delenv("RELAY_PASSWORD", raising=False)
     with pytest.raises(TransportError, match="RELAY_PASSWORD"):
         open_smtp(project, 2525, 'username = "u"\npassword_env = "RELAY_PASSWORD"\n')
+
+
+def test_routemail_run_over_smtp_records_sent_failed_and_given_up(
+    project: Project, smtp_server: tuple[Controller, Recorder], routemail_cli: RunCli
+) -> None:
+    """`routemail run` with transport smtp sends each member a copy over SMTP with the
+    list's bounce address as envelope sender, records S for the delivered, G for a 5xx,
+    F for a 4xx (the message stays pending), and gives the 4xx up after max_attempts."""
+    controller, handler = smtp_server
+    members = '"ann@example.com", "busy@example.com", "nobody@example.com"'
+    project.write_config(
+        BASE_CONFIG
+        + f"""
+[delivery]
+transport = "smtp"
+rate = 1000
+retries = 1
+backoff_seconds = 0.01
+max_attempts = 2
+
+[delivery.smtp]
+host = "127.0.0.1"
+port = {controller.port}
+tls = "none"
+
+[lists.helpers]
+posters = "anyone"
+members = [{members}]
+"""
+    )
+    raw = (
+        b"From: Dee <dee@example.com>\nTo: helpers@lists.example.org\n"
+        b"Subject: Saturday\nMessage-ID: <run-1@example.com>\n\nWho can help?\n"
+    )
+    verdicts = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
+    msg_id = project.spool.receive(raw, ["helpers@lists.example.org"], verdicts).id
+
+    first = routemail_cli("run")
+    assert first.returncode == 0, first.stderr
+    codes = [line.split()[0] + " " + line.split()[2] for line in sidecar_lines(project, msg_id)]
+    assert "S ann@example.com" in codes
+    assert "F busy@example.com" in codes
+    assert "G nobody@example.com" in codes
+    assert project.spool.is_pending(msg_id)
+    assert [m.recipients for m in handler.messages] == [["ann@example.com"]]
+    assert handler.messages[0].sender.endswith("@lists.example.org")
+
+    second = routemail_cli("run")
+    assert second.returncode == 0, second.stderr
+    lines = sidecar_lines(project, msg_id)
+    assert any(line.startswith("G ") and "busy@example.com" in line for line in lines)
+    assert not project.spool.is_pending(msg_id)
+    assert [m.recipients for m in handler.messages] == [["ann@example.com"]]
+    assert handler.rcpt_attempts["busy@example.com"] == 4
+    assert handler.rcpt_attempts["nobody@example.com"] == 1
+
+
+def sidecar_lines(project: Project, msg_id: str) -> list[str]:
+    return project.spool.read_sidecar(msg_id).splitlines()

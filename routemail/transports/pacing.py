@@ -134,7 +134,7 @@ class Paced:
                 else:
                     self._sleep(wait)
         if result.outcome == TEMPORARY and attempts > 1:
-            result = replace(result, detail=f"{result.detail} ({attempts} attempts)")
+            result = replace(result, detail=f"{result.detail} ({attempts} tries this run)")
         if result.outcome == TEMPORARY and result.halt:
             self._open_until = self._clock() + self.max_backoff
             self._open_reason = result.detail
