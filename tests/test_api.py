@@ -11,6 +11,7 @@ import sqlite3
 import time
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from routemail import state
+from routemail import state, tokens
 from routemail.spool import Spool
 from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, start_receiver
 
@@ -452,3 +453,56 @@ def test_tokens_are_stored_hashed(api: Receiver, project: Project) -> None:
     assert rows == [(state.token_hash(token), "zoe@example.net", "club")]
     for path in project.data_dir.glob("state.sqlite3*"):
         assert token.encode() not in path.read_bytes()
+
+
+# -- 5: pages for people -------------------------------------------------------
+
+
+def fetch(url: str, data: bytes | None = None) -> tuple[int, str]:
+    """A page, as a browser would get it: status and HTML."""
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.headers["Content-Type"].startswith("text/html")
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        with err:
+            assert err.headers["Content-Type"].startswith("text/html")
+            return err.code, err.read().decode()
+
+
+def test_unsubscribe_page_needs_its_button(api: Receiver, project: Project) -> None:
+    """GET shows the page and changes nothing; the form's POST unsubscribes."""
+    new_list(api.url, project)
+    subscribed(api.url, project, "club", "zoe@example.net")
+    call(api.url, "POST", "/lists/club/unsubscriptions", {"address": "zoe@example.net"})
+    link, token = mailed_token(mails_to(project.data_dir, "zoe@example.net")[-1])
+    page_url = api.url + link.removeprefix("https://lists.example.org")
+    for _ in range(3):
+        status, html = fetch(page_url)
+        assert status == 200 and '<button type="submit">Unsubscribe</button>' in html
+        assert 'name="viewport"' in html
+    assert members(project, "club") == [ADMIN, "zoe@example.net"]
+    form = urllib.parse.urlencode({"address": "zoe@example.net", "token": token}).encode()
+    status, html = fetch(f"{api.url}/lists/club/unsubscribe", form)
+    assert status == 200 and "has been removed from club" in html
+    assert members(project, "club") == [ADMIN]
+    status, html = fetch(f"{api.url}/lists/club/unsubscribe", form)
+    assert status == 403 and "wrong or expired token" in html
+
+
+def test_one_click_unsubscribe_with_the_list_footer_token(api: Receiver, project: Project) -> None:
+    """RFC 8058: a POST of List-Unsubscribe=One-Click to the per-recipient URL unsubscribes."""
+    new_list(api.url, project)
+    subscribed(api.url, project, "club", "zoe@example.net")
+    secret = tokens.load_secret(project.data_dir)
+    token = tokens.unsubscribe_token(secret, "club", "zoe@example.net")
+    query = urllib.parse.urlencode({"address": "zoe@example.net", "token": token})
+    status, _ = fetch(f"{api.url}/lists/club/unsubscribe?{query}", b"List-Unsubscribe=One-Click")
+    assert status == 200
+    assert members(project, "club") == [ADMIN]
+    forged = urllib.parse.urlencode({"address": ADMIN, "token": token})
+    status, html = fetch(
+        f"{api.url}/lists/club/unsubscribe?{forged}", b"List-Unsubscribe=One-Click"
+    )
+    assert status == 409 and "cannot be unsubscribed" in html
