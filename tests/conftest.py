@@ -108,7 +108,10 @@ class Receiver:
 
 
 def start_receiver(
-    project: Project, workers: int = 2, extra_env: dict[str, str] | None = None
+    project: Project,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
+    app: str = "mailrecv.wsgi:app",
 ) -> Receiver:
     port = free_port()
     env = project.env()
@@ -126,7 +129,7 @@ def start_receiver(
             str(ROOT),
             "-c",
             str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "mailrecv.wsgi:app",
+            app,
         ],
         env=env,
         start_new_session=True,
