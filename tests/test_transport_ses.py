@@ -26,7 +26,7 @@ from routemail.transports import (
     open_transport,
 )
 from routemail.transports.pacing import Paced
-from tests.conftest import BASE_CONFIG, Project, free_port
+from tests.conftest import BASE_CONFIG, Project, RunCli, free_port
 
 DOMAIN = "lists.example.org"
 SENDER = f"volunteers-bounces@{DOMAIN}"
@@ -367,3 +367,43 @@ def test_malformed_endpoint_is_a_clear_error(project: Project, front: Front) -> 
     message naming the key to fix."""
     with pytest.raises(TransportError, match="check region and endpoint_url"):
         open_ses(project, "not a url")
+
+
+def test_routemail_run_over_ses(
+    project: Project, front: Front, moto_url: str, routemail_cli: RunCli
+) -> None:
+    """`routemail run` with transport ses sends every member one copy through SES, tagged
+    with the list and the spool id, and records an S line for each."""
+    project.write_config(
+        BASE_CONFIG
+        + f"""
+[delivery]
+transport = "ses"
+rate = 1000
+
+[delivery.ses]
+endpoint_url = "{front.url}"
+configuration_set = "lists-outbound"
+"""
+    )
+    raw = (
+        b"From: Ann <ann@example.com>\nTo: volunteers@lists.example.org\n"
+        b"Subject: Saturday\nMessage-ID: <ses-run-1@example.com>\n\nWho can help?\n"
+    )
+    verdicts = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
+    msg_id = project.spool.receive(raw, ["volunteers@lists.example.org"], verdicts).id
+    run = routemail_cli("run")
+    assert run.returncode == 0, run.stderr
+    members = ["ann@example.com", "bob@example.net", "coordinator@example.org"]
+    assert sorted(s["Destination"]["ToAddresses"][0] for s in front.sends) == members
+    assert {tuple(map(str, (t["Value"] for t in s["EmailTags"]))) for s in front.sends} == {
+        ("volunteers", msg_id)
+    }
+    assert len(sent_by_moto(moto_url)) == 3
+    sent = [
+        line.split()[2]
+        for line in project.spool.read_sidecar(msg_id).splitlines()
+        if line.startswith("S ")
+    ]
+    assert sorted(sent) == members
+    assert not project.spool.is_pending(msg_id)
