@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -506,3 +507,22 @@ def test_one_click_unsubscribe_with_the_list_footer_token(api: Receiver, project
         f"{api.url}/lists/club/unsubscribe?{forged}", b"List-Unsubscribe=One-Click"
     )
     assert status == 409 and "cannot be unsubscribed" in html
+
+
+def test_concurrent_confirmations_are_all_kept(api: Receiver, project: Project) -> None:
+    """Confirmations racing through several gunicorn workers all end up in lists.toml."""
+    new_list(api.url, project)
+    people = [f"p{i}@example.org" for i in range(12)]
+    confirms = []
+    for who in people:
+        assert call(api.url, "POST", "/lists/club/subscriptions", {"address": who}).status == 202
+        _, token = mailed_token(mails_to(project.data_dir, who)[-1])
+        confirms.append({"address": who, "token": token})
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(
+            pool.map(
+                lambda c: call(api.url, "POST", "/lists/club/subscriptions/confirm", c), confirms
+            )
+        )
+    assert [a.status for a in answers] == [200] * len(people)
+    assert sorted(members(project, "club")) == sorted([ADMIN, *people])
