@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from routemail import feedback, moderate, sidecar, tokens, webhooks
@@ -35,6 +36,7 @@ from routemail.suppression import Suppression
 from routemail.transports import PERMANENT, Result, Transport, open_transport
 
 DAY = 86400.0
+OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 
 
 @dataclass
@@ -118,6 +120,8 @@ class Router:
         if not history.discarded:
             for destination in history.destinations:
                 self._destination(work, destination)
+            if history.outgoing and not history.has(sidecar.LIST_SENT, OUTGOING):
+                self._outgoing(work)
         if not work.retry:
             self.spool.set_pending(msg_id, False)
 
@@ -212,18 +216,7 @@ class Router:
         except CopyError as exc:
             self._discard(work, f"{mlist.name}: cannot build a copy: {exc}")
             return
-        for recipient in mlist.recipients:
-            if recipient in work.finished:
-                continue
-            if reason := self.suppressed(recipient, mlist.name):
-                self._record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
-                self.log.write(work.msg_id, f"{mlist.name}: skipped {recipient}: {reason}")
-                work.finished.add(recipient)
-                continue
-            sender = self._envelope_sender(mlist.name, recipient)
-            result = self._send(work, sender, recipient, maker.copy_for(recipient), mlist.name)
-            self._outcome(work, recipient, result, mlist.name)
-        if all(r in work.finished for r in mlist.recipients):
+        if self._send_each(work, mlist.name, mlist.recipients, maker.copy_for):
             self._record(work, sidecar.LIST_SENT, mlist.name)
             self.log.write(
                 work.msg_id, f"{mlist.name}: delivered to {len(mlist.recipients)} recipients"
@@ -234,10 +227,31 @@ class Router:
         else:
             work.retry = True
 
+    def _send_each(
+        self,
+        work: Work,
+        listname: str,
+        recipients: Sequence[str],
+        copy_for: Callable[[str], bytes],
+    ) -> bool:
+        """One copy to each recipient not yet finished; True when all are finished."""
+        for recipient in recipients:
+            if recipient in work.finished:
+                continue
+            if reason := self.suppressed(recipient, listname):
+                self._record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
+                self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
+                work.finished.add(recipient)
+                continue
+            sender = self._envelope_sender(listname, recipient)
+            result = self._send(work, sender, recipient, copy_for(recipient), listname)
+            self._outcome(work, recipient, result, listname)
+        return all(r in work.finished for r in recipients)
+
     def _envelope_sender(self, listname: str, recipient: str) -> str:
         """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""
         domain = self.config.site.domain
-        if self.config.delivery.transport == "smtp":
+        if self.config.delivery.transport == "smtp" and listname != OUTGOING:
             return feedback.verp_sender(self.secret, listname, recipient, domain)
         return f"{listname}{feedback.BOUNCES_SUFFIX}@{domain}"
 
@@ -250,6 +264,18 @@ class Router:
             subject=work.headers.subject,
             **fields,
         )
+
+    def _outgoing(self, work: Work) -> None:
+        """Transactional mail: sent as it is, with the same pacing, retries and suppression."""
+        recipients = work.history.outgoing
+        if self._send_each(work, OUTGOING, recipients, lambda _: work.raw):
+            self._record(work, sidecar.LIST_SENT, OUTGOING)
+            self.log.write(
+                work.msg_id, f"outgoing mail done: {len(work.history.outgoing)} recipients"
+            )
+            self._emit(work, "delivered", list=None, recipients=len(work.history.outgoing))
+        else:
+            work.retry = True
 
     def _send(self, work: Work, sender: str, recipient: str, data: bytes, listname: str) -> Result:
         if reason := self.suppressed(recipient, listname):
@@ -266,29 +292,28 @@ class Router:
             self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
             work.finished.add(recipient)
             return
-        attempts = len(work.history.failures(recipient)) + 1
+        # A send the transport did not even try (its server is down) uses up no attempt.
+        attempts = len(work.history.failures(recipient)) + (0 if result.halt else 1)
         received = work.history.received_at
         age_hours = (time.time() - received.timestamp()) / 3600 if received else 0.0
         delivery = self.config.delivery
-        if (
-            result.outcome == PERMANENT
-            or attempts >= delivery.max_attempts
-            or (age_hours >= delivery.max_age_hours)
-        ):
+        permanent = result.outcome == PERMANENT
+        if permanent or attempts >= delivery.max_attempts or age_hours >= delivery.max_age_hours:
             why = (
                 result.detail
-                if result.outcome == PERMANENT
-                else (f"gave up after {attempts} attempts: {result.detail}")
+                if permanent
+                else f"gave up after {attempts} attempts: {result.detail}"
             )
             self._record(work, sidecar.GAVE_UP, recipient, why)
             self.log.write(work.msg_id, f"{listname}: not delivered to {recipient}: {why}")
             work.finished.add(recipient)
-        else:
-            self._record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
-            self.log.write(
-                work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry"
-            )
-            work.retry = True
+            return
+        work.retry = True
+        if result.halt:
+            self.log.write(work.msg_id, f"{listname}: {recipient} not attempted ({result.detail})")
+            return
+        self._record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
+        self.log.write(work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry")
 
     # -- unknown destinations ----------------------------------------------
 

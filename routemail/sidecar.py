@@ -26,10 +26,11 @@ REJECTED = "J"  # J timestamp list by             a moderator rejected it
 EXPIRED = "E"  # E timestamp list                hold expired unapproved
 DEFERRED = "W"  # W timestamp list reason...      list could not be resolved; retried
 DISCARDED = "D"  # D timestamp reason...           nothing further will be done
+OUTGOING = "O"  # O timestamp recipient...        our own mail to send as it is
 
 VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
 VERDICT_VALUES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
-TIMESTAMPED = frozenset("RXMALSFGKJEWD")
+TIMESTAMPED = frozenset("RXMALSFGKJEWDO")
 
 
 def now() -> dt.datetime:
@@ -120,6 +121,11 @@ class History:
         return list(seen)
 
     @property
+    def outgoing(self) -> list[str]:
+        """Recipients of transactional mail (O lines), once each."""
+        return list(dict.fromkeys(r for e in self._with(OUTGOING) for r in e.fields))
+
+    @property
     def verdicts(self) -> dict[str, str]:
         """The most pessimistic verdict of each kind over all receipts."""
         merged: dict[str, str] = {}
@@ -131,7 +137,7 @@ class History:
 
     @property
     def received_at(self) -> dt.datetime | None:
-        times = [e.time for e in self._with(RECEIVED) if e.time]
+        times = [e.time for e in self.events if e.code in (RECEIVED, OUTGOING) and e.time]
         return min(times) if times else None
 
     @property
@@ -207,5 +213,6 @@ def describe(e: Event) -> str:
         EXPIRED: f"hold for {first} expired without approval",
         DEFERRED: f"could not resolve {first} ({rest}); will retry",
         DISCARDED: f"discarded: {' '.join(f)}",
+        OUTGOING: f"outgoing mail for {', '.join(f)}",
     }
     return texts.get(e.code, f"{e.code} {' '.join(f)}")

@@ -381,6 +381,15 @@ class Incoming:
 
     def commit(self, recipients: Iterable[str], verdicts: dict[str, str]) -> Receipt:
         """Make the message durable in QUEUE/ and record this receipt."""
+        return self._commit(
+            [sidecar.event(sidecar.RECEIVED, *recipients), sidecar.verdicts_event(verdicts)]
+        )
+
+    def commit_outgoing(self, recipients: Iterable[str]) -> Receipt:
+        """Queue a message of our own (transactional mail) for these recipients."""
+        return self._commit([sidecar.event(sidecar.OUTGOING, *recipients)])
+
+    def _commit(self, events: list[sidecar.Event]) -> Receipt:
         try:
             self.file.flush()
             os.fsync(self.file.fileno())
@@ -389,14 +398,7 @@ class Incoming:
             source = self.path or Path(f"/proc/self/fd/{self.file.fileno()}")
             linked = self.spool._link_message(source, msg_id)
             self.file.close()
-            first = self.spool._record_receipt(
-                msg_id,
-                [
-                    sidecar.event(sidecar.RECEIVED, *recipients),
-                    sidecar.verdicts_event(verdicts),
-                ],
-                linked,
-            )
+            first = self.spool._record_receipt(msg_id, events, linked)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
                 raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
