@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import hmac
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -22,14 +24,14 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailrecv.app import Settings, start_routemail
-from routemail import addresses, listedit, notify, state, tokens
+from routemail import addresses, listedit, notify, outgoing, state, tokens
 from routemail.config import LIST_NAME, VERDICT_NAMES, Config, MailingList, load
 from routemail.errors import ConfigError, SpoolError
 from routemail.moderate import APPROVE_PREFIX
 from routemail.state import State, StateError
 
 PREFIX = "/api/v1"
-RESERVED_SUFFIXES = ("-owner", "-bounces", "-request", "-confirm")
+RESERVED_SUFFIXES = ("-owner", "-bounces", "-request", "-confirm", "-unsubscribe")
 POSTERS = ("members", "moderators", "anyone")
 MAX_PASSWORD = 1024
 MIN_PASSWORD = 10
@@ -682,3 +684,53 @@ def messages_confirm(name: str) -> tuple[Response, int]:
     ctx = context()
     mlist = existing_list(ctx, name)
     return jsonify(confirm_post(ctx, mlist, who, token)), 202
+
+
+# -- transactional mail -------------------------------------------------------
+
+
+def require_send_key(ctx: Context) -> None:
+    """The bearer key from the environment variable [api] send_key_env names."""
+    expected = os.environ.get(ctx.api.send_key_env, "")
+    if not expected:
+        raise ApiError(503, f"sending is off: {ctx.api.send_key_env} is not set on the server")
+    auth = request.headers.get("Authorization", "")
+    scheme, _, given = auth.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8", "replace"), expected.encode("utf-8")
+    ):
+        failed_guess(ctx, "send-key")
+        raise ApiError(401, "give the API key as Authorization: Bearer <key>")
+
+
+@blueprint.post("/send")
+def send_create() -> tuple[Response, int]:
+    ctx = context()
+    check_guesses(ctx, "send-key")
+    require_send_key(ctx)
+    data = body()
+    to = data.get("to")
+    if not isinstance(to, list) or not to or len(to) > outgoing.MAX_RECIPIENTS:
+        raise ApiError(400, f"to: expected a list of 1 to {outgoing.MAX_RECIPIENTS} addresses")
+    recipients = [address(a, "to") for a in to]
+    sender = text_field(data, "from", 64, required=False) or "no-reply"
+    if addresses.normalize(f"{sender}@{ctx.config.site.domain}") is None:
+        raise ApiError(400, f"from: {sender[:64]!r} is not a local part on the site's domain")
+    reply_to = data.get("reply_to")
+    raw = outgoing.compose(
+        ctx.config,
+        recipients,
+        text_field(data, "subject", MAX_SUBJECT),
+        text_field(data, "text", ctx.api.max_request_bytes),
+        html=text_field(data, "html", ctx.api.max_request_bytes, required=False) or None,
+        from_local=sender,
+        reply_to=address(reply_to, "reply_to") if reply_to is not None else None,
+    )
+    try:
+        receipt, _ = outgoing.queue(ctx.config, ctx.settings.spool.ensure(), raw, recipients)
+    except SpoolError as exc:
+        log.error("send: spool not writable: %s", exc)
+        raise ApiError(503, "the spool is not writable; retry later") from exc
+    if ctx.settings.on_receipt == "run":
+        start_routemail(ctx.settings)
+    return jsonify(id=receipt.id, recipients=len(recipients), status="queued"), 202

@@ -71,6 +71,12 @@ def document() -> dict[str, Any]:
     status = {"type": "string"}
     schemas = {
         "Error": _obj(["error"], error={"type": "string"}),
+        "Queued": _obj(
+            ["id", "recipients", "status"],
+            id={"type": "string"},
+            recipients={"type": "integer", "minimum": 1},
+            status={"type": "string", "enum": ["queued"]},
+        ),
         "Account": _obj(["email", "status"], email=EMAIL, status=status),
         "List": _obj(
             ["name", "address", "description", "posters", "member_count"],
@@ -115,6 +121,15 @@ def document() -> dict[str, Any]:
         subject={"type": "string", "minLength": 1, "maxLength": 200},
         body={"type": "string", "minLength": 1},
         **{"from": EMAIL},
+    )
+    send_in = _obj(
+        ["to", "subject", "text"],
+        to={"type": "array", "minItems": 1, "maxItems": 1000, "items": EMAIL},
+        subject={"type": "string", "minLength": 1, "maxLength": 200},
+        text={"type": "string", "minLength": 1},
+        html={"type": "string"},
+        reply_to=EMAIL,
+        **{"from": {"type": "string", "maxLength": 64, "description": "local part"}},
     )
     paths: dict[str, Any] = {
         "/accounts": {
@@ -181,6 +196,12 @@ def document() -> dict[str, Any]:
                 optional_auth=True,
             ),
         },
+        "/send": {
+            "post": {
+                **_op("Send transactional mail", 202, "Queued", (*IN, 401), send_in),
+                "security": [{"bearer": []}],
+            }
+        },
         "/lists/{name}/messages/confirm": {
             "parameters": [NAME_PARAM],
             "post": _op("Confirm a message", 202, "Post", (*IN, 403, 404), confirm_in),
@@ -207,7 +228,10 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "responses": responses,
-            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
         },
         "paths": paths,
     }

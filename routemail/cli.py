@@ -220,6 +220,32 @@ def inject(
         do_run(obj.config, spool)
 
 
+@cli.command()
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--to",
+    "recipients",
+    multiple=True,
+    metavar="ADDR",
+    callback=_parse_recipients,
+    help="A recipient (repeatable); default: the To, Cc and Bcc headers.",
+)
+@click.option("--run/--no-run", "then_run", default=True, help="Run routemail now (default).")
+@pass_context
+def send(obj: Context, file: Any, recipients: list[str], then_run: bool) -> None:
+    """Queue transactional mail in FILE (or - for standard input): password resets,
+    invitations, reports. Pacing, retries and suppression apply as to list mail;
+    From must be on the site's domain."""
+    from routemail.outgoing import queue as queue_outgoing
+    from routemail.run import run as do_run
+
+    spool = obj.spool
+    receipt, to = queue_outgoing(obj.config, spool, file.read(), recipients)
+    click.echo(f"{receipt.id}: queued for {len(to)} recipient{'s' if len(to) != 1 else ''}")
+    if then_run:
+        do_run(obj.config, spool)
+
+
 def _entry_json(entry: Any) -> dict[str, Any]:
     h = entry.history
     return {

@@ -97,6 +97,7 @@ class Api:
     guess_limit: int = 10  # failed token or password attempts per address, and per client
     window_seconds: float = 3600.0  # the period of mails_per_client and guess_limit
     max_request_bytes: int = 256 * 1024
+    send_key_env: str = "ROUTEMAIL_SEND_KEY"  # names the variable holding the /send API key
 
 
 WEBHOOK_EVENTS = (
@@ -494,7 +495,7 @@ class _Validator:
     def api(self, t: dict[str, Any]) -> Api:
         names = ("token_hours", "account_hours", "mail_interval_seconds", "window_seconds")
         ints = ("mails_per_client", "guess_limit", "max_request_bytes")
-        self.unknown_keys(t, "api", {*names, *ints})
+        self.unknown_keys(t, "api", {*names, *ints, "send_key_env"})
         positive = lambda v: None if v > 0 else "expected a positive number"  # noqa: E731
         values: dict[str, Any] = {}
         for key in names:
@@ -502,6 +503,7 @@ class _Validator:
             values[key] = float(self.get(t, key, "api", (int, float), default, positive))
         for key in ints:
             values[key] = self.get(t, key, "api", int, getattr(Api, key), positive)
+        values["send_key_env"] = self.get(t, "send_key_env", "api", str, Api.send_key_env)
         return Api(**values)
 
     def delivery(self, t: dict[str, Any]) -> Delivery:
