@@ -25,13 +25,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailrecv.app import Settings, start_routemail
 from routemail import addresses, listedit, notify, outgoing, state, tokens
-from routemail.config import LIST_NAME, VERDICT_NAMES, Config, MailingList, load
+from routemail.config import LIST_NAME, VERDICT_NAMES, Config, MailingList, load, reserved_name
 from routemail.errors import ConfigError, SpoolError
-from routemail.moderate import APPROVE_PREFIX
 from routemail.state import State, StateError
 
 PREFIX = "/api/v1"
-RESERVED_SUFFIXES = ("-owner", "-bounces", "-request", "-confirm", "-unsubscribe")
 POSTERS = ("members", "moderators", "anyone")
 MAX_PASSWORD = 1024
 MIN_PASSWORD = 10
@@ -375,10 +373,8 @@ def create_list(ctx: Context, admin: str, data: Mapping[str, Any]) -> dict[str, 
         raise ApiError(400, "posters: expected members, moderators or anyone")
     if addresses.normalize(f"{name}@{ctx.config.site.domain}") is None:
         raise ApiError(400, f"{name!r} cannot be the local part of an address; no '..'")
-    if name.endswith(RESERVED_SUFFIXES) or name.startswith(APPROVE_PREFIX):
-        raise ApiError(
-            400, f"{name!r} is reserved: list names may not end in -owner, -bounces, -request"
-        )
+    if reserved := reserved_name(name):
+        raise ApiError(400, f"{name!r} is reserved: {reserved}")
     if name in {addresses.split(ctx.config.site.admin)[0], notify.SENDER_LOCAL}:
         raise ApiError(409, f"{name!r} is already used by the site")
     try:

@@ -666,6 +666,9 @@ class _Validator:
             if not LIST_NAME.match(name):
                 self.problem(prefix, "list names are lower-case letters, digits and . _ + -")
                 continue
+            if reserved := reserved_name(name):
+                self.problem(prefix, f"{name!r} is reserved: {reserved}")
+                continue
             if name in out:
                 self.problem(prefix, f"list {name!r} is defined twice")
                 continue
@@ -753,6 +756,22 @@ class _Validator:
             options=options,
             index=index,
         )
+
+
+# Addresses routemail answers itself (bounces, unsubscribes, approvals, its own mail).
+RESERVED_SUFFIXES = ("-bounces", "-owner", "-unsubscribe", "-request", "-confirm")
+RESERVED_NAMES = ("outgoing", "routemail", "no-reply", "postmaster", "mailer-daemon")
+
+
+def reserved_name(name: str) -> str | None:
+    """Why name cannot be a list, or None."""
+    if name.endswith(RESERVED_SUFFIXES):
+        return f"names ending in {', '.join(RESERVED_SUFFIXES)} are routemail's own addresses"
+    if name.startswith("approve+"):
+        return "approve+ addresses carry moderators' approvals"
+    if name in RESERVED_NAMES:
+        return "routemail uses this address itself"
+    return None
 
 
 def normalize_address(value: Any) -> str | None:
