@@ -61,6 +61,21 @@ REMOVED = frozenset(
     }
 )
 REMOVED_PREFIXES = ("arc-", "x-ses-", "list-")
+# Fields a message has at most once (RFC 5322 3.6, RFC 2045): a repeat is dropped.
+SINGLE = frozenset(
+    {
+        "date",
+        "to",
+        "cc",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "content-disposition",
+    }
+)
 # Recipient addresses as routing hands them over (normalized); anything else could
 # smuggle line breaks into the header block.
 _RECIPIENT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
@@ -296,10 +311,12 @@ class CopyMaker:
         out: list[Field] = []
         keys = {f.key for f in base}
         moved: list[Field] = []
+        seen: set[str] = set()
         for f in base:
             k = f.key
-            if k in REMOVED or k.startswith(REMOVED_PREFIXES):
+            if k in REMOVED or k.startswith(REMOVED_PREFIXES) or (k in SINGLE and k in seen):
                 continue
+            seen.add(k)
             if self.wrapped and (k.startswith("content-") or k == "mime-version"):
                 if k.startswith("content-"):
                     moved.append(f)
@@ -314,6 +331,9 @@ class CopyMaker:
                     if subject is not None:
                         out.append(subject)
                 continue
+            if k == "date" and not headers.valid_date(f):
+                self.problems.append("unreadable Date header: replaced")
+                continue
             cleaned = headers.clean(f)
             if cleaned is not None:
                 out.append(cleaned)
@@ -324,13 +344,13 @@ class CopyMaker:
             subject := headers.prefixed_subject(base, mlist.subject_prefix)
         ):
             out.append(subject)
-        if "date" not in keys:
+        if not any(f.key == "date" for f in out):
             out.append(Field("Date", b" " + email.utils.formatdate(now, usegmt=True).encode()))
             self.problems.append("no Date header: added one")
-        if "message-id" not in keys:
+        if not any(f.key == "message-id" for f in out):
             digest = hashlib.sha256(raw).hexdigest()[:32]
             out.append(Field("Message-ID", f" <{digest}.routemail@{ident.site.domain}>".encode()))
-            self.problems.append("no Message-ID header: added one")
+            self.problems.append("no usable Message-ID header: added one")
         if "to" not in keys and "cc" not in keys:
             out.append(Field("To", f" {ident.address}".encode()))
         if reply_to := self._reply_to(base, author):
@@ -415,7 +435,10 @@ class CopyMaker:
         elif part.children:
             pos = part.body_start
             for child in part.children:
-                segs.append(mv[pos : child.header_start])
+                gap = mv[pos : child.header_start]
+                segs.append(gap)
+                if gap[-1:] != b"\n":  # a delimiter line cut off at the end of the message
+                    segs.append(self.nl)
                 self._emit(child, segs, mv)
                 pos = child.end
             if part.close_missing:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email.errors
 import email.header
+import email.message
+import email.policy
 import email.utils
 import re
 from dataclasses import dataclass, field
@@ -12,7 +15,9 @@ from routemail import addresses
 MAX_LINE = 998  # RFC 5322 2.1.1, not counting the line break
 FOLD_AT = 78
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
-_NON_ASCII = re.compile(rb"[^\x00-\x7f]")
+# 8-bit bytes and control characters (NUL, bare CR, ...) that no header may carry.
+_UNSENDABLE = re.compile(rb"[^\x00-\x7f]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 # Header fields whose values are address lists: 8-bit bytes in them are re-encoded
@@ -21,7 +26,13 @@ ADDRESS_FIELDS = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
 )
 _CHUNK = 900  # longest unbroken run in a folded line, leaving room for the name
-MAX_NAME_CHARS = 100  # a display name longer than this is cut, so From stays one short line
+MAX_NAME_CHARS = 100
+MESSAGE_ID_FIELDS = frozenset({"message-id", "in-reply-to", "references"})
+_MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]+(?:/[A-Za-z0-9!#$%&'*+.^_`{|}~-]+)?")
+_MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+_MSG_IDS = re.compile(
+    rb"(?:\s*<[^<>\s@]+@[^<>\s@]+>)+\s*"
+)  # a display name longer than this is cut, so From stays one short line
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,24 @@ def decode_8bit(value: bytes) -> str:
         return value.decode("cp1252", errors="replace")
 
 
+def _readable_addresses(f: Field) -> bool:
+    """Whether Python's own header parser reads this address field without failing
+    (it raises on some, such as a lone '<'): readers downstream must not crash."""
+    try:
+        header = email.policy.strict.header_factory(f.name, f.value.decode("ascii").strip())
+    except Exception:
+        return False
+    return not any(isinstance(d, email.errors.InvalidHeaderDefect) for d in header.defects)
+
+
+def valid_date(f: Field) -> bool:
+    try:
+        email.utils.parsedate_to_datetime(f.value.decode("ascii").strip())
+    except Exception:
+        return False
+    return True
+
+
 def decode_words(text: str) -> str:
     """RFC 2047 encoded words decoded, whitespace collapsed; text around them kept as is
     (even when it is 8-bit text that was never encoded, which the email package rejects)."""
@@ -141,7 +170,11 @@ def replace_field(fields: list[Field], new: Field) -> list[Field]:
 
 
 def needs_cleaning(f: Field) -> bool:
-    return bool(_NON_ASCII.search(f.value) or _LONG_LINE.search(f.value))
+    if f.key in MESSAGE_ID_FIELDS and not is_message_id(f.value):
+        return True
+    if f.key in ADDRESS_FIELDS and not _readable_addresses(f):
+        return True
+    return bool(_UNSENDABLE.search(f.value) or _LONG_LINE.search(f.value))
 
 
 def clean(f: Field) -> Field | None:
@@ -149,10 +182,50 @@ def clean(f: Field) -> Field | None:
     characters; None for an address field left with no usable address."""
     if not needs_cleaning(f):
         return f
-    text = _UNFOLD.sub("", decode_8bit(f.value)).strip()
+    text = _CONTROL.sub("", _UNFOLD.sub("", decode_8bit(f.value)).replace("\r", " ")).strip()
     if f.key in ADDRESS_FIELDS:
         return address_field(f.name, email.utils.getaddresses([text]))
+    if f.key in ("content-type", "content-disposition"):
+        return mime_field(f.name, text)
+    if f.key in MESSAGE_ID_FIELDS:
+        return message_id_field(f.name, text)
     return text_field(f.name, text)
+
+
+def mime_field(name: str, text: str) -> Field | None:
+    """Content-Type or Content-Disposition rebuilt from its parts, non-ASCII parameter
+    values encoded as RFC 2231 says; None when even its first word is unreadable."""
+    try:
+        src = email.message.Message()
+        src[name] = text
+        params = src.get_params(header=name) or []
+        main = params[0][0].strip().lower() if params else ""
+        if not _MIME_TOKEN.fullmatch(main):
+            return None
+        out = email.message.Message()
+        out[name] = main
+        for key, raw in params[1:]:
+            value = email.utils.collapse_rfc2231_value(raw)
+            if key and key.isascii() and _MIME_TOKEN.fullmatch(key):
+                charset = None if value.isascii() else "utf-8"
+                out.set_param(key, value, header=name, charset=charset)
+        value = str(out[name])
+        value.encode("ascii")
+    except Exception:
+        return None
+    return Field(name, fold(name, value.split()))
+
+
+def message_id_field(name: str, text: str) -> Field | None:
+    """Message-ID, In-Reply-To or References with only its well-formed <ids> kept."""
+    ids = [i for i in _MSG_ID.findall(text) if i.isascii() and i.isprintable()]
+    if not ids:
+        return None
+    return Field(name, fold(name, ids[:1] if name.lower() == "message-id" else ids))
+
+
+def is_message_id(value: bytes) -> bool:
+    return bool(_MSG_IDS.fullmatch(value))
 
 
 def text_field(name: str, text: str) -> Field:

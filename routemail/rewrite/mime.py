@@ -44,6 +44,7 @@ class Part:
     new_fields: list[Field] | None = None  # rewritten header block, when repaired
     new_body: list[object] | None = None  # rewritten body segments, when repaired
     problems: list[str] = field(default_factory=list)
+    broken: bool = False  # its MIME structure needed a repair (not just a re-encoding)
 
     @property
     def ctype(self) -> str:
@@ -96,9 +97,9 @@ def scan(
     part.problems.extend(block.problems)
     if block.problems and not top:
         part.new_fields = list(block.fields)
-    if not part.ctype.startswith("multipart/") or part.ctype in OPAQUE:
-        if part.ctype not in OPAQUE:
-            _fix_long_lines(buf, nl, part)
+        part.broken = True
+    if not part.ctype.startswith("multipart/"):
+        _fix_long_lines(buf, nl, part)
         return part
     if depth >= MAX_DEPTH:
         part.problems.append(f"MIME parts nested deeper than {MAX_DEPTH} levels left unread")
@@ -107,10 +108,17 @@ def scan(
         _as_text(buf, part)
         return part
     if part.info.cte and part.info.cte not in MULTIPART_ENCODINGS:
+        part.broken = True
         part.problems.append(f"dropped Content-Transfer-Encoding {part.info.cte} from a multipart")
         part.new_fields = [
             f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"
         ]
+    if part.ctype in OPAQUE:
+        if any(p.broken for p in part.walk()):
+            # A signature over a broken structure cannot verify: repair it like any other.
+            part.problems.append(f"{part.ctype} with a broken structure: repaired, not kept intact")
+        else:
+            part.children = []  # kept byte for byte, never looked into again
     return part
 
 
@@ -136,10 +144,14 @@ def _split(buf: bytes, nl: bytes, part: Part, depth: int) -> bool:
             if next_delimiter == part.end and close is None
             else max(content, next_delimiter - len(nl))
         )
-        part.children.append(scan(buf, nl, content, child_end, depth=depth + 1, default=default))
+        child = scan(buf, nl, content, child_end, depth=depth + 1, default=default)
+        if child.header_start == child.end:
+            # An empty part: give it the empty header block and line break it lacks.
+            child.new_fields, child.new_body, child.broken = [], [nl], True
+        part.children.append(child)
     part.boundary = boundary
     if close is None:
-        part.close_missing = True
+        part.broken = part.close_missing = True
         part.problems.append("added the missing closing boundary of a multipart")
     return True
 
@@ -155,6 +167,7 @@ def _as_text(buf: bytes, part: Part) -> None:
             charset = "utf-8"
         except UnicodeDecodeError:
             charset = "windows-1252"
+    part.broken = True
     part.problems.append(f"{part.ctype} without its boundary in the body: sent as text/plain")
     new = Field("Content-Type", f' text/plain; charset="{charset}"'.encode())
     part.new_fields = replace_field(part.new_fields or part.fields, new)

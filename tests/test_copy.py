@@ -1,0 +1,181 @@
+"""The per-recipient copy: fields, policies, per-recipient parts and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from routemail import tokens
+from routemail.copy import LOOP_HEADER, CopyError, CopyMaker
+from routemail.message import Headers
+from tests.copy_support import RECIPIENT, SECRET, SITE, check_sendable, identity
+
+IN = Path(__file__).parent / "data" / "copy" / "in"
+PLAIN = (
+    b"From: Ann Author <ann@example.com>\n"
+    b"To: volunteers@lists.example.org\n"
+    b"Subject: Hello\n"
+    b"Date: Tue, 04 Mar 2025 09:21:00 -0800\n"
+    b"Message-ID: <m1@example.com>\n"
+    b"\n"
+    b"Body text.\n"
+)
+
+
+def copy_of(raw: bytes, recipient: str = RECIPIENT, **changes: str) -> bytes:
+    return CopyMaker(raw, identity(**changes)).copy_for(recipient)
+
+
+def test_copies_differ_only_in_what_is_per_recipient() -> None:
+    """Two recipients' copies are the same bytes apart from address and token."""
+    maker = CopyMaker((IN / "05-mixed-attachment.eml").read_bytes(), identity())
+    a, b = maker.copy_for("ann@example.com"), maker.copy_for("bob@example.net")
+    ta = tokens.unsubscribe_token(SECRET, "volunteers", "ann@example.com").encode()
+    tb = tokens.unsubscribe_token(SECRET, "volunteers", "bob@example.net").encode()
+    assert a != b
+    assert a.replace(b"ann@example.com", b"X").replace(ta, b"T") == b.replace(
+        b"bob@example.net", b"X"
+    ).replace(tb, b"T")
+
+
+def test_unsubscribe_url_carries_a_verifiable_token() -> None:
+    """List-Unsubscribe names the recipient and a token the receiver can recompute."""
+    msg = check_sendable(copy_of(PLAIN, "bob+lists@example.net"))
+    value = str(msg["List-Unsubscribe"])
+    url = value.split("<", 1)[1].split(">", 1)[0]
+    assert url.startswith(
+        "https://lists.example.org/unsubscribe/volunteers?a=bob%2Blists@example.net&t="
+    )
+    token = url.rsplit("t=", 1)[1]
+    assert tokens.matches(
+        tokens.unsubscribe_token(SECRET, "volunteers", "bob+lists@example.net"), token
+    )
+    assert value.endswith("<mailto:volunteers-unsubscribe@lists.example.org>")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Post"] == "<mailto:volunteers@lists.example.org>"
+    assert msg["List-Help"].startswith("<mailto:admin@example.org")
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("author", ["ann@example.com"]),
+        ("list", ["volunteers@lists.example.org"]),
+        ("both", ["ann@example.com", "volunteers@lists.example.org"]),
+    ],
+)
+def test_reply_to_follows_the_list_policy(policy: str, expected: list[str]) -> None:
+    """Reply-To is the author, the list, or both, as the list's reply_to says."""
+    msg = check_sendable(copy_of(PLAIN, reply_to=policy))
+    assert [a.addr_spec for a in msg["Reply-To"].addresses] == expected
+
+
+def test_from_is_the_list_with_the_author_name() -> None:
+    """From becomes 'Name via list <list address>'; without a name the local part shows."""
+    msg = check_sendable(copy_of(PLAIN))
+    assert str(msg["From"]) == "Ann Author via volunteers <volunteers@lists.example.org>"
+    bare = PLAIN.replace(b"Ann Author <ann@example.com>", b"ann@example.com")
+    msg = check_sendable(copy_of(bare))
+    assert str(msg["From"]) == "ann via volunteers <volunteers@lists.example.org>"
+    assert msg["X-Original-From"] == "ann@example.com"
+
+
+def test_missing_from_gives_the_list_as_sender_with_the_reason() -> None:
+    """A message without From goes out from the list, the display name saying why."""
+    maker = CopyMaker(PLAIN.replace(b"From: Ann Author <ann@example.com>\n", b""), identity())
+    msg = check_sendable(maker.copy_for(RECIPIENT))
+    assert msg["From"].addresses[0].addr_spec == "volunteers@lists.example.org"
+    assert "no From header" in msg["From"].addresses[0].display_name
+    assert "Reply-To" not in msg
+    assert any("From" in p for p in maker.problems)
+
+
+def test_subject_prefix_is_added_once_and_encoded_subjects_stay_valid() -> None:
+    """The prefix goes in front once; an RFC 2047 subject still decodes after it."""
+    msg = check_sendable(copy_of(PLAIN))
+    assert msg["Subject"] == "[volunteers] Hello"
+    again = check_sendable(copy_of(copy_of(PLAIN)))
+    assert again["Subject"] == "[volunteers] Hello"
+    encoded = PLAIN.replace(b"Subject: Hello", b"Subject: =?utf-8?q?F=C3=AAte?=")
+    assert check_sendable(copy_of(encoded))["Subject"] == "[volunteers] Fête"
+    unicode_prefix = check_sendable(copy_of(encoded, subject_prefix="[bénévoles]"))
+    assert unicode_prefix["Subject"] == "[bénévoles] Fête"
+
+
+def test_arriving_list_fields_are_replaced_by_ours() -> None:
+    """List-*, X-Loop, Precedence and Sender the message arrived with are not kept."""
+    raw = (IN / "22-ses-dkim-arc.eml").read_bytes()
+    msg = check_sendable(copy_of(raw))
+    assert msg.get_all("List-Id") == ["All volunteers <volunteers.lists.example.org>"]
+    assert msg.get_all(LOOP_HEADER) == ["lists.example.org"]
+    assert msg.get_all("Precedence") == ["list"]
+    assert msg.get_all("Sender") == ["volunteers-bounces@lists.example.org"]
+    assert msg["Reply-To"] == "Ann at home <ann.home@example.com>"
+    for name in ("Delivered-To", "Received-SPF", "X-SES-RECEIPT", "ARC-Message-Signature"):
+        assert name not in msg
+
+
+def test_routing_recognises_its_own_copies() -> None:
+    """A copy carries the List-Id and loop marker that routing drops on the way back in."""
+    headers = Headers.of(copy_of(PLAIN))
+    assert "<volunteers.lists.example.org>" in " ".join(headers.list_ids)
+    assert headers.loops == (SITE.domain,)
+
+
+def test_line_ending_can_be_chosen() -> None:
+    """eol=CRLF turns an LF message into a CRLF-only copy, signed body included."""
+    raw = (IN / "12-pgp-signed.eml").read_bytes()
+    data = CopyMaker(raw, identity(), eol=b"\r\n").copy_for(RECIPIENT)
+    assert data.count(b"\n") == data.count(b"\r\n")
+    body = raw.split(b"\n\n", 1)[1]
+    assert body.replace(b"\n", b"\r\n") in data
+    check_sendable(data)
+
+
+def test_header_template_alone_decorates() -> None:
+    """A list with only a header template puts it at the top of the text."""
+    msg = check_sendable(copy_of(PLAIN, footer="", header="Posted to {list_address}"))
+    assert msg.get_content() == "Posted to volunteers@lists.example.org\nBody text.\n"
+
+
+def test_no_templates_means_no_decoration_and_no_wrapping() -> None:
+    """Without header or footer the body is untouched, even for signed mail."""
+    raw = (IN / "11-smime-signed.eml").read_bytes()
+    data = copy_of(raw, footer="")
+    assert raw.split(b"\r\n\r\n", 1)[1] == data.split(b"\r\n\r\n", 1)[1]
+
+
+def test_non_ascii_description_is_encoded_in_list_id() -> None:
+    """A description with accents becomes an RFC 2047 phrase in List-Id."""
+    msg = check_sendable(copy_of(PLAIN, description="Bénévoles"))
+    assert msg["List-Id"] == "Bénévoles <volunteers.lists.example.org>"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty"),
+        (b"\n\n\n", "empty"),
+        (b"just some text without any header\n", "no header fields"),
+    ],
+)
+def test_unusable_input_is_refused_with_a_reason(raw: bytes, reason: str) -> None:
+    """Input that cannot become a copy raises CopyError saying why."""
+    with pytest.raises(CopyError, match=reason) as info:
+        CopyMaker(raw, identity())
+    assert not info.value.unexpected
+
+
+@pytest.mark.parametrize("bad", ["", "not an address", "a@b.example\r\nBcc: x@evil.example"])
+def test_recipient_must_be_an_address(bad: str) -> None:
+    """copy_for refuses anything but a plain address, so nothing can be injected."""
+    maker = CopyMaker(PLAIN, identity())
+    with pytest.raises(CopyError, match="not an email address"):
+        maker.copy_for(bad)
+
+
+def test_bad_template_is_refused() -> None:
+    """A footer with an unknown placeholder is a CopyError naming the list."""
+    with pytest.raises(CopyError, match=r"volunteers.*unknown placeholder"):
+        CopyMaker(PLAIN, identity(footer="{nope}"))

@@ -1,0 +1,111 @@
+"""Property tests: whatever bytes arrive, the copy is made or refused with CopyError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from routemail.copy import CopyError, CopyMaker
+from tests.copy_support import RECIPIENT, check_sendable, identity
+
+IN = Path(__file__).parent / "data" / "copy" / "in"
+CORPUS = [p.read_bytes() for p in sorted(IN.glob("*.eml"))]
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+header_names = st.sampled_from(
+    [
+        "From",
+        "To",
+        "Subject",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+        "Reply-To",
+        "List-Id",
+        "DKIM-Signature",
+        "X-Odd",
+        "Date",
+        "Message-ID",
+    ]
+)
+header_values = st.one_of(
+    st.binary(max_size=60),
+    st.sampled_from(
+        [
+            b" multipart/mixed; boundary=b",
+            b' multipart/alternative; boundary="x"',
+            b" text/plain; charset=iso-2022-jp",
+            b" text/html; charset=utf-16",
+            b" base64",
+            b" quoted-printable",
+            b" =?utf-8?q?=C3=A9?=",
+            b" Ann <ann@example.com>",
+            b" <>",
+            b' text/plain; charset="\xff"',
+            b" multipart/signed; boundary=s",
+            b" x-uue",
+        ]
+    ),
+)
+body_lines = st.one_of(
+    st.binary(max_size=80),
+    st.sampled_from(
+        [
+            b"--b",
+            b"--b--",
+            b"--x",
+            b"--x--",
+            b"--s",
+            b"Content-Type: text/html",
+            b"",
+            b"=C3=A9=",
+            b"PGh0bWw+",
+            b"<body>",
+            b"</body>",
+            b"\x1b$B",
+            b"\r",
+        ]
+    ),
+)
+
+
+def attempt(raw: bytes) -> bytes | None:
+    try:
+        maker = CopyMaker(raw, identity(header="Hi {recipient}"))
+    except CopyError as exc:
+        assert not exc.unexpected, exc
+        return None
+    return maker.copy_for(RECIPIENT)
+
+
+@SETTINGS
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise_anything_but_copy_error(raw: bytes) -> None:
+    """Random bytes give a copy or a CopyError, never another exception."""
+    attempt(raw)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(header_names, header_values), min_size=1, max_size=8),
+    st.lists(body_lines, max_size=30),
+    st.sampled_from([b"\n", b"\r\n"]),
+)
+def test_message_shaped_input_gives_a_sendable_copy(
+    fields: list[tuple[str, bytes]], lines: list[bytes], nl: bytes
+) -> None:
+    """Headers and MIME-ish bodies, however broken, give a strictly parseable copy."""
+    raw = b"".join(n.encode() + b":" + v + nl for n, v in fields) + nl + nl.join(lines)
+    data = attempt(raw)
+    if data is not None:
+        check_sendable(data)
+
+
+@SETTINGS
+@given(st.sampled_from(CORPUS), st.integers(min_value=0), st.binary(min_size=1, max_size=20))
+def test_damaged_real_messages_never_crash(raw: bytes, where: int, junk: bytes) -> None:
+    """A real message with bytes overwritten somewhere gives a copy or a CopyError."""
+    at = where % len(raw)
+    attempt(raw[:at] + junk + raw[at + len(junk) :])
