@@ -24,7 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mailrecv.app import Settings, start_routemail
-from routemail import addresses, listedit, notify, outgoing, state, tokens
+from routemail import addresses, listedit, notify, outgoing, state
 from routemail.config import LIST_NAME, VERDICT_NAMES, Config, MailingList, load, reserved_name
 from routemail.errors import ConfigError, SpoolError
 from routemail.state import State, StateError
@@ -337,9 +337,7 @@ def authenticate(ctx: Context) -> str:
 
 def administrator(ctx: Context, mlist: MailingList) -> str | None:
     """The list's administrator: the account that created it, else its first moderator."""
-    return ctx.state.administrator(mlist.name) or (
-        mlist.moderators[0] if mlist.moderators else None
-    )
+    return ctx.state.list_administrator(mlist)
 
 
 def require_administrator(ctx: Context, mlist: MailingList) -> str:
@@ -453,18 +451,15 @@ def request_unsubscribe(ctx: Context, mlist: MailingList, who: str) -> dict[str,
 
 
 def unsubscribe(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[str, Any]:
-    """Remove who with a mailed token, or the per-recipient token in list mail footers."""
+    """Remove who with a mailed token (list mail's own one-click links go to
+    /unsubscribe/<list>, mailrecv.feedback)."""
     _protect_administrator(ctx, mlist, who)
     check_guesses(ctx, who)
-    footer_token = tokens.unsubscribe_token(
-        tokens.load_secret(ctx.settings.data_dir), mlist.name, who
-    )
-    footer_ok = tokens.matches(footer_token, token)
     with ctx.state.transaction() as db:
         taken = ctx.state.take(db, "unsubscribe", who, token, mlist.name)
-        if taken is not None or footer_ok:
+        if taken is not None:
             _edit_members(ctx, mlist, who, add=False)
-    if taken is None and not footer_ok:
+    if taken is None:
         failed_guess(ctx, who)
         raise ApiError(403, "wrong or expired token; ask to unsubscribe again for a new one")
     return {"list": mlist.name, "address": who, "status": "removed"}

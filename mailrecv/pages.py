@@ -1,8 +1,8 @@
 """Small HTML pages behind the links in confirmation mails: one button each.
 
 A GET only shows the page (mail scanners follow links); the button POSTs.
-The unsubscribe page also takes RFC 8058 one-click POSTs, which carry the
-address and token in the query string.
+List mail's own one-click unsubscribe links (RFC 8058) are served by
+mailrecv.feedback at /unsubscribe/<list>.
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ class Feedback:
 
     def unsubscribe(self, address: str, listname: str, source: str, why: str = "request") -> bool:
         """Remove address from a named list in lists.toml; False if it was not a member."""
-        if self.state.administrator(listname) == address:
+        mlist = self.config.lists.get(listname)
+        if mlist is not None and self.state.list_administrator(mlist) == address:
             raise RoutemailError(f"{address} administers {listname} and cannot be unsubscribed")
         try:
             removed = listedit.remove_member(self.config.path, listname, address)

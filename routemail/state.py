@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from routemail.config import MailingList
 from routemail.errors import RoutemailError
 
 FILENAME = "state.sqlite3"
@@ -291,6 +292,11 @@ class State:
             "SELECT email FROM administrators WHERE list = ?", (listname,)
         ).fetchone()
         return str(row[0]) if row else None
+
+    def list_administrator(self, mlist: MailingList) -> str | None:
+        """The account that created the list, else (a list written by hand) its first
+        moderator: the one address that can never be unsubscribed."""
+        return self.administrator(mlist.name) or (mlist.moderators[0] if mlist.moderators else None)
 
     def set_administrator(self, db: sqlite3.Connection, listname: str, email: str) -> None:
         db.execute(

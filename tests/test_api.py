@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from routemail import state, tokens
+from routemail import state
 from routemail.spool import Spool
 from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, start_receiver
 
@@ -490,23 +490,6 @@ def test_unsubscribe_page_needs_its_button(api: Receiver, project: Project) -> N
     assert members(project, "club") == [ADMIN]
     status, html = fetch(f"{api.url}/lists/club/unsubscribe", form)
     assert status == 403 and "wrong or expired token" in html
-
-
-def test_one_click_unsubscribe_with_the_list_footer_token(api: Receiver, project: Project) -> None:
-    """RFC 8058: a POST of List-Unsubscribe=One-Click to the per-recipient URL unsubscribes."""
-    new_list(api.url, project)
-    subscribed(api.url, project, "club", "zoe@example.net")
-    secret = tokens.load_secret(project.data_dir)
-    token = tokens.unsubscribe_token(secret, "club", "zoe@example.net")
-    query = urllib.parse.urlencode({"address": "zoe@example.net", "token": token})
-    status, _ = fetch(f"{api.url}/lists/club/unsubscribe?{query}", b"List-Unsubscribe=One-Click")
-    assert status == 200
-    assert members(project, "club") == [ADMIN]
-    forged = urllib.parse.urlencode({"address": ADMIN, "token": token})
-    status, html = fetch(
-        f"{api.url}/lists/club/unsubscribe?{forged}", b"List-Unsubscribe=One-Click"
-    )
-    assert status == 409 and "cannot be unsubscribed" in html
 
 
 def test_concurrent_confirmations_are_all_kept(api: Receiver, project: Project) -> None:
