@@ -46,18 +46,25 @@ blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 class ApiError(Exception):
     """An answer with an error status and a message that says what to do."""
 
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        retry_after: float | None = None,
+        challenge: str = 'Basic realm="routemail", charset="UTF-8"',
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.retry_after = retry_after
+        self.challenge = challenge
 
     def headers(self) -> dict[str, str]:
         h = {}
         if self.retry_after is not None:
             h["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         if self.status == 401:
-            h["WWW-Authenticate"] = 'Basic realm="routemail", charset="UTF-8"'
+            h["WWW-Authenticate"] = self.challenge
         return h
 
 
@@ -227,6 +234,9 @@ def send_mail(ctx: Context, to: str, subject: str, text: str, tag: str) -> None:
             retry_after=wait,
         )
     result = notify.send(ctx.config, ctx.settings.spool, to, subject, text, tag)
+    if result.detail.startswith("suppressed"):
+        ctx.state.release_mail(key)
+        raise ApiError(409, f"no mail goes to {to}: it is {result.detail}")
     if not result.sent:
         ctx.state.release_mail(key)
         log.error("cannot send %s mail to %s: %s", tag, to, result.detail)
@@ -690,14 +700,19 @@ def require_send_key(ctx: Context) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8", "replace"), expected.encode("utf-8")
     ):
-        failed_guess(ctx, "send-key")
-        raise ApiError(401, "give the API key as Authorization: Bearer <key>")
+        failed_guess(ctx, f"send-key:{ctx.client}")
+        raise ApiError(
+            401,
+            "give the API key as Authorization: Bearer <key>",
+            challenge='Bearer realm="routemail"',
+        )
 
 
 @blueprint.post("/send")
 def send_create() -> tuple[Response, int]:
     ctx = context()
-    check_guesses(ctx, "send-key")
+    # Counted per client only: a shared counter would let anyone lock every client out.
+    check_guesses(ctx, f"send-key:{ctx.client}")
     require_send_key(ctx)
     data = body()
     to = data.get("to")

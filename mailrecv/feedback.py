@@ -22,7 +22,6 @@ from routemail.errors import ConfigError, RoutemailError
 from routemail.feedback import Feedback
 from routemail.sns import SnsError, Verifier, check_sns_url, fetch_certificate
 from routemail.state import State
-from routemail.suppression import Suppression
 
 log = logging.getLogger("mailrecv.feedback")
 blueprint = Blueprint("feedback", __name__, template_folder="templates")
@@ -137,18 +136,9 @@ def _unsubscribe(config: Config, listname: str, address: str) -> str:
     """Remove a named list's member; suppress a dynamic list's recipient for that list."""
     feedback = _feedback(config)
     try:
-        if listname in config.lists:
-            try:
-                feedback.unsubscribe(address, listname, "one-click")
-            except RoutemailError as exc:
-                return str(exc)
-        else:
-            Suppression(feedback.state, config.bounces).add(
-                address, listname, "one-click", "unsubscribed from a dynamic list"
-            )
-            feedback.webhooks.emit(
-                "unsubscribed", address=address, list=listname, source="one-click"
-            )
+        feedback.unsubscribe(address, listname, "one-click")
+    except RoutemailError as exc:
+        return str(exc)
     finally:
         feedback.state.close()
     return f"{address} will no longer receive mail from {listname}."

@@ -11,7 +11,8 @@ MESSAGES = {
     401: "Missing or wrong credentials (HTTP Basic: account address and password).",
     403: "Not allowed, or a wrong, used or expired token.",
     404: "No such list or member.",
-    409: "Conflicts with the current state (duplicate, administrator, pending account).",
+    409: "Conflicts with the current state (duplicate, administrator, pending account, "
+    "an address on the suppression list).",
     413: "The request body is larger than api.max_request_bytes.",
     429: "Rate limited: too many failed attempts or confirmation mails; see Retry-After.",
     503: "The configuration, state database, spool or mail transport is unavailable; retry.",
@@ -165,7 +166,7 @@ def document() -> dict[str, Any]:
         },
         "/lists/{name}/subscriptions": {
             "parameters": [NAME_PARAM],
-            "post": _op("Ask to subscribe", 202, "Membership", (*IN, 404), address_in),
+            "post": _op("Ask to subscribe", 202, "Membership", (*IN, 404, 409), address_in),
         },
         "/lists/{name}/subscriptions/confirm": {
             "parameters": [NAME_PARAM],
@@ -191,7 +192,7 @@ def document() -> dict[str, Any]:
                 "Post a message",
                 202,
                 "Post",
-                (*IN, 401, 403, 404),
+                (*IN, 401, 403, 404, 409),
                 post_in,
                 optional_auth=True,
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -96,7 +97,14 @@ pass_context = click.make_pass_decorator(Context)
 
 
 def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    """Times as the sidecar writes them (RFC 3339, UTC, Z); anything else as text."""
+    if isinstance(value, dt.datetime):
+        return sidecar.format_time(value)
+    return str(value)
 
 
 @cli.command()
@@ -456,9 +464,7 @@ def webhooks_command(obj: Context, deliver: bool, as_json: bool) -> None:
             )
 
 
-def _utc(seconds: float) -> Any:
-    import datetime as dt
-
+def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
@@ -551,7 +557,7 @@ def suppression_add(obj: Context, address: str, listname: str, reason: str) -> N
 @click.option("--list", "listname", default="", help="The list the entry is for (default: all).")
 @pass_context
 def suppression_remove(obj: Context, address: str, listname: str) -> None:
-    """Send to ADDRESS again; clears its bounce score too."""
+    """Send to ADDRESS again; without --list this also clears its bounce score."""
     s = _suppression(obj)
     try:
         removed = s.remove(address, listname, f"shell:{_user()}")

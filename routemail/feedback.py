@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from routemail import addresses, listedit
+from routemail import addresses, listedit, sestags
 from routemail.config import Config
 from routemail.errors import RoutemailError
 from routemail.notify import send as send_notice
@@ -114,17 +114,26 @@ class Feedback:
 
     def complaint(self, address: str, listname: str, source: str) -> str:
         action = self.suppression.complaint(address, listname, source)
-        if listname and self.unsubscribe(address, listname, source, why="complaint"):
-            action += f"; unsubscribed from {listname}"
+        try:
+            if listname and self.unsubscribe(address, listname, source, why="complaint"):
+                action += f"; unsubscribed from {listname}"
+        except RoutemailError as exc:
+            action += f"; still a member: {exc}"
         self.webhooks.emit(
             "complained", address=address, list=listname or None, source=source, action=action
         )
         return action
 
     def unsubscribe(self, address: str, listname: str, source: str, why: str = "request") -> bool:
-        """Remove address from a named list in lists.toml; False if it was not a member."""
+        """Remove address from a named list in lists.toml, or (a dynamic list, whose
+        members come from elsewhere) suppress it for that list; False if it was not
+        a member of a named list."""
         mlist = self.config.lists.get(listname)
-        if mlist is not None and self.state.list_administrator(mlist) == address:
+        if mlist is None:
+            self.suppression.add(address, listname, source, f"unsubscribed ({why})")
+            self.webhooks.emit("unsubscribed", address=address, list=listname, source=source)
+            return True
+        if self.state.list_administrator(mlist) == address:
             raise RoutemailError(f"{address} administers {listname} and cannot be unsubscribed")
         try:
             removed = listedit.remove_member(self.config.path, listname, address)
@@ -186,7 +195,7 @@ def _tag(mail: Mapping[str, Any], name: str) -> str:
         return ALL_LISTS
     values = tags.get(name)
     if isinstance(values, list) and values and isinstance(values[0], str):
-        return values[0].lower()
+        return sestags.decode(values[0]).lower()
     return ALL_LISTS
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 import tomlkit
@@ -51,7 +51,7 @@ def add_list(
         if lists is None:
             lists = tomlkit.table(is_super_table=True)
             doc.add("lists", lists)
-        if not isinstance(lists, Table):
+        if not isinstance(lists, MutableMapping):
             raise ListEditError(f"{path}: lists is not a table; fix the file by hand")
         if any(str(key).lower() == name for key in lists):
             raise ListExists(f"a list named {name!r} already exists")
@@ -61,7 +61,7 @@ def add_list(
         table.add("moderators", [administrator])
         table.add("posters", posters)
         table.add("members", [administrator])
-        lists.add(name, table)
+        lists[name] = table
         return True
 
     _edit(path, change)
@@ -103,8 +103,9 @@ def remove_member(path: Path, name: str, address: str) -> bool:
 
 
 def _list_table(doc: tomlkit.TOMLDocument, name: str, path: Path) -> Table:
+    # [lists.X] tables placed after other tables come back as a proxy, not a Table.
     lists = doc.get("lists")
-    if isinstance(lists, Table):
+    if isinstance(lists, MutableMapping):
         for key, value in lists.items():
             if str(key).lower() == name and isinstance(value, Table):
                 return value

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 
 from routemail.config import Config
 from routemail.spool import Spool
-from routemail.transports import Result, open_transport
+from routemail.transports import PERMANENT, Result, open_transport
 
 SENDER_LOCAL = "no-reply"
 # SMTP policy: CRLF line ends and a header refolding that never lets a value
@@ -40,7 +40,15 @@ def build(config: Config, to: str, subject: str, text: str) -> bytes:
 
 
 def send(config: Config, spool: Spool, to: str, subject: str, text: str, tag: str) -> Result:
-    """Build and hand one message to the configured transport."""
+    """Build and hand one message to the configured transport, unless the address
+    is suppressed: nothing goes to a suppressed address by any path."""
+    from routemail.state import State
+    from routemail.suppression import Suppression
+
+    with State.open(spool.root.parent) as state:
+        reason = Suppression(state, config.bounces).reason(to)
+    if reason is not None:
+        return Result(PERMANENT, f"suppressed: {reason}")
     transport = open_transport(config, spool)
     try:
         return transport.send(sender(config), to, build(config, to, subject, text), {"kind": tag})

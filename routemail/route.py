@@ -47,7 +47,8 @@ class Work:
     history: sidecar.History
     raw: bytes
     headers: Headers
-    finished: set[str] = field(default_factory=set)
+    finished: set[str] = field(default_factory=set)  # sent, skipped or given up
+    sent: set[str] = field(default_factory=set)
     retry: bool = False
     loop_logged: bool = False
 
@@ -114,7 +115,14 @@ class Router:
     def _process(self, msg_id: str) -> None:
         history = self.spool.history(msg_id)
         raw = self.spool.read_message(msg_id)
-        work = Work(msg_id, history, raw, Headers.of(raw), set(history.finished_recipients))
+        work = Work(
+            msg_id,
+            history,
+            raw,
+            Headers.of(raw),
+            set(history.finished_recipients),
+            set(history.sent_to),
+        )
         if {e.code for e in history.events} <= {sidecar.RECEIVED, sidecar.VERDICTS}:
             self._emit(work, "received", destinations=history.destinations)
         if not history.discarded:
@@ -218,10 +226,14 @@ class Router:
             return
         if self._send_each(work, mlist.name, mlist.recipients, maker.copy_for):
             self._record(work, sidecar.LIST_SENT, mlist.name)
+            sent = sum(r in work.sent for r in mlist.recipients)
+            missed = len(mlist.recipients) - sent
             self.log.write(
-                work.msg_id, f"{mlist.name}: delivered to {len(mlist.recipients)} recipients"
+                work.msg_id,
+                f"{mlist.name}: delivered to {sent} recipients"
+                + (f", {missed} not (suppressed or given up)" if missed else ""),
             )
-            self._emit(work, "delivered", list=mlist.name, recipients=len(mlist.recipients))
+            self._emit(work, "delivered", list=mlist.name, recipients=sent, not_delivered=missed)
             if self.config.retention.archive and mlist.settings.archive:
                 self.spool.archive(work.msg_id, mlist.name)
         else:
@@ -289,6 +301,7 @@ class Router:
         process loses no written line; L syncs them all)."""
         if result.sent:
             self._record(work, sidecar.SENT, recipient, sync=False)
+            work.sent.add(recipient)
             self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
             work.finished.add(recipient)
             return

@@ -155,21 +155,19 @@ class History:
                 return e.fields[1] if len(e.fields) > 1 else "?"
         return None
 
+    # Recipients compare exactly: they are normalized (domain lower-cased, local
+    # part as written) before they are ever written.
     @property
     def sent_to(self) -> set[str]:
-        return {e.fields[0].lower() for e in self._with(SENT) if e.fields}
+        return {e.fields[0] for e in self._with(SENT) if e.fields}
 
     @property
     def finished_recipients(self) -> set[str]:
         """Recipients that need nothing more: sent, given up on or skipped."""
-        return {
-            e.fields[0].lower()
-            for e in self.events
-            if e.code in (SENT, GAVE_UP, SKIPPED) and e.fields
-        }
+        return {e.fields[0] for e in self.events if e.code in (SENT, GAVE_UP, SKIPPED) and e.fields}
 
     def failures(self, recipient: str) -> list[Event]:
-        return [e for e in self._with(FAILED) if e.fields and e.fields[0].lower() == recipient]
+        return [e for e in self._with(FAILED) if e.fields and e.fields[0] == recipient]
 
     @property
     def discarded(self) -> bool:

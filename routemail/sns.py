@@ -100,7 +100,7 @@ class Verifier:
         """Return quietly for a genuine message from an allowed topic, else raise SnsError."""
         topic = message.get("TopicArn")
         if topic not in topics:
-            raise SnsError(f"topic {topic!r} is not in the allowed [ses_events].topics")
+            raise SnsError(f"topic {topic!r} is not in [bounces] sns_topics")
         version = str(message.get("SignatureVersion", ""))
         if version not in HASHES:
             raise SnsError(f"unsupported SignatureVersion {version!r}")

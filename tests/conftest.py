@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +107,8 @@ class Receiver:
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             self.process.wait(timeout=20)
+        if self.process.stderr:
+            self.process.stderr.close()
 
 
 def start_receiver(
@@ -152,16 +156,21 @@ def start_receiver(
     raise RuntimeError("gunicorn did not answer /healthz within 30 s")
 
 
-@pytest.fixture
-def receiver(project: Project) -> Iterator[Receiver]:
-    """The real receiver under gunicorn (2 workers) on a free loopback port."""
-    r = start_receiver(project)
+@contextlib.contextmanager
+def running_receiver(project: Project, **options: Any) -> Iterator[Receiver]:
+    """start_receiver(project, **options), stopped when the block ends."""
+    r = start_receiver(project, **options)
     try:
         yield r
     finally:
         r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
+
+
+@pytest.fixture
+def receiver(project: Project) -> Iterator[Receiver]:
+    """The real receiver under gunicorn (2 workers) on a free loopback port."""
+    with running_receiver(project) as r:
+        yield r
 
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]

@@ -24,7 +24,7 @@ import pytest
 
 from routemail import state
 from routemail.spool import Spool
-from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, start_receiver
+from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, running_receiver, start_receiver
 
 ADMIN, PASSWORD = "ada@example.com", "correct horse battery"
 COMMENTED_CONFIG = "# Our lists. Keep this comment.\n" + BASE_CONFIG.replace(
@@ -125,13 +125,8 @@ def subscribed(base: str, project: Project, name: str, who: str) -> None:
 def api(project: Project) -> Iterator[Receiver]:
     """gunicorn with the API, over a lists.toml that has comments to keep."""
     project.write_config(COMMENTED_CONFIG)
-    r = start_receiver(project)
-    try:
+    with running_receiver(project) as r:
         yield r
-    finally:
-        r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
 
 
 # -- 1, 2: moderator accounts ------------------------------------------------
@@ -437,8 +432,6 @@ def test_tokens_and_pending_accounts_expire(project: Project) -> None:
         db.close()
     finally:
         r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
 
 
 def test_tokens_are_stored_hashed(api: Receiver, project: Project) -> None:

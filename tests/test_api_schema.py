@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import BASE_CONFIG, Project, Receiver, start_receiver
+from tests.conftest import BASE_CONFIG, Project, Receiver, running_receiver
 
 CHECKS = [
     not_a_server_error,
@@ -34,13 +34,8 @@ def schema_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver
     """One gunicorn for the whole schema run, so the run stays short."""
     project = Project(tmp_path_factory.mktemp("schema"))
     project.write_config(BASE_CONFIG)
-    r = start_receiver(project, extra_env={"ROUTEMAIL_SEND_KEY": "schema-send-key"})
-    try:
+    with running_receiver(project, extra_env={"ROUTEMAIL_SEND_KEY": "schema-send-key"}) as r:
         yield r
-    finally:
-        r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
 
 
 def test_api_conforms_to_its_openapi_document(schema_server: Receiver) -> None:

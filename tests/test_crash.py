@@ -13,7 +13,8 @@ from collections import Counter
 from tests.conftest import Project
 from tests.mailbox import recipients
 
-RECIPIENTS = [f"member{n:03d}@example.com" for n in range(500)]
+# Every other local part has capitals: local parts compare as written.
+RECIPIENTS = [f"{'Member' if n % 2 else 'member'}{n:03d}@example.com" for n in range(500)]
 
 
 def big_list_config(base: str, transport: str = "") -> str:

@@ -264,12 +264,6 @@ def test_two_overlapping_lists_send_one_copy_each(example: Project, db: sqlite3.
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routemail/sidecar.py History.finished_recipients lower-cases whole addresses, "
-    "route.py _send_each compares them to recipients whose local part keeps its case: "
-    "a later run sends Kateryna.S@example.net a second copy",
-)
 def test_overlap_delivered_in_separate_runs_sends_one_copy_each(
     example: Project, db: sqlite3.Connection
 ) -> None:

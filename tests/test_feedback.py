@@ -17,12 +17,12 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from mailxfer.post import post_message
-from routemail import sidecar
+from routemail import sestags, sidecar
 from routemail.config import Bounces
 from routemail.state import State
 from routemail.suppression import Suppression
 from tests import snskeys
-from tests.conftest import SECRET, Project, Receiver, RunCli, free_port, start_receiver
+from tests.conftest import SECRET, Project, Receiver, RunCli, free_port, running_receiver
 from tests.mailbox import outbox, recipients
 
 VOLUNTEERS = "volunteers@lists.example.org"
@@ -95,17 +95,12 @@ def sns_receiver(project: Project, tmp_path: Path) -> Iterator[Receiver]:
     project.write_config(
         project.config_path.read_text() + f'\n[bounces]\nsns_topics = ["{snskeys.TOPIC}"]\n'
     )
-    receiver = start_receiver(
+    with running_receiver(
         project,
         app="tests.sns_app:app",
         extra_env={"SNS_TEST_CERT": str(cert), "SNS_TEST_LOG": str(tmp_path / "sns-get.log")},
-    )
-    try:
+    ) as receiver:
         yield receiver
-    finally:
-        receiver.stop()
-        if receiver.process.stderr:
-            receiver.process.stderr.close()
 
 
 def suppressed(project: Project) -> list[tuple[str, str, str]]:
@@ -337,3 +332,34 @@ def test_dsn_to_verp_address_is_attributed(receiver: Receiver, routemail_cli: Ru
         assert {r[0] for _, r, _ in sink.mail} == MEMBERS - {"bob@example.net"}
     finally:
         controller.stop()
+
+
+def test_complaint_from_the_administrator_is_recorded_not_an_error(
+    sns_receiver: Receiver,
+) -> None:
+    """A complaint by the list's administrator suppresses their list mail but cannot
+    unsubscribe them, and the endpoint still answers 200 so SNS stops retrying."""
+    project = sns_receiver.project
+    event = ses_event("Complaint", "coordinator@example.org", "volunteers")
+    status, answer = post_sns(sns_receiver, snskeys.signed(event))
+    assert status == 200, answer
+    assert "still a member" in answer["actions"][0]
+    assert "coordinator@example.org" in members_in_file(project, "volunteers")
+    assert suppressed(project) == [("coordinator@example.org", "volunteers", "complaint")]
+
+
+def test_list_names_survive_ses_tags(sns_receiver: Receiver) -> None:
+    """SES tags cannot hold '.' or '+': the list tag is encoded reversibly, so a
+    complaint about team.a mail unsubscribes from team.a."""
+    project = sns_receiver.project
+    project.write_config(
+        project.config_path.read_text() + '\n[lists."team.a"]\nmoderators = ["chair@example.org"]\n'
+        'members = ["chair@example.org", "zoe@example.net"]\n'
+    )
+    event = ses_event("Complaint", "zoe@example.net", sestags.encode("team.a"))
+    assert event["mail"]["tags"]["list"] == ["team_2ea"]
+    status, answer = post_sns(sns_receiver, snskeys.signed(event))
+    assert status == 200
+    assert answer["actions"] == ["zoe@example.net: suppressed for team.a; unsubscribed from team.a"]
+    assert members_in_file(project, "team.a") == {"chair@example.org"}
+    assert suppressed(project) == [("zoe@example.net", "team.a", "complaint")]

@@ -302,8 +302,6 @@ def test_oversized_message_needs_a_person(
         assert aws.keys() == [PREFIX + message_id]
     finally:
         small.stop()
-        if small.process.stderr:
-            small.process.stderr.close()
 
 
 def test_secret_from_ssm_securestring(

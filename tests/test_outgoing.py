@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from routemail import sidecar
-from tests.conftest import Project, Receiver, RunCli, start_receiver
+from tests.conftest import Project, Receiver, RunCli, running_receiver
 from tests.mailbox import outbox
 
 SEND_KEY = "send-key-for-tests-0123456789"
@@ -77,11 +77,8 @@ def send_receiver(project: Project) -> Any:
     project.write_config(
         project.config_path.read_text().replace('on_receipt = "none"', 'on_receipt = "run"')
     )
-    receiver = start_receiver(project, extra_env={"ROUTEMAIL_SEND_KEY": SEND_KEY})
-    yield receiver
-    receiver.stop()
-    if receiver.process.stderr:
-        receiver.process.stderr.close()
+    with running_receiver(project, extra_env={"ROUTEMAIL_SEND_KEY": SEND_KEY}) as receiver:
+        yield receiver
 
 
 def call_send(receiver: Receiver, payload: object, key: str | None) -> tuple[int, dict[str, Any]]:

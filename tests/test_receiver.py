@@ -22,7 +22,7 @@ import pytest
 
 from mailxfer.post import post_message
 from mailxfer.signing import format_verdicts, signed_headers
-from tests.conftest import BASE_CONFIG, SECRET, Project, Receiver, start_receiver
+from tests.conftest import BASE_CONFIG, SECRET, Project, Receiver, running_receiver, start_receiver
 
 PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 MESSAGE = (
@@ -231,13 +231,8 @@ def test_empty_body_is_400(receiver: Receiver) -> None:
 def small_receiver(project: Project) -> Iterator[Receiver]:
     """The receiver with [receiver] max_size = 4096 in lists.toml."""
     project.write_config(BASE_CONFIG.replace("[receiver]\n", "[receiver]\nmax_size = 4096\n"))
-    r = start_receiver(project)
-    try:
+    with running_receiver(project) as r:
         yield r
-    finally:
-        r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
 
 
 def test_oversize_body_is_413(small_receiver: Receiver) -> None:
@@ -376,8 +371,6 @@ def test_on_receipt_run_starts_routemail(project: Project) -> None:
         assert msg_id in log.read_text()
     finally:
         r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
 
 
 def test_no_secret_is_503(project: Project) -> None:
@@ -390,8 +383,6 @@ def test_no_secret_is_503(project: Project) -> None:
         assert_nothing_written(project)
     finally:
         r.stop()
-        if r.process.stderr:
-            r.process.stderr.close()
 
 
 def start_receiver_without_secret(project: Project) -> Receiver:

@@ -128,8 +128,6 @@ def test_kill_mid_write_leaves_all_or_nothing(
         assert answer["duplicate"] is (state == "complete")
     finally:
         again.stop()
-        if again.process.stderr:
-            again.process.stderr.close()
     assert spool.read_message(msg_id) == raw
     lines = spool.read_sidecar(msg_id).splitlines()
     codes = [line.split()[0] for line in lines]

@@ -223,8 +223,8 @@ def test_one_call_per_recipient_with_tags_and_configuration_set(
     assert request["FromEmailAddress"] == SENDER
     assert request["ConfigurationSetName"] == "lists-outbound"
     assert request["EmailTags"] == [
-        {"Name": "list", "Value": "role-5_cardkey_x"},
-        {"Name": "message", "Value": "Zm9vYmFy_-9"},
+        {"Name": "list", "Value": "role-5_2bcardkey_2ex"},
+        {"Name": "message", "Value": "Zm9vYmFy_5f-9"},
     ]
     assert base64.b64decode(request["Content"]["Raw"]["Data"]) == copy_for(recipients[0])
 

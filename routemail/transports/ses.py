@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from routemail import sestags
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
 
 if TYPE_CHECKING:
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # SES tag names and values: ASCII letters, digits, "_" and "-", at most 256.
-TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-TAG_MAX = 256
 
 # Refused for our sending rate: wait and try again.
 THROTTLING = frozenset(
@@ -51,8 +49,8 @@ REFUSED = frozenset({"MessageRejected", "BadRequestException", "InvalidParameter
 
 
 def tag_value(value: str) -> str:
-    """A value SES accepts as a message tag: unsafe characters become "_"."""
-    return TAG_UNSAFE.sub("_", value)[:TAG_MAX] or "_"
+    """A value SES accepts as a message tag, reversibly (routemail.sestags)."""
+    return sestags.encode(value)
 
 
 class SesTransport:
