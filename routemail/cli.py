@@ -264,7 +264,7 @@ def _entry_json(entry: Any) -> dict[str, Any]:
         "received": h.received_at,
         "destinations": h.destinations,
         "sent": len(h.sent_to),
-        "held": sorted(h.lists_with(sidecar.MODERATION) - h.lists_with(sidecar.APPROVED)),
+        "held": sorted(h.held_lists),
     }
 
 
@@ -336,11 +336,11 @@ def show(obj: Context, msg_id: str, as_json: bool) -> None:
 @pass_context
 def approve(obj: Context, msg_id: str, listname: str, then_run: bool) -> None:
     """Approve a message held for LIST, as a moderator's reply would."""
-    from routemail.route import approve as do_approve
+    from routemail.moderate import decide_from_shell
     from routemail.run import run as do_run
 
     spool = obj.spool
-    click.echo(do_approve(obj.config, spool, spool.resolve_id(msg_id), listname))
+    click.echo(decide_from_shell(spool, spool.resolve_id(msg_id), listname))
     if then_run:
         do_run(obj.config, spool)
 
@@ -351,10 +351,10 @@ def approve(obj: Context, msg_id: str, listname: str, then_run: bool) -> None:
 @pass_context
 def reject(obj: Context, msg_id: str, listname: str) -> None:
     """Reject a message held for LIST: it is never delivered there."""
-    from routemail.route import approve as do_approve
+    from routemail.moderate import decide_from_shell
 
     spool = obj.spool
-    click.echo(do_approve(obj.config, spool, spool.resolve_id(msg_id), listname, reject=True))
+    click.echo(decide_from_shell(spool, spool.resolve_id(msg_id), listname, reject=True))
 
 
 @cli.command(name="lists")

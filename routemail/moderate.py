@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from routemail import tokens
+from routemail import sidecar, tokens
+from routemail.actionlog import ActionLog
 from routemail.config import Moderation, Site
+from routemail.errors import RoutemailError
 from routemail.lists import ResolvedList
 from routemail.message import Headers
 from routemail.notices import Notice
+from routemail.spool import Spool
 
 APPROVE_PREFIX = "approve+"
 
@@ -125,3 +129,23 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
         reply_to=reply,
         domain=site.domain,
     ).as_bytes()
+
+
+def decide_from_shell(spool: Spool, msg_id: str, listname: str, reject: bool = False) -> str:
+    """`routemail approve|reject`: an A or J line on a held message; the line written."""
+    listname = listname.lower()
+    if listname not in spool.history(msg_id).held_lists:
+        raise RoutemailError(
+            f"{msg_id} is not held for {listname}; `routemail show {msg_id}` shows its history"
+        )
+    who = f"shell:{getpass.getuser()}"
+    verb = "rejected" if reject else "approved"
+    code = sidecar.REJECTED if reject else sidecar.APPROVED
+    # An approval sets the bit (deliver it); a rejection leaves nothing to do.
+    spool.append(msg_id, [sidecar.event(code, listname, who)], pending=None if reject else True)
+    log = ActionLog(spool.root / "log")
+    try:
+        log.write(msg_id, f"{listname}: {verb} by {who}")
+    finally:
+        log.close()
+    return f"{msg_id}: {verb} for {listname} by {who}"

@@ -17,7 +17,6 @@ needs-processing bit while anything is left to retry.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from routemail.state import State
 from routemail.suppression import Suppression
 from routemail.transports import PERMANENT, Result, Transport, open_transport
 
-DAY = 86400.0
 OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 
 
@@ -482,60 +480,3 @@ class Router:
             return "neither DKIM nor DMARC passed for the reply"
         assert approver is not None
         return listname, approver
-
-    # -- housekeeping ----------------------------------------------------
-
-    def housekeeping(self, now: float | None = None) -> int:
-        """Expire old holds, remove finished entries past retention; the count removed."""
-        now = now or time.time()
-        hold = self.config.moderation.hold_days * DAY
-        keep = self.config.retention.retention_days * DAY
-        removed = 0
-        for msg_id, mtime, pending in self.spool.stat_entries():
-            age = now - mtime
-            if pending or age < min(hold, keep):
-                continue
-            history = self.spool.history(msg_id)
-            held = self._held_lists(history)
-            if held and age >= hold:
-                for name in sorted(held):
-                    self.spool.append(msg_id, [sidecar.event(sidecar.EXPIRED, name)])
-                    self.log.write(
-                        msg_id,
-                        f"{name}: hold expired after {self.config.moderation.hold_days:g} days",
-                    )
-            elif not held and age >= keep:
-                self.spool.remove(msg_id)
-                self.log.write(msg_id, "removed from the queue (retention)")
-                removed += 1
-        self.spool.clean_temp(now)
-        return removed
-
-    @staticmethod
-    def _held_lists(history: sidecar.History) -> set[str]:
-        done = (
-            history.lists_with(sidecar.APPROVED)
-            | history.lists_with(sidecar.REJECTED)
-            | history.lists_with(sidecar.EXPIRED)
-            | history.lists_with(sidecar.LIST_SENT)
-        )
-        return history.lists_with(sidecar.MODERATION) - done
-
-
-def approve(config: Config, spool: Spool, msg_id: str, listname: str, reject: bool = False) -> str:
-    """Approve or reject a held message from the shell; the line written."""
-    history = spool.history(msg_id)
-    listname = listname.lower()
-    if listname not in Router._held_lists(history):
-        raise RoutemailError(
-            f"{msg_id} is not held for {listname}; `routemail show {msg_id}` shows its history"
-        )
-    who = f"shell:{getpass.getuser()}"
-    code = sidecar.REJECTED if reject else sidecar.APPROVED
-    spool.append(msg_id, [sidecar.event(code, listname, who)], pending=None if reject else True)
-    log = ActionLog(spool.root / "log")
-    try:
-        log.write(msg_id, f"{listname}: {'rejected' if reject else 'approved'} by {who}")
-    finally:
-        log.close()
-    return f"{msg_id}: {'rejected' if reject else 'approved'} for {listname} by {who}"

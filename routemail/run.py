@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from filelock import FileLock, Timeout
 
+from routemail import retention
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.errors import RoutemailError
@@ -77,7 +78,7 @@ def _scan_until_quiet(
                     report.errors.append(f"{msg_id}: {error}")
             if not spool.rescan_mark.exists():
                 break
-        report.removed += router.housekeeping()
+        report.removed += retention.tidy(config, spool, log)
         if config.webhooks.urls:
             try:
                 report.webhooks_delivered, report.webhooks_pending = router.webhooks.deliver_due()

@@ -170,6 +170,17 @@ class History:
         return [e for e in self._with(FAILED) if e.fields and e.fields[0] == recipient]
 
     @property
+    def held_lists(self) -> set[str]:
+        """Lists the message waits on a moderator for (M, and no A, J, E or L since)."""
+        settled = (
+            self.lists_with(APPROVED)
+            | self.lists_with(REJECTED)
+            | self.lists_with(EXPIRED)
+            | self.lists_with(LIST_SENT)
+        )
+        return self.lists_with(MODERATION) - settled
+
+    @property
     def discarded(self) -> bool:
         return bool(self._with(DISCARDED))
 
@@ -186,9 +197,7 @@ def summary_state(history: History, pending: bool) -> str:
         return "pending"
     if history.discarded:
         return "discarded"
-    held = history.lists_with(MODERATION) - history.lists_with(APPROVED)
-    held -= history.lists_with(REJECTED) | history.lists_with(EXPIRED)
-    return "held" if held else "done"
+    return "held" if history.held_lists else "done"
 
 
 def describe(e: Event) -> str:
