@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from mailxfer import handler
 from mailxfer.events import EventError
@@ -38,18 +36,6 @@ def stored(name: str) -> bytes:
     return (DATA / name).read_bytes()
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """moto's S3, SSM and Secrets Manager as a real HTTP server on a loopback port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @dataclass
 class Aws:
     url: str
@@ -66,15 +52,7 @@ class Aws:
 @pytest.fixture
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     """A fresh moto state with the inbound bucket, reached through AWS_ENDPOINT_URL."""
-    with urllib.request.urlopen(
-        urllib.request.Request(moto_url + "/moto-api/reset", method="POST"), timeout=10
-    ):
-        pass
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": moto_url,
         "MAILXFER_BUCKET": BUCKET,
         "MAILXFER_PREFIX": PREFIX,

@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from routemail import config as configuration
 from routemail.transports import (
@@ -128,34 +127,9 @@ class Front:
         return Handler
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """moto as a real HTTP server on a loopback port."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def front(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Front]:
+def front(moto_url: str) -> Iterator[Front]:
     """Fresh moto state with our domain verified and a configuration set, behind a Front."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SESV2"):
-        monkeypatch.delenv(name, raising=False)
-    with urllib.request.urlopen(
-        urllib.request.Request(moto_url + "/moto-api/reset", method="POST"), timeout=10
-    ):
-        pass
     client: Any = boto3.client("sesv2", endpoint_url=moto_url, region_name="us-east-1")
     client.create_email_identity(EmailIdentity=DOMAIN)
     client.create_configuration_set(ConfigurationSetName="lists-outbound")
