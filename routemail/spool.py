@@ -242,28 +242,9 @@ class Spool:
 
     # -- scanning --------------------------------------------------------
 
-    def ids(self) -> list[str]:
-        """Every queue entry with a sidecar, oldest first."""
-        found = []
-        with os.scandir(self.queue) as it:
-            for e in it:
-                if e.name.endswith(SIDECAR_SUFFIX):
-                    found.append((e.stat().st_mtime, e.name[: -len(SIDECAR_SUFFIX)]))
-        return [i for _, i in sorted(found)]
-
-    def pending_ids(self) -> list[str]:
-        """Entries whose sidecar has the user-read bit: they need processing."""
-        found = []
-        with os.scandir(self.queue) as it:
-            for e in it:
-                if e.name.endswith(SIDECAR_SUFFIX):
-                    st = e.stat()
-                    if st.st_mode & stat.S_IRUSR:
-                        found.append((st.st_mtime, e.name[: -len(SIDECAR_SUFFIX)]))
-        return [i for _, i in sorted(found)]
-
     def stat_entries(self) -> list[tuple[str, float, bool]]:
-        """(id, sidecar mtime, pending) for every entry, without reading sidecars."""
+        """(id, sidecar mtime, pending) for every entry, oldest first, without reading
+        any sidecar: one scandir of QUEUE/."""
         found = []
         with os.scandir(self.queue) as it:
             for e in it:
@@ -271,7 +252,15 @@ class Spool:
                     st = e.stat()
                     pending = bool(st.st_mode & stat.S_IRUSR)
                     found.append((e.name[: -len(SIDECAR_SUFFIX)], st.st_mtime, pending))
-        return found
+        return sorted(found, key=lambda entry: (entry[1], entry[0]))
+
+    def ids(self) -> list[str]:
+        """Every queue entry with a sidecar, oldest first."""
+        return [msg_id for msg_id, _, _ in self.stat_entries()]
+
+    def pending_ids(self) -> list[str]:
+        """Entries whose sidecar has the user-read bit: they need processing."""
+        return [msg_id for msg_id, _, pending in self.stat_entries() if pending]
 
     def entries(self) -> list[Entry]:
         out = []
