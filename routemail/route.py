@@ -195,8 +195,13 @@ class Router:
                 return
         self._deliver(work, mlist)
 
-    def _hold(self, work: Work, mlist: ResolvedList, reasons: list[str]) -> None:
-        moderators = list(mlist.moderators) or [self.config.site.admin]
+    def _hold(
+        self, work: Work, mlist: ResolvedList, reasons: list[str], to_admin: bool = False
+    ) -> None:
+        """Send the moderation request (to the admin for what only a person with a
+        shell can sort out) and record M."""
+        moderators = [self.config.site.admin] if to_admin else list(mlist.moderators)
+        moderators = moderators or [self.config.site.admin]
         held = moderate.Held(
             work.msg_id, mlist, reasons, work.headers, work.virus, self.config.moderation.hold_days
         )
@@ -220,7 +225,12 @@ class Router:
         try:
             maker = CopyMaker(work.raw, ListIdentity(settings, self.config.site, self.secret))
         except CopyError as exc:
-            self._discard(work, f"{mlist.name}: cannot build a copy: {exc}")
+            if work.history.approver(mlist.name) is not None:
+                self._discard(work, f"{mlist.name}: still cannot build a copy: {exc}")
+            else:
+                # A clear hold, not a crash or a silent drop: the admin is told why, and
+                # `routemail approve` tries again (say, after an upgrade).
+                self._hold(work, mlist, [f"no copy can be built: {exc}"], to_admin=True)
             return
         if self._send_each(work, mlist.name, mlist.recipients, maker.copy_for):
             self._record(work, sidecar.LIST_SENT, mlist.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -339,3 +340,29 @@ def test_old_holds_expire_and_old_entries_are_removed(
     run(routemail_cli)
     assert spool.ids() == []
     assert not spool.message_path(done_id).exists()
+
+
+def test_message_without_headers_is_held_for_the_admin(
+    project: Project, routemail_cli: RunCli, tmp_path: Path
+) -> None:
+    """A message no copy can be built from is held, and the admin is told why: no crash,
+    no silent drop, no copies."""
+    project.write_config(
+        project.config_path.read_text()
+        + '\n[lists.open]\nposters = "anyone"\nmembers = ["ann@example.com"]\n'
+    )
+    path = tmp_path / "junk.eml"
+    path.write_bytes(b"this is not a mail message at all\n")
+    msg_id = routemail_cli("inject", str(path), "--to", "open@lists.example.org").stdout.strip()
+    run(routemail_cli)
+    assert recipients(project.data_dir) == {}
+    [notice] = moderation_requests(project.data_dir)
+    assert notice.recipient == "admin@example.org"
+    body = notice.message.get_body(("plain",))
+    assert body is not None
+    assert "no copy can be built: the message has no header fields" in body.get_content()
+    state = routemail_cli("queue", "--state", "held", "--json")
+    assert [e["id"] for e in json.loads(state.stdout)] == [msg_id]
+    assert routemail_cli("approve", msg_id, "open").returncode == 0
+    assert project.spool.history(msg_id).discarded
+    assert recipients(project.data_dir) == {}
