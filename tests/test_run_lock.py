@@ -10,7 +10,7 @@ from tests.conftest import Project
 from tests.mailbox import recipients
 
 PASSING = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
-MEMBERS = [f"m{n:03d}@example.com" for n in range(200)]
+MEMBERS = [f"m{n:03d}@example.com" for n in range(300)]
 
 
 def post(project: Project, n: int) -> str:
@@ -38,7 +38,7 @@ def test_second_run_leaves_a_mark_and_the_first_scans_again(project: Project) ->
     project.write_config(
         project.config_path.read_text()
         + f'\n[lists.everyone]\nposters = "anyone"\nmembers = [{members}]\n'
-        + "\n[delivery]\nrate = 100\n"  # two seconds of sending: time to arrive meanwhile
+        + "\n[delivery]\nrate = 100\n"  # three seconds of sending: time to arrive meanwhile
     )
     post(project, 1)
     first = routemail(project, "run")
