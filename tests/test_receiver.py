@@ -375,60 +375,11 @@ def test_on_receipt_run_starts_routemail(project: Project) -> None:
 
 def test_no_secret_is_503(project: Project) -> None:
     """A receiver started without a shared secret refuses mail with 503 and says why."""
-    r = start_receiver_without_secret(project)
-    try:
+    with running_receiver(project, extra_env={"MAILRECV_SECRET": None}) as r:
         status, answer = post(r, MESSAGE)
         assert status == 503
         assert "secret" in str(answer["error"])
         assert_nothing_written(project)
-    finally:
-        r.stop()
-
-
-def start_receiver_without_secret(project: Project) -> Receiver:
-    """start_receiver waits for a 200 /healthz, which a secretless receiver never gives."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT, free_port
-
-    port = free_port()
-    env = project.env()
-    del env["MAILRECV_SECRET"]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "1",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(ROOT),
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "mailrecv.wsgi:app",
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).close()
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code == 503:
-                return Receiver(url, process, project)
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(process.pid, 9)
-    raise RuntimeError("gunicorn did not start")
 
 
 def test_signed_headers_match_the_documented_string() -> None:
