@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from mailrecv.app import Settings, start_routemail
+from mailrecv.receive import start_routemail
+from mailrecv.settings import Settings
 from routemail import addresses, listedit, notify, outgoing, state
 from routemail.config import LIST_NAME, VERDICT_NAMES, Config, MailingList, load, reserved_name
 from routemail.errors import ConfigError, SpoolError

@@ -29,6 +29,7 @@ PENDING_MODE = 0o600  # user-read bit set: needs processing
 DONE_MODE = 0o200  # user-read bit clear: nothing left to do
 MESSAGE_MODE = 0o640
 HEADER_SCAN_LIMIT = 1 << 20  # a Message-ID beyond the first MiB of headers is not looked for
+SPILL_BYTES = 1 << 20  # a message up to this size stays in memory until it is committed
 STALE_TEMP_SECONDS = 24 * 3600
 # Linking an O_TMPFILE by name needs /proc (linkat with AT_EMPTY_PATH needs a capability).
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
@@ -129,24 +130,31 @@ class Spool:
             inc.write(raw)
             return inc.commit(recipients, verdicts)
 
-    def _link_message(self, temp: Path, msg_id: str) -> bool:
+    @contextlib.contextmanager
+    def _queue_dir(self) -> Iterator[int]:
+        fd = os.open(self.queue, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _link_message(self, queue_fd: int, temp: Path, msg_id: str) -> bool:
         """Make temp the message file; False if one was already there (kept).
 
         The directory is not fsync'd here: _record_receipt does it once for
         both the link and the sidecar, before the receipt is acknowledged.
         """
-        dfd = os.open(self.queue, os.O_RDONLY | os.O_DIRECTORY)
         try:
             # Giving dir fds makes os.link use linkat(AT_SYMLINK_FOLLOW), which an
             # unnamed file's /proc/self/fd link needs (plain link(2) would not follow it).
-            os.link(temp, msg_id, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=True)
+            os.link(temp, msg_id, src_dir_fd=queue_fd, dst_dir_fd=queue_fd, follow_symlinks=True)
         except FileExistsError:
             return False
-        finally:
-            os.close(dfd)
         return True
 
-    def _record_receipt(self, msg_id: str, events: list[sidecar.Event], linked: bool) -> bool:
+    def _record_receipt(
+        self, queue_fd: int, msg_id: str, events: list[sidecar.Event], linked: bool
+    ) -> bool:
         """Append a receipt's R/V lines and set the bit; True if it is the first receipt.
 
         "First" is decided under the sidecar's lock (the sidecar was empty), so
@@ -162,7 +170,7 @@ class Spool:
             os.fchmod(fd, PENDING_MODE)
             os.fsync(fd)
             if first or linked:
-                _fsync_dir(self.queue)
+                os.fsync(queue_fd)
         return first
 
     # -- sidecars ----------------------------------------------------------
@@ -314,38 +322,29 @@ class Spool:
 
 
 class Incoming:
-    """A message being received: streamed to an unnamed file, hashed as it goes.
+    """A message being received: hashed as it streams in, held in memory while
+    small, and written to an unnamed file once it grows or is committed.
 
-    On Linux the bytes go to an O_TMPFILE in QUEUE/ (no name at all until
-    commit() links it, so a killed receiver leaves nothing behind); elsewhere
-    to a named file in tmp/. Nothing is visible in QUEUE/ until commit() has
-    made the bytes durable.
+    A refused request (bad signature, too large) therefore costs no file at
+    all. On Linux the file is an O_TMPFILE in QUEUE/ (no name until commit()
+    links it, so a killed receiver leaves nothing behind); elsewhere a named
+    file in tmp/. Nothing is visible in QUEUE/ until commit() has made the
+    bytes durable.
     """
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.path: Path | None = None
-        fd = self._open_anonymous() if _ANONYMOUS else None
-        if fd is None:
-            self.path = spool.tmp / f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(8)}"
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MESSAGE_MODE)
-            except OSError as exc:
-                raise SpoolError(f"cannot write to {spool.tmp}: {exc.strerror}") from exc
-        self.file: BinaryIO = os.fdopen(fd, "wb")
+        self.file: BinaryIO | None = None
+        self.buffer = bytearray()
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5()
         self.size = 0
         self.head = b""
-
-    def _open_anonymous(self) -> int | None:
-        """An unnamed file in QUEUE/, or None where the filesystem has no O_TMPFILE."""
-        try:
-            return os.open(self.spool.queue, os.O_WRONLY | _O_TMPFILE, MESSAGE_MODE)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                return None
-            raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
+        # The raw bytes' MD5 names a message without a Message-ID; once the
+        # header block is complete and has one, it is no longer needed.
+        self._md5: hashlib._Hash | None = hashlib.md5()
+        self._message_id: bytes | None = None
+        self._head_final = False
 
     def __enter__(self) -> Incoming:
         return self
@@ -354,19 +353,83 @@ class Incoming:
         self.discard()
 
     def write(self, chunk: bytes) -> None:
-        if len(self.head) < HEADER_SCAN_LIMIT:
-            self.head += chunk[: HEADER_SCAN_LIMIT - len(self.head)]
         self.sha256.update(chunk)
-        self.md5.update(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
+        if not self._head_final:
+            self._grow_head(chunk)
         self.size += len(chunk)
-        try:
-            self.file.write(chunk)
-        except OSError as exc:
-            raise SpoolError(f"cannot write the message: {exc.strerror}") from exc
+        if self.file is None and self.size <= SPILL_BYTES:
+            self.buffer += chunk
+            return
+        self._spill()
+        self._write_file(chunk)
+
+    def _grow_head(self, chunk: bytes) -> None:
+        self.head += chunk[: HEADER_SCAN_LIMIT - len(self.head)]
+        if header_end(self.head) is None and len(self.head) < HEADER_SCAN_LIMIT:
+            return
+        self._head_final = True
+        self._message_id = message_id_header(self.head)
+        if self._message_id is not None:
+            self._md5 = None
 
     @property
     def id(self) -> str:
-        return spool_id(message_id_header(self.head), self.md5.digest())
+        message_id = self._message_id if self._head_final else message_id_header(self.head)
+        if message_id is not None:
+            return spool_id(message_id, b"")
+        assert self._md5 is not None
+        return spool_id(None, self._md5.digest())
+
+    def _spill(self) -> None:
+        """Move what is buffered to the file, opening it first if need be."""
+        if self.file is None:
+            self.file = os.fdopen(self._create_file(), "wb")
+        if self.buffer:
+            self._write_file(bytes(self.buffer))
+            self.buffer = bytearray()
+
+    def _write_file(self, data: bytes) -> None:
+        assert self.file is not None
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            raise SpoolError(f"cannot write the message: {exc.strerror}") from exc
+
+    def _create_file(self) -> int:
+        """A file to hold the message; a missing spool directory is created first."""
+        try:
+            return self._open_file()
+        except FileNotFoundError:
+            self.spool.ensure()
+        try:
+            return self._open_file()
+        except FileNotFoundError as exc:
+            raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
+
+    def _open_file(self) -> int:
+        fd = self._open_anonymous() if _ANONYMOUS else None
+        if fd is not None:
+            return fd
+        self.path = self.spool.tmp / f"{int(time.time())}.{os.getpid()}.{secrets.token_hex(8)}"
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, MESSAGE_MODE)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise SpoolError(f"cannot write to {self.spool.tmp}: {exc.strerror}") from exc
+
+    def _open_anonymous(self) -> int | None:
+        """An unnamed file in QUEUE/, or None where the filesystem has no O_TMPFILE."""
+        try:
+            return os.open(self.spool.queue, os.O_WRONLY | _O_TMPFILE, MESSAGE_MODE)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                return None
+            raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
 
     def commit(self, recipients: Iterable[str], verdicts: dict[str, str]) -> Receipt:
         """Make the message durable in QUEUE/ and record this receipt."""
@@ -380,14 +443,17 @@ class Incoming:
 
     def _commit(self, events: list[sidecar.Event]) -> Receipt:
         try:
+            self._spill()
+            assert self.file is not None
             self.file.flush()
             os.fsync(self.file.fileno())
             msg_id = self.id
             # An unnamed file is linked through its descriptor, so it stays open until then.
             source = self.path or Path(f"/proc/self/fd/{self.file.fileno()}")
-            linked = self.spool._link_message(source, msg_id)
-            self.file.close()
-            first = self.spool._record_receipt(msg_id, events, linked)
+            with self.spool._queue_dir() as queue_fd:
+                linked = self.spool._link_message(queue_fd, source, msg_id)
+                self.file.close()
+                first = self.spool._record_receipt(queue_fd, msg_id, events, linked)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
                 raise SpoolError(f"cannot write to {self.spool.queue}: {exc.strerror}") from exc
@@ -395,7 +461,8 @@ class Incoming:
         return Receipt(msg_id, duplicate=not first)
 
     def discard(self) -> None:
-        if not self.file.closed:
+        self.buffer = bytearray()
+        if self.file is not None and not self.file.closed:
             self.file.close()
         if self.path is not None:
             with contextlib.suppress(FileNotFoundError):

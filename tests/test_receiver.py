@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -317,29 +318,54 @@ def test_healthz(receiver: Receiver) -> None:
         assert (response.status, json.loads(response.read())) == (200, {"ok": True})
 
 
-@pytest.mark.parametrize("part", ["QUEUE", "tmp"])
-def test_unwritable_spool_is_503(receiver: Receiver, part: str) -> None:
-    """With QUEUE/ or tmp/ unusable, a valid post answers 503 (the sender retries), /healthz too."""
-    root = receiver.project.spool.root
-    # A plain file where the directory should be: no process, root included, can write into it
-    # (tests run as root, for whom permission bits are no obstacle).
-    broken = root / part
-    shutil.rmtree(broken)
-    broken.write_text("in the way\n")
-    status, answer = post(receiver, MESSAGE)
-    assert status == 503
-    assert answer == {"error": "spool not writable; retry later"}
+def _block(directory: Path) -> None:
+    """A plain file where the directory should be: no process, root included, can write
+    into it (tests run as root, for whom permission bits are no obstacle)."""
+    shutil.rmtree(directory)
+    directory.write_text("in the way\n")
+
+
+def _healthz_error(receiver: Receiver) -> str:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(receiver.url + "/healthz", timeout=10)
     with info.value as response:
         assert response.code == 503
-        assert part in json.loads(response.read())["error"]
-    assert broken.read_text() == "in the way\n"
-    for d in ("QUEUE", "tmp"):
-        assert not (root / d).is_dir() or list((root / d).iterdir()) == []
+        return str(json.loads(response.read())["error"])
+
+
+def test_unwritable_queue_is_503(receiver: Receiver) -> None:
+    """With QUEUE/ unusable, a valid post answers 503 (the sender retries), /healthz too."""
+    root = receiver.project.spool.root
+    _block(root / "QUEUE")
+    status, answer = post(receiver, MESSAGE)
+    assert status == 503
+    assert answer == {"error": "spool not writable; retry later"}
+    assert "QUEUE" in _healthz_error(receiver)
+    assert (root / "QUEUE").read_text() == "in the way\n"
+    assert list((root / "tmp").iterdir()) == []
     # Once the operator fixes the spool, the sender's retry succeeds.
-    broken.unlink()
+    (root / "QUEUE").unlink()
     assert post(receiver, MESSAGE)[0] == 200
+
+
+def test_unwritable_tmp_is_reported_but_mail_still_lands(receiver: Receiver) -> None:
+    """tmp/ serves only filesystems without O_TMPFILE: mail still lands, /healthz says not ok."""
+    root = receiver.project.spool.root
+    _block(root / "tmp")
+    assert "tmp" in _healthz_error(receiver)
+    status, answer = post(receiver, MESSAGE)
+    assert status == 200
+    assert (root / "QUEUE" / answer["id"]).read_bytes() == MESSAGE
+    assert (root / "tmp").read_text() == "in the way\n"
+
+
+def test_missing_spool_is_created_by_the_first_post(receiver: Receiver) -> None:
+    """An operator who removes data/maillist/ loses nothing: the next post recreates it."""
+    root = receiver.project.spool.root
+    shutil.rmtree(root)
+    status, answer = post(receiver, MESSAGE)
+    assert status == 200
+    assert (root / "QUEUE" / answer["id"]).read_bytes() == MESSAGE
 
 
 def test_unknown_path_is_json_404(receiver: Receiver) -> None:

@@ -1,0 +1,185 @@
+"""POST /mailrecv: a signed message becomes a durable queue entry.
+
+This is the receiver's one hot path, so it is answered in plain WSGI in
+front of Flask: the checks of DESIGN.md, the spool, and a line of JSON,
+without a request context, routing or a response object. Every other path
+falls through to the Flask app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import IO, TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_content_length, get_input_stream
+
+from mailrecv.settings import Settings
+from mailxfer import signing
+from routemail import addresses
+from routemail.config import VERDICT_NAMES, VERDICT_VALUES
+from routemail.errors import SpoolError
+from routemail.spool import Incoming, Receipt
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+CHUNK = 1 << 16
+log = logging.getLogger("mailrecv")
+
+
+class MailrecvEndpoint:
+    """WSGI middleware: answers POST /mailrecv itself and passes everything else on."""
+
+    def __init__(self, settings: Settings, app: WSGIApplication) -> None:
+        self.settings = settings
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/mailrecv":
+            return self.app(environ, start_response)
+        headers = [("Content-Type", "application/json")]
+        if environ.get("REQUEST_METHOD") == "POST":
+            status, answer = self.answer(environ)
+        else:
+            status, answer = 405, {"error": "use POST"}
+            headers.append(("Allow", "POST"))
+        body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+        start_response(
+            f"{status} {HTTPStatus(status).phrase}",
+            [*headers, ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    def answer(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:
+        try:
+            receipt = receive(self.settings, environ)
+        except Rejected as exc:
+            return exc.status, {"error": exc.message}
+        except HTTPException as exc:  # e.g. the client went away mid-body
+            return exc.code or 400, {"error": exc.description or exc.name}
+        except Exception:
+            # The sender retries a 503, so an unforeseen failure loses nothing;
+            # the traceback goes to the server log, never to the client.
+            log.exception("unexpected error handling POST /mailrecv")
+            return 503, {"error": "internal error; retry later"}
+        if self.settings.on_receipt == "run":
+            start_routemail(self.settings)
+        return 200, {"id": receipt.id, "duplicate": receipt.duplicate}
+
+
+class Rejected(Exception):
+    """A request answered with an error status and a JSON message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def receive(settings: Settings, environ: WSGIEnvironment) -> Receipt:
+    """Check the metadata and signature, stream the body in, make it durable."""
+    if settings.secret is None:
+        log.error("no shared secret: set MAILRECV_SECRET or receiver.secret_file")
+        raise Rejected(503, "receiver has no shared secret configured")
+    timestamp = _header(environ, signing.TIMESTAMP)
+    recipients_text = _header(environ, signing.RECIPIENTS)
+    verdicts_text = _header(environ, signing.VERDICTS)
+    given = _header(environ, signing.SIGNATURE)
+    recipients = parse_recipients(recipients_text)
+    verdicts = parse_verdicts(verdicts_text)
+    if not given:
+        raise Rejected(401, f"missing {signing.SIGNATURE}")
+    try:
+        skew = abs(settings.clock() - int(timestamp))
+    except ValueError:
+        raise Rejected(400, f"{signing.TIMESTAMP} must be unix seconds") from None
+    if skew > signing.MAX_SKEW_SECONDS:
+        raise Rejected(
+            401, f"stale timestamp: {int(skew)} s off, limit {signing.MAX_SKEW_SECONDS} s"
+        )
+    length = get_content_length(environ)
+    if length is not None and length > settings.max_size:
+        raise Rejected(413, f"message of {length} bytes exceeds the {settings.max_size}-byte limit")
+    try:
+        with settings.spool.incoming() as incoming:
+            _stream_body(get_input_stream(environ), incoming, settings.max_size)
+            if not signing.valid(
+                settings.secret,
+                given,
+                timestamp,
+                recipients_text,
+                verdicts_text,
+                incoming.sha256.hexdigest(),
+            ):
+                raise Rejected(401, "bad signature")
+            if incoming.size == 0:
+                raise Rejected(400, "empty message body")
+            return incoming.commit(recipients, verdicts)
+    except SpoolError as exc:
+        log.error("spool not writable: %s", exc)
+        raise Rejected(503, "spool not writable; retry later") from exc
+
+
+def _header(environ: WSGIEnvironment, name: str) -> str:
+    return str(environ.get("HTTP_" + name.upper().replace("-", "_"), ""))
+
+
+def _stream_body(stream: IO[bytes], incoming: Incoming, limit: int) -> None:
+    while chunk := stream.read(CHUNK):
+        if incoming.size + len(chunk) > limit:
+            raise Rejected(413, f"message exceeds the {limit}-byte limit")
+        incoming.write(chunk)
+
+
+def parse_recipients(text: str) -> list[str]:
+    if not text.strip():
+        raise Rejected(400, f"missing {signing.RECIPIENTS}")
+    found = []
+    for item in text.split(","):
+        address = addresses.normalize(item.strip())
+        if address is None:
+            raise Rejected(400, f"{signing.RECIPIENTS}: {item.strip()[:100]!r} is not an address")
+        found.append(address)
+    return found
+
+
+def parse_verdicts(text: str) -> dict[str, str]:
+    verdicts = {}
+    for item in text.split():
+        name, _, value = item.partition("=")
+        if name.lower() not in VERDICT_NAMES or value.upper() not in VERDICT_VALUES:
+            raise Rejected(
+                400, f"{signing.VERDICTS}: {item[:60]!r} is not name=VALUE with a known verdict"
+            )
+        verdicts[name.lower()] = value.upper()
+    missing = [n for n in VERDICT_NAMES if n not in verdicts]
+    if missing:
+        raise Rejected(400, f"{signing.VERDICTS}: missing {', '.join(missing)}")
+    return verdicts
+
+
+def start_routemail(settings: Settings) -> None:
+    """Start `routemail run` in its own session and do not wait for it."""
+    env = dict(os.environ)
+    env["ROUTEMAIL_CONFIG"] = str(settings.config_path)
+    env["ROUTEMAIL_DATA"] = str(settings.data_dir)
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "routemail", "run", "--quiet"],
+            env=env,
+            cwd=settings.config_path.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        # The message is safe in the spool; cron or the timer will route it.
+        log.error("cannot start routemail run: %s", exc)
