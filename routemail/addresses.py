@@ -21,6 +21,9 @@ def normalize(text: str) -> str | None:
     """The canonical form (local part as written, domain lower-cased), or None."""
     if any(ch in text for ch in "\r\n\x00"):
         return None
+    local, at, domain = text.rpartition("@")
+    if at and _valid_parts(local, domain):
+        return f"{local}@{domain.lower()}"  # already a bare address: no parsing needed
     parsed = email.utils.getaddresses([text])
     if len(parsed) != 1:
         return None  # "a@x, b@y" is two addresses, not one
@@ -28,11 +31,17 @@ def normalize(text: str) -> str | None:
     if not addr or addr not in text:
         return None  # the parser had to repair it ("a@ex ample.org"): refuse, don't guess
     local, at, domain = addr.rpartition("@")
-    if not at or not _LOCAL.match(local) or not _DOMAIN.match(domain):
-        return None
-    if local.startswith(".") or local.endswith(".") or ".." in local:
+    if not at or not _valid_parts(local, domain):
         return None
     return f"{local}@{domain.lower()}"
+
+
+def _valid_parts(local: str, domain: str) -> bool:
+    return bool(
+        _LOCAL.match(local)
+        and _DOMAIN.match(domain)
+        and not (local.startswith(".") or local.endswith(".") or ".." in local)
+    )
 
 
 def split(address: str) -> tuple[str, str]:

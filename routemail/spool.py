@@ -13,6 +13,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import stat
 import time
@@ -55,11 +56,15 @@ def message_id_header(head: bytes) -> bytes | None:
     return None
 
 
+_BLANK_LINE = re.compile(b"\n\r?\n")
+
+
 def header_end(data: bytes) -> int | None:
+    """Where the body starts after the header block's blank line, if it has one."""
     if data.startswith((b"\r\n", b"\n")):
         return 0
-    ends = [i for i in (data.find(b"\n\n"), data.find(b"\n\r\n")) if i >= 0]
-    return min(ends) + 1 if ends else None
+    blank = _BLANK_LINE.search(data)
+    return blank.start() + 1 if blank else None
 
 
 def spool_id(message_id: bytes | None, raw_digest: bytes) -> str:
