@@ -25,6 +25,7 @@ from mailxfer import signing
 from routemail import addresses
 from routemail.config import VERDICT_NAMES, VERDICT_VALUES
 from routemail.errors import SpoolError
+from routemail.run import hand_to_working_run
 from routemail.spool import Incoming, Receipt
 
 if TYPE_CHECKING:
@@ -166,7 +167,13 @@ def parse_verdicts(text: str) -> dict[str, str]:
 
 
 def start_routemail(settings: Settings) -> None:
-    """Start `routemail run` in its own session and do not wait for it."""
+    """Start `routemail run` in its own session and do not wait for it, unless
+    a run is working already: it will see the new message."""
+    try:
+        if hand_to_working_run(settings.spool):
+            return
+    except OSError as exc:
+        log.warning("cannot tell whether routemail run is working (%s); starting one", exc)
     env = dict(os.environ)
     env["ROUTEMAIL_CONFIG"] = str(settings.config_path)
     env["ROUTEMAIL_DATA"] = str(settings.data_dir)

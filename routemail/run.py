@@ -2,12 +2,16 @@
 
 Only one run works at a time. A run that finds the lock taken leaves the
 RESCAN mark and exits; the working run looks for the mark after each scan
-and again after releasing the lock, so no message waits for cron.
+and again after releasing the lock, so no message waits for cron. The mark
+goes down before the lock is tried: whoever then finds the lock taken knows
+its holder will still look for the mark.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,10 +45,10 @@ def run(config: Config, spool: Spool, *, progress: Progress | None = None) -> Ru
     report = RunReport()
     lock = FileLock(str(spool.lock_path))
     while True:
+        spool.rescan_mark.touch()
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            spool.rescan_mark.touch()
             report.busy = report.scans == 0
             return report
         try:
@@ -54,6 +58,24 @@ def run(config: Config, spool: Spool, *, progress: Progress | None = None) -> Ru
         # A run refused between our last look and the release left the mark.
         if not spool.rescan_mark.exists():
             return report
+
+
+def hand_to_working_run(spool: Spool) -> bool:
+    """Leave the RESCAN mark; True if a run holds the lock, and so will see it.
+
+    The receiver asks this before starting a run of its own: during a burst
+    of mail, one working run serves every message instead of each starting
+    a process that would only leave the mark and exit.
+    """
+    spool.rescan_mark.touch()
+    fd = os.open(spool.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock, if this took it
+    return False
 
 
 def _scan_until_quiet(

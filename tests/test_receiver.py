@@ -399,6 +399,51 @@ def test_on_receipt_run_starts_routemail(project: Project) -> None:
         r.stop()
 
 
+def _runs_started_for(project: Project) -> list[int]:
+    """Pids of `routemail run` processes working on this project's data directory."""
+    found = []
+    marker = f"ROUTEMAIL_DATA={project.data_dir.resolve()}".encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"routemail\0run" in cmdline and marker in environ.split(b"\0"):
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_working_run_is_handed_new_mail_instead_of_a_new_process(project: Project) -> None:
+    """While a run holds the lock, posts leave it the RESCAN mark and start no process;
+    once the lock is free, the next post starts a run that routes everything."""
+    from filelock import FileLock
+
+    project.write_config(BASE_CONFIG.replace('on_receipt = "none"', 'on_receipt = "run"'))
+    spool = project.spool.ensure()
+    r = start_receiver(project)
+    try:
+        with FileLock(str(spool.lock_path)):
+            ids = []
+            for n in range(8):
+                raw = MESSAGE.replace(b"Message-ID: <", f"Message-ID: <held-{n}-".encode())
+                status, answer = post(r, raw)
+                assert status == 200
+                ids.append(str(answer["id"]))
+                assert _runs_started_for(project) == []
+            assert spool.rescan_mark.exists()
+            assert all(spool.is_pending(i) for i in ids)
+        status, answer = post(r, MESSAGE)
+        assert status == 200
+        ids.append(str(answer["id"]))
+        deadline = time.monotonic() + 60
+        while any(spool.is_pending(i) for i in ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(spool.is_pending(i) for i in ids)
+    finally:
+        r.stop()
+
+
 def test_no_secret_is_503(project: Project) -> None:
     """A receiver started without a shared secret refuses mail with 503 and says why."""
     with running_receiver(project, extra_env={"MAILRECV_SECRET": None}) as r:

@@ -58,3 +58,22 @@ def test_second_run_leaves_a_mark_and_the_first_scans_again(project: Project) ->
     assert not project.spool.is_pending(second_id)
     assert len(recipients(project.data_dir, "Post 2")) == len(MEMBERS)
     assert not project.spool.rescan_mark.exists()
+
+
+def test_hand_to_working_run_tells_whether_a_run_holds_the_lock(project: Project) -> None:
+    """The receiver's question: the mark is left either way, True only while the lock is held."""
+    from filelock import FileLock
+
+    from routemail.run import hand_to_working_run
+
+    spool = project.spool.ensure()
+    assert hand_to_working_run(spool) is False
+    assert spool.rescan_mark.exists()
+    spool.rescan_mark.unlink()
+    with FileLock(str(spool.lock_path)):
+        assert hand_to_working_run(spool) is True
+        assert spool.rescan_mark.exists()
+    # Asking did not leave the lock taken.
+    lock = FileLock(str(spool.lock_path))
+    lock.acquire(timeout=0)
+    lock.release()
