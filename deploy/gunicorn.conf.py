@@ -4,6 +4,10 @@ import os
 
 bind = os.environ.get("MAILRECV_BIND", "127.0.0.1:8025")
 workers = int(os.environ.get("MAILRECV_WORKERS", "2"))
+# A receipt spends most of its time waiting for fsync. Threads let a worker
+# read the next post meanwhile, and concurrent fsyncs share the disk's flushes.
+worker_class = "gthread"
+threads = int(os.environ.get("MAILRECV_THREADS", "4"))
 # Bodies of up to 40 MiB arrive over slow links; leave room to read them.
 timeout = 120
 graceful_timeout = 30
