@@ -8,6 +8,7 @@ import hashlib
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from mailxfer.signing import signed_headers  # noqa: E402
 
 SIZE = 50 * 1024
+SLOW_CREATE_SECONDS = 50e-6  # an uncontended file creation takes 5-30 µs
 PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 CONFIG = """\
 [site]
@@ -54,7 +56,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_gunicorn(root: Path, secret: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_gunicorn(
+    root: Path, secret: str, workers: int, threads: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """deploy/gunicorn.conf.py with these workers and threads (1 thread: the sync worker)."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -71,7 +76,7 @@ def start_gunicorn(root: Path, secret: str, workers: int) -> tuple[subprocess.Po
             str(ROOT / "deploy" / "gunicorn.conf.py"),
             "--workers",
             str(workers),
-            *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
+            *(["--threads", str(threads)] if threads > 1 else ["--worker-class", "sync"]),
             "--bind",
             f"127.0.0.1:{port}",
             "--chdir",
@@ -193,6 +198,17 @@ def spool_only(directory: Path, bodies: list[bytes]) -> float:
     return len(bodies) / (time.perf_counter() - start)
 
 
+def file_creation_cost(directory: Path, files: int = 100) -> float:
+    """Median CPU seconds to create an empty file in directory (kept, not deleted)."""
+    directory.mkdir(parents=True)
+    costs = []
+    for n in range(files):
+        start = time.thread_time()
+        os.close(os.open(directory / str(n), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        costs.append(time.thread_time() - start)
+    return statistics.median(costs)
+
+
 def machine() -> str:
     return (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -204,10 +220,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=300, help="messages per round")
-    parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=4,
+        help="threads per gunicorn worker, as deploy/gunicorn.conf.py (1: the sync worker)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="client threads (default: one per server thread)"
+    )
+    parser.add_argument(
         "--dir", type=Path, default=None, help="where to write (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the files written in place (removing them slows the next run; see RESULTS.md)",
     )
     parser.add_argument(
         "--parts",
@@ -215,42 +244,69 @@ def main() -> None:
         help="also time the HTTP path alone (401s) and the spool alone (no HTTP)",
     )
     args = parser.parse_args()
+    args.threads = args.threads or args.workers * args.worker_threads
 
+    tmp = tempfile.mkdtemp(prefix="routemail-bench-", dir=args.dir)
+    try:
+        rates, create_cost, queued = measure(Path(tmp), args)
+    finally:
+        if args.keep:
+            print(f"files kept in {tmp}")
+        else:
+            shutil.rmtree(tmp)
+    report(args, rates, create_cost, queued)
+
+
+def measure(root: Path, args: argparse.Namespace) -> tuple[dict[str, list[float]], float, int]:
+    """Rounds of receiver and bare loop (and the parts); the rates by name."""
     secret = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory(prefix="routemail-bench-", dir=args.dir) as tmp:
-        root = Path(tmp)
-        (root / "lists.toml").write_text(CONFIG)
-        process, port = start_gunicorn(root, secret, args.workers)
-        receiver_rates, bare_rates, http_rates, spool_rates = [], [], [], []
-        try:
-            for r in range(args.rounds):
-                bodies = [message(n, f"{r}-{secrets.token_hex(4)}") for n in range(args.messages)]
-                receiver_rates.append(post_all(port, secret.encode(), bodies, args.threads))
-                bare_rates.append(bare_loop(root / "bare" / str(r), bodies))
-                if args.parts:
-                    http_rates.append(post_all(port, b"wrong", bodies, args.threads, 401))
-                    spool_rates.append(spool_only(root / "spool-only" / str(r), bodies))
-                print(
-                    f"round {r + 1}: receiver {receiver_rates[-1]:7.1f} msg/s, "
-                    f"bare write+fsync {bare_rates[-1]:7.1f} msg/s",
-                    flush=True,
-                )
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-        queued = len(list((root / "data" / "maillist" / "QUEUE").glob("*.data")))
-    receiver = statistics.median(receiver_rates)
-    bare = statistics.median(bare_rates)
+    create_cost = file_creation_cost(root / "probe")
+    (root / "lists.toml").write_text(CONFIG)
+    process, port = start_gunicorn(root, secret, args.workers, args.worker_threads)
+    rates: dict[str, list[float]] = {"receiver": [], "bare": [], "http": [], "spool": []}
+    try:
+        for r in range(args.rounds):
+            bodies = [message(n, f"{r}-{secrets.token_hex(4)}") for n in range(args.messages)]
+            rates["receiver"].append(post_all(port, secret.encode(), bodies, args.threads))
+            rates["bare"].append(bare_loop(root / "bare" / str(r), bodies))
+            if args.parts:
+                rates["http"].append(post_all(port, b"wrong", bodies, args.threads, 401))
+                rates["spool"].append(spool_only(root / "spool-only" / str(r), bodies))
+            print(
+                f"round {r + 1}: receiver {rates['receiver'][-1]:7.1f} msg/s, "
+                f"bare write+fsync {rates['bare'][-1]:7.1f} msg/s",
+                flush=True,
+            )
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    queued = len(list((root / "data" / "maillist" / "QUEUE").glob("*.data")))
+    return rates, create_cost, queued
+
+
+def report(
+    args: argparse.Namespace, rates: dict[str, list[float]], create_cost: float, queued: int
+) -> None:
+    receiver = statistics.median(rates["receiver"])
+    bare = statistics.median(rates["bare"])
+    worker = f"{args.worker_threads} threads each" if args.worker_threads > 1 else "sync"
     print(f"\nmachine: {machine()}")
     print(
         f"{args.messages} x 50 KB per round, {args.rounds} rounds, {args.threads} client threads, "
-        f"gunicorn {args.workers} workers, on_receipt = none; {queued} entries queued"
+        f"gunicorn {args.workers} workers ({worker}), on_receipt = none; {queued} entries queued"
     )
+    print(f"creating a file here: {create_cost * 1e6:.0f} µs of CPU (median of 100)")
+    if create_cost > SLOW_CREATE_SECONDS:
+        print(
+            "  slow: on an ext4 without a journal, files deleted in the last minutes make "
+            "every new file scan past them; the receiver creates two files per message, "
+            "the bare loop one (see bench/RESULTS.md)"
+        )
     print(f"receiver (median):           {receiver:7.1f} messages/s")
     print(f"bare write+fsync (median):   {bare:7.1f} messages/s")
     print(f"ratio receiver/bare:         {receiver / bare:7.2f}  (goal >= 0.50)")
     if args.parts:
-        http, spool = statistics.median(http_rates), statistics.median(spool_rates)
+        http, spool = statistics.median(rates["http"]), statistics.median(rates["spool"])
         print(f"HTTP path alone, 401s (median): {http:7.1f} requests/s")
         print(
             f"spool alone, no HTTP (median):  {spool:7.1f} messages/s  ({spool / bare:.2f} of bare)"
