@@ -359,10 +359,10 @@ class Incoming:
 
     def write(self, chunk: bytes) -> None:
         self.sha256.update(chunk)
-        if self._md5 is not None:
-            self._md5.update(chunk)
         if not self._head_final:
             self._grow_head(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
         self.size += len(chunk)
         if self.file is None and self.size <= SPILL_BYTES:
             self.buffer += chunk
