@@ -51,6 +51,7 @@ class MailrecvEndpoint:
         else:
             status, answer = 405, {"error": "use POST"}
             headers.append(("Allow", "POST"))
+            log.info("refused a %s from %s: 405", environ.get("REQUEST_METHOD"), _client(environ))
         body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode() + b"\n"
         start_response(
             f"{status} {HTTPStatus(status).phrase}",
@@ -59,17 +60,24 @@ class MailrecvEndpoint:
         return [body]
 
     def answer(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:
+        """The status and JSON answer, with one log line saying what happened."""
+        client = _client(environ)
         try:
             receipt = receive(self.settings, environ)
         except Rejected as exc:
+            log.info("refused a post from %s: %d %s", client, exc.status, exc.message)
             return exc.status, {"error": exc.message}
         except HTTPException as exc:  # e.g. the client went away mid-body
+            log.info("refused a post from %s: %d %s", client, exc.code, exc.description)
             return exc.code or 400, {"error": exc.description or exc.name}
         except Exception:
             # The sender retries a 503, so an unforeseen failure loses nothing;
             # the traceback goes to the server log, never to the client.
-            log.exception("unexpected error handling POST /mailrecv")
+            log.exception("unexpected error handling a post from %s", client)
             return 503, {"error": "internal error; retry later"}
+        log.info(
+            "queued %s from %s%s", receipt.id, client, " (duplicate)" if receipt.duplicate else ""
+        )
         if self.settings.on_receipt == "run":
             start_routemail(self.settings)
         return 200, {"id": receipt.id, "duplicate": receipt.duplicate}
@@ -126,6 +134,10 @@ def receive(settings: Settings, environ: WSGIEnvironment) -> Receipt:
     except SpoolError as exc:
         log.error("spool not writable: %s", exc)
         raise Rejected(503, "spool not writable; retry later") from exc
+
+
+def _client(environ: WSGIEnvironment) -> str:
+    return str(environ.get("REMOTE_ADDR", "-"))
 
 
 def _header(environ: WSGIEnvironment, name: str) -> str:

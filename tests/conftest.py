@@ -99,6 +99,7 @@ class Receiver:
     url: str
     process: subprocess.Popen[bytes]
     project: Project
+    log_path: Path
 
     @property
     def mailrecv_url(self) -> str:
@@ -108,8 +109,6 @@ class Receiver:
         if self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             self.process.wait(timeout=20)
-        if self.process.stderr:
-            self.process.stderr.close()
 
 
 def start_receiver(
@@ -120,45 +119,46 @@ def start_receiver(
 ) -> Receiver:
     """gunicorn started and answering /healthz; an extra_env value of None removes it."""
     port = free_port()
+    log_path = project.root / "gunicorn.log"
     env = project.env()
     for name, value in (extra_env or {}).items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            str(workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(ROOT),
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            app,
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    # A file, not a pipe: nobody reads it during the test, and a full pipe would block gunicorn.
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(workers),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--chdir",
+                str(ROOT),
+                "-c",
+                str(ROOT / "deploy" / "gunicorn.conf.py"),
+                app,
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"gunicorn exited: {process.stderr.read().decode() if process.stderr else ''}"
-            )
+            raise RuntimeError(f"gunicorn exited: {log_path.read_text(errors='replace')}")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return Receiver(url, process, project)
+                return Receiver(url, process, project, log_path)
         except urllib.error.HTTPError as answer:
             answer.close()  # it answers, if unhealthy (no secret, say): that is for the test
-            return Receiver(url, process, project)
+            return Receiver(url, process, project, log_path)
         except OSError:
             time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)

@@ -444,6 +444,20 @@ def test_a_working_run_is_handed_new_mail_instead_of_a_new_process(project: Proj
         r.stop()
 
 
+def test_each_post_gets_one_log_line_with_its_queue_id(receiver: Receiver) -> None:
+    """The receiver logs what it did with each post (the queue id, or why it refused)."""
+    status, answer = post(receiver, MESSAGE)
+    assert status == 200
+    assert post(receiver, MESSAGE, secret="wrong")[0] == 401
+    deadline = time.monotonic() + 10
+    log = ""
+    while time.monotonic() < deadline and "refused" not in log:
+        time.sleep(0.1)
+        log = receiver.log_path.read_text()
+    assert f"queued {answer['id']} from 127.0.0.1" in log
+    assert "refused a post from 127.0.0.1: 401 bad signature" in log
+
+
 def test_no_secret_is_503(project: Project) -> None:
     """A receiver started without a shared secret refuses mail with 503 and says why."""
     with running_receiver(project, extra_env={"MAILRECV_SECRET": None}) as r:
