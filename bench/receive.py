@@ -218,8 +218,8 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=300, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--messages", type=int, default=400, help="messages per round")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--worker-threads",
