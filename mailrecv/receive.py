@@ -68,8 +68,9 @@ class MailrecvEndpoint:
             log.info("refused a post from %s: %d %s", client, exc.status, exc.message)
             return exc.status, {"error": exc.message}
         except HTTPException as exc:  # e.g. the client went away mid-body
-            log.info("refused a post from %s: %d %s", client, exc.code, exc.description)
-            return exc.code or 400, {"error": exc.description or exc.name}
+            status = exc.code or 400
+            log.info("refused a post from %s: %d %s", client, status, exc.description)
+            return status, {"error": exc.description or exc.name}
         except Exception:
             # The sender retries a 503, so an unforeseen failure loses nothing;
             # the traceback goes to the server log, never to the client.

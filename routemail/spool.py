@@ -392,10 +392,10 @@ class Incoming:
         if self.file is None:
             self.file = os.fdopen(self._create_file(), "wb")
         if self.buffer:
-            self._write_file(bytes(self.buffer))
+            self._write_file(self.buffer)
             self.buffer = bytearray()
 
-    def _write_file(self, data: bytes) -> None:
+    def _write_file(self, data: bytes | bytearray) -> None:
         assert self.file is not None
         try:
             self.file.write(data)
