@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailrecv.receive import MailrecvEndpoint
 from mailrecv.settings import load_settings
@@ -56,4 +57,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return jsonify(error="internal error; retry later"), 503
 
     app.wsgi_app = MailrecvEndpoint(settings, app.wsgi_app)  # type: ignore[method-assign]
+    if settings.trusted_proxies:
+        # Only then is X-Forwarded-For believed: the client address the logs and
+        # the API's per-client limits see is the one these proxies report.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     return app

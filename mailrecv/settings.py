@@ -25,6 +25,7 @@ class Settings:
     secret: bytes | None
     on_receipt: str = "run"
     max_size: int = DEFAULT_MAX_SIZE
+    trusted_proxies: int = 0
     clock: Callable[[], float] = time.time
 
     @cached_property
@@ -53,8 +54,16 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         secret=secret.encode("utf-8") if isinstance(secret, str) else secret,
         on_receipt=o.get("on_receipt") or str(receiver.get("on_receipt", "run")),
         max_size=int(o.get("max_size") or receiver.get("max_size", DEFAULT_MAX_SIZE)),
+        trusted_proxies=_trusted_proxies(receiver.get("trusted_proxies", 0)),
         clock=o.get("clock") or time.time,
     )
+
+
+def _trusted_proxies(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    log.warning("receiver.trusted_proxies must be a whole number >= 0, not %r; using 0", value)
+    return 0
 
 
 def _receiver_table(config_path: Path) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class Receiver:
     on_receipt: str = "run"
     max_size: int = DEFAULT_MAX_SIZE
     secret_file: str | None = None
+    trusted_proxies: int = 0
 
 
 @dataclass(frozen=True)
@@ -476,7 +477,9 @@ class _Validator:
         return Site(domain.lower(), admin, base_url.rstrip("/"), name)
 
     def receiver(self, t: dict[str, Any]) -> Receiver:
-        self.unknown_keys(t, "receiver", {"on_receipt", "max_size", "secret_file"})
+        self.unknown_keys(
+            t, "receiver", {"on_receipt", "max_size", "secret_file", "trusted_proxies"}
+        )
         return Receiver(
             on_receipt=self.get(
                 t, "on_receipt", "receiver", str, "run", self.choice(("run", "none"))
@@ -490,6 +493,14 @@ class _Validator:
                 lambda v: None if v > 0 else "expected a positive number of bytes",
             ),
             secret_file=self.get(t, "secret_file", "receiver", str, None),
+            trusted_proxies=self.get(
+                t,
+                "trusted_proxies",
+                "receiver",
+                int,
+                0,
+                lambda v: None if v >= 0 else "expected 0 or more proxies",
+            ),
         )
 
     def api(self, t: dict[str, Any]) -> Api:

@@ -458,6 +458,33 @@ def test_each_post_gets_one_log_line_with_its_queue_id(receiver: Receiver) -> No
     assert "refused a post from 127.0.0.1: 401 bad signature" in log
 
 
+def _receipt_line_for_forwarded_post(receiver: Receiver) -> str:
+    """Post with an X-Forwarded-For header; the log line that names the queue id."""
+    headers = signed(MESSAGE, "volunteers@lists.example.org", format_verdicts(PASS))
+    headers["X-Forwarded-For"] = "203.0.113.9"
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in receiver.log_path.read_text().splitlines():
+            if f"queued {answer['id']}" in line:
+                return line
+        time.sleep(0.1)
+    raise AssertionError("no receipt line in the log")
+
+
+def test_forwarded_for_is_ignored_unless_a_proxy_is_trusted(receiver: Receiver) -> None:
+    """Anyone can send X-Forwarded-For: by default the peer's own address is logged."""
+    assert _receipt_line_for_forwarded_post(receiver).endswith("from 127.0.0.1")
+
+
+def test_trusted_proxy_passes_on_the_client_address(project: Project) -> None:
+    """With trusted_proxies = 1 the address the proxy reports is the client's."""
+    project.write_config(BASE_CONFIG.replace("[receiver]\n", "[receiver]\ntrusted_proxies = 1\n"))
+    with running_receiver(project) as r:
+        assert _receipt_line_for_forwarded_post(r).endswith("from 203.0.113.9")
+
+
 def test_no_secret_is_503(project: Project) -> None:
     """A receiver started without a shared secret refuses mail with 503 and says why."""
     with running_receiver(project, extra_env={"MAILRECV_SECRET": None}) as r:
