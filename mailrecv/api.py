@@ -200,10 +200,26 @@ def existing_list(ctx: Context, name: str) -> MailingList:
 # -- rate limits ---------------------------------------------------------------
 
 
+# Failed checks at one address from all clients together may reach this many
+# times guess_limit: one client alone can never lock the owner out, and
+# guessing spread over many clients is still bounded.
+GUESS_SPREAD = 10
+
+
+def _guess_counters(ctx: Context, who: str) -> list[tuple[str, int]]:
+    limit = ctx.api.guess_limit
+    return [
+        (f"guess:{who}|{ctx.client}", limit),  # this client at this address
+        (f"guess-client:{ctx.client}", limit),  # this client, any address
+        (f"guess:{who}", limit * GUESS_SPREAD),  # every client at this address
+    ]
+
+
 def check_guesses(ctx: Context, who: str) -> None:
-    """Refuse before checking a secret once too many checks for who or the client failed."""
-    limit, window = ctx.api.guess_limit, ctx.api.window_seconds
-    for key in (f"guess:{who}", f"guess-client:{ctx.client}"):
+    """Refuse before checking a secret once too many checks failed: for who from
+    this client, from this client at all, or for who from everywhere."""
+    window = ctx.api.window_seconds
+    for key, limit in _guess_counters(ctx, who):
         if ctx.state.count(key, window) >= limit:
             raise ApiError(
                 429,
@@ -213,7 +229,7 @@ def check_guesses(ctx: Context, who: str) -> None:
 
 
 def failed_guess(ctx: Context, who: str) -> None:
-    for key in (f"guess:{who}", f"guess-client:{ctx.client}"):
+    for key, _ in _guess_counters(ctx, who):
         ctx.state.bump(key, ctx.api.window_seconds)
 
 

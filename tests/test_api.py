@@ -46,9 +46,13 @@ def call(
     data: Any = None,
     auth: tuple[str, str] | None = None,
     raw: bytes | None = None,
+    client: str | None = None,
 ) -> Answer:
-    """One request to the API; the JSON answer, whatever the status."""
+    """One request to the API; the JSON answer, whatever the status. client: the
+    address a trusted proxy reports (X-Forwarded-For)."""
     headers = {"Content-Type": "application/json"}
+    if client:
+        headers["X-Forwarded-For"] = client
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
     payload = raw if raw is not None else (json.dumps(data).encode() if data is not None else None)
@@ -414,6 +418,44 @@ def test_guessing_is_limited_per_client_across_addresses(api: Receiver, project:
         for i in range(11)
     ]
     assert statuses == [403] * 10 + [429]
+
+
+def test_one_client_cannot_lock_an_owner_out(project: Project) -> None:
+    """Guesses from one client stop that client only; the owner, from elsewhere, gets in.
+    Spread over many clients, guesses at one address stop at GUESS_SPREAD x guess_limit."""
+    from mailrecv.api import GUESS_SPREAD
+
+    project.write_config(BASE_CONFIG.replace("[receiver]\n", "[receiver]\ntrusted_proxies = 1\n"))
+    with running_receiver(project) as api:
+        call(api.url, "POST", "/accounts", {"email": ADMIN, "password": PASSWORD})
+        _, token = mailed_token(mails_to(project.data_dir, ADMIN)[-1])
+
+        def guess(n: int, client: str) -> int:
+            body = {"email": ADMIN, "token": f"guess{n}"}
+            return call(api.url, "POST", "/accounts/verify", body, client=client).status
+
+        assert [guess(n, "198.51.100.1") for n in range(11)] == [403] * 10 + [429]
+        owner = call(
+            api.url,
+            "POST",
+            "/accounts/verify",
+            {"email": ADMIN, "token": token},
+            client="203.0.113.9",
+        )
+        assert (owner.status, owner.body) == (200, {"email": ADMIN, "status": "verified"})
+
+        call(api.url, "POST", "/accounts", {"email": "bea@example.org", "password": PASSWORD})
+        spread = [
+            call(
+                api.url,
+                "POST",
+                "/accounts/verify",
+                {"email": "bea@example.org", "token": f"guess{n}"},
+                client=f"198.51.100.{10 + n // 10}",
+            ).status
+            for n in range(10 * GUESS_SPREAD + 1)
+        ]
+        assert spread == [403] * (10 * GUESS_SPREAD) + [429]
 
 
 def test_tokens_and_pending_accounts_expire(project: Project) -> None:
