@@ -37,7 +37,7 @@ CRITERIA = re.compile(r"(?:[-+][A-Za-z][A-Za-z0-9_]*)*")
 SQL_PARAM = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 QUERY_KEYS = ("members", "bcc", "moderators")
 OPTION_KEYS: dict[str, set[str]] = {
-    "sqlite": {"database", "members", "bcc", "moderators", "filters"},
+    "sqlite": {"database", "exists", "members", "bcc", "moderators", "filters"},
     "command": {"command", "timeout"},
     "http": {"url", "timeout"},
 }
@@ -104,20 +104,22 @@ def _sqlite(
     try:
         # Read-only: a query in the config can look, never change anything.
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            if "exists" in options and not _query(db, options["exists"], where, params):
+                raise NoSuchList(f"the exists query found no list for {params}")
             found = {
-                key: _addresses(
-                    row[0]
-                    for row in db.execute(
-                        options[key].replace(FILTERS_PLACEHOLDER, where),
-                        _used(options[key], params),
-                    )
-                )
+                key: _addresses(row[0] for row in _query(db, options[key], where, params))
                 for key in QUERY_KEYS
                 if key in options
             }
     except sqlite3.Error as exc:
         raise ResolverError(f"sqlite query on {path} failed: {exc}") from exc
     return Resolved(found["members"], found.get("bcc", ()), found.get("moderators", ()))
+
+
+def _query(
+    db: sqlite3.Connection, sql: str, where: str, params: dict[str, str | None]
+) -> list[Any]:
+    return db.execute(sql.replace(FILTERS_PLACEHOLDER, where), _used(sql, params)).fetchall()
 
 
 def _used(sql: str, params: dict[str, str | None]) -> dict[str, str | None]:
@@ -259,7 +261,7 @@ def _check_sqlite(
         yield "filters", "expected a table of criterion = SQL condition"
     else:
         yield from _check_filters(filters, pattern, options.get("members"))
-    for key in QUERY_KEYS:
+    for key in ("exists", *QUERY_KEYS):
         sql = options.get(key)
         if sql is None:
             continue

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from routemail import sidecar
 from routemail.cli import cli
 from tests.conftest import ROOT, Project
-from tests.mailbox import moderation_requests, recipients
+from tests.mailbox import moderation_requests, outbox, recipients
 
 DOMAIN = "lists.example.org"
 PASSING = "dkim=PASS dmarc=PASS spf=PASS spam=PASS virus=PASS"
@@ -278,3 +278,36 @@ def test_overlap_delivered_in_separate_runs_sends_one_copy_each(
     assert recipients(example.data_dir, "Relayed notice") == once(
         role | role_leaders | task | task_leaders
     )
+
+
+@pytest.mark.parametrize(
+    "listname", ["role-99", "role-99+cardkey", "event-99-invited", "class-99-waitlist"]
+)
+def test_a_name_the_database_does_not_know_goes_to_the_admin(
+    example: Project, db: sqlite3.Connection, listname: str
+) -> None:
+    """The exists queries in lists.toml tell a typo from an empty list: mail to a role,
+    event or class the database does not have is forwarded to the admin, like any
+    unknown address, instead of reaching nobody."""
+    assert expected(db, listname) == (set(), set())
+    subject = f"Hello {listname}"
+    msg_id = inject(example, "alice.nguyen@example.com", subject, listname)
+    routemail(example, "run")
+    assert recipients(example.data_dir, subject) == Counter()
+    forwards = [d for d in outbox(example.data_dir) if listname.lower() in d.subject]
+    assert [d.recipient for d in forwards] == ["admin@example.org"]
+    assert example.spool.history(msg_id).has(sidecar.UNKNOWN, f"{listname}@{DOMAIN}")
+
+
+def test_a_known_role_whose_filters_keep_nobody_is_an_empty_list(
+    example: Project, db: sqlite3.Connection
+) -> None:
+    """The role exists, the criteria just exclude everyone: a list with no members."""
+    listname = "role-1+cardkey-cardkey"
+    members, leaders = expected(db, listname)
+    assert members == set() and leaders
+    msg_id = inject(example, sorted(leaders)[0], "Nobody", listname)
+    routemail(example, "run")
+    history = example.spool.history(msg_id)
+    assert not history.has(sidecar.UNKNOWN, f"{listname}@{DOMAIN}")
+    assert history.has(sidecar.LIST_SENT, listname)

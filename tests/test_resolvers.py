@@ -109,7 +109,6 @@ def write_config(tmp_path: Path, dynamic: str) -> configmod.Config:
         ("task-4-signedup", {FARID, GRACE, JAMAL, LIAM, TINA}, {ALICE, BOB}),
         ("task-5-signedin", {HIRO, SAM}, {CAROL}),
         ("Task-5-SignedIn", {HIRO, SAM}, {CAROL}),
-        ("task-99-invited", set(), set()),
     ],
 )
 def test_event_and_task_lists(
@@ -214,6 +213,17 @@ def test_unknown_criterion_is_no_such_list(example: configmod.Config) -> None:
     """A criterion that is not in the config's filters table means there is no such list."""
     with pytest.raises(NoSuchList, match="unknown criterion 'admin'"):
         lookup(example, "role-1+cardkey+admin")
+
+
+@pytest.mark.parametrize(
+    "name", ["task-99-invited", "event-99-signedup", "class-99-waitlist", "role-99"]
+)
+def test_exists_query_tells_an_unknown_id_from_an_empty_list(
+    example: configmod.Config, name: str
+) -> None:
+    """An id the database does not have is no list at all, not a list with no members."""
+    with pytest.raises(NoSuchList, match="exists query"):
+        lookup(example, name)
 
 
 def test_names_outside_the_families_do_not_match(example: configmod.Config) -> None:
