@@ -9,20 +9,18 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mailrecv.local import LocalReceiver, ReceiverNotUp, start  # noqa: E402
 from mailxfer.signing import signed_headers  # noqa: E402
 
 SIZE = 50 * 1024
@@ -50,53 +48,19 @@ def message(n: int, tag: str) -> bytes:
     return head + body + b"x" * (SIZE - len(head) - len(body))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_gunicorn(
-    root: Path, secret: str, workers: int, threads: int
-) -> tuple[subprocess.Popen[bytes], int]:
-    """deploy/gunicorn.conf.py with these workers and threads (1 thread: the sync worker)."""
-    port = free_port()
+def start_gunicorn(root: Path, secret: str, workers: int, threads: int) -> LocalReceiver:
+    """The deployed receiver with these workers and threads (1 thread: the sync worker)."""
     env = dict(os.environ)
     env.update(
         ROUTEMAIL_CONFIG=str(root / "lists.toml"),
         ROUTEMAIL_DATA=str(root / "data"),
         MAILRECV_SECRET=secret,
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "--workers",
-            str(workers),
-            *(["--threads", str(threads)] if threads > 1 else ["--worker-class", "sync"]),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--chdir",
-            str(ROOT),
-            "mailrecv.wsgi:app",
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process, port
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise SystemExit("bench: gunicorn did not answer /healthz within 30 s")
+    threading_options = ["--threads", str(threads)] if threads > 1 else ["--worker-class", "sync"]
+    try:
+        return start(env, workers=workers, options=threading_options)
+    except ReceiverNotUp as exc:
+        raise SystemExit(f"bench: {exc}") from None
 
 
 def signed_request(secret: bytes, body: bytes) -> bytes:
@@ -262,7 +226,8 @@ def measure(root: Path, args: argparse.Namespace) -> tuple[dict[str, list[float]
     secret = secrets.token_hex(16)
     create_cost = file_creation_cost(root / "probe")
     (root / "lists.toml").write_text(CONFIG)
-    process, port = start_gunicorn(root, secret, args.workers, args.worker_threads)
+    receiver = start_gunicorn(root, secret, args.workers, args.worker_threads)
+    port = receiver.port
     rates: dict[str, list[float]] = {"receiver": [], "bare": [], "http": [], "spool": []}
     try:
         for r in range(args.rounds):
@@ -278,8 +243,7 @@ def measure(root: Path, args: argparse.Namespace) -> tuple[dict[str, list[float]
                 flush=True,
             )
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        receiver.stop()
     queued = len(list((root / "data" / "maillist" / "QUEUE").glob("*.data")))
     return rates, create_cost, queued
 

@@ -11,12 +11,9 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from filelock import FileLock  # noqa: E402
 
+from mailrecv.local import LocalReceiver, ReceiverNotUp, start  # noqa: E402
 from mailxfer.post import error_text, post_message  # noqa: E402
 from routemail import sidecar  # noqa: E402
 
@@ -49,12 +47,6 @@ OUTCOME_WORDS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def headers_of(raw: bytes) -> email.message.Message:
     return email.parser.BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
 
@@ -74,50 +66,11 @@ def env(secret: str) -> dict[str, str]:
     return e
 
 
-def start_receiver(secret: str, log: io.BufferedWriter) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "deploy" / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--chdir",
-            str(ROOT),
-            "mailrecv.wsgi:app",
-        ],
-        env=env(secret),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"demo: gunicorn exited; see {DATA / 'gunicorn.log'}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return process, url
-        except OSError:
-            time.sleep(0.1)
-    stop(process)
-    raise SystemExit(f"demo: the receiver did not come up; see {DATA / 'gunicorn.log'}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def start_receiver(secret: str, log: io.BufferedWriter) -> LocalReceiver:
+    try:
+        return start(env(secret), stdout=log, stderr=subprocess.STDOUT)
+    except ReceiverNotUp as exc:
+        raise SystemExit(f"demo: {exc}; see {DATA / 'gunicorn.log'}") from None
 
 
 def routemail(secret: str, *args: str) -> Any:
@@ -186,7 +139,8 @@ def main() -> int:
     secret = secrets.token_hex(24)
     examples = sorted(EXAMPLES.glob("*.eml"))
     with open(DATA / "gunicorn.log", "wb") as log:
-        process, url = start_receiver(secret, log)
+        receiver = start_receiver(secret, log)
+        url = receiver.url
         try:
             print(f"receiver: gunicorn on {url} (log: {DATA / 'gunicorn.log'})")
             posted = []
@@ -203,7 +157,7 @@ def main() -> int:
             if not wait_until_routed(secret):
                 print("demo: routemail did not finish within 90 s; the table shows where it got")
         finally:
-            stop(process)
+            receiver.stop()
 
     print()
     rows = [("SUBJECT", "TO", "STATE", "WHAT HAPPENED", "COPIES")]

@@ -103,8 +103,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailxfer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    receiver = argparse.ArgumentParser(add_help=False)  # what both commands post to
+    receiver.add_argument(
+        "--url",
+        default=os.environ.get("MAILRECV_URL", DEFAULT_URL),
+        help="receiver URL (default: $MAILRECV_URL or %(default)s)",
+    )
     post = sub.add_parser(
-        "post", help="sign and POST a message file (or - for stdin) to the receiver"
+        "post",
+        parents=[receiver],
+        help="sign and POST a message file (or - for stdin) to the receiver",
     )
     post.add_argument("file", help="the raw RFC 5322 message, or - to read standard input")
     post.add_argument(
@@ -115,11 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="an envelope recipient (repeatable)",
     )
     post.add_argument(
-        "--url",
-        default=os.environ.get("MAILRECV_URL", DEFAULT_URL),
-        help="receiver URL (default: $MAILRECV_URL or %(default)s)",
-    )
-    post.add_argument(
         "--verdicts",
         type=_verdicts,
         default=_verdicts(""),
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     post.set_defaults(func=cmd_post)
     sw = sub.add_parser(
         "sweep",
+        parents=[receiver],
         help="re-post messages left in the S3 bucket, deleting each after the receiver has it",
     )
     sw.add_argument("--bucket", required=True, help="the receipt rule's S3 bucket")
@@ -138,11 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_AGE,
         metavar="AGE",
         help="only objects at least this old, e.g. 90s, 10m, 2h (default: %(default)s)",
-    )
-    sw.add_argument(
-        "--url",
-        default=os.environ.get("MAILRECV_URL", DEFAULT_URL),
-        help="receiver URL (default: $MAILRECV_URL or %(default)s)",
     )
     sw.set_defaults(func=cmd_sweep)
     return parser

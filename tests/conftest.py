@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from mailrecv.local import LocalReceiver, ReceiverNotUp, free_port, start
 from routemail.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,29 +84,16 @@ def project(tmp_path: Path) -> Project:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class Receiver:
-    """gunicorn serving mailrecv.wsgi:app on a loopback port."""
+class Receiver(LocalReceiver):
+    """gunicorn serving mailrecv.wsgi:app on a loopback port, for a project."""
 
-    url: str
-    process: subprocess.Popen[bytes]
     project: Project
     log_path: Path
 
     @property
     def mailrecv_url(self) -> str:
         return self.url + "/mailrecv"
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=20)
 
 
 def start_receiver(
@@ -118,7 +103,6 @@ def start_receiver(
     app: str = "mailrecv.wsgi:app",
 ) -> Receiver:
     """gunicorn started and answering /healthz; an extra_env value of None removes it."""
-    port = free_port()
     log_path = project.root / "gunicorn.log"
     env = project.env()
     for name, value in (extra_env or {}).items():
@@ -128,41 +112,11 @@ def start_receiver(
             env[name] = value
     # A file, not a pipe: nobody reads it during the test, and a full pipe would block gunicorn.
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(workers),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--chdir",
-                str(ROOT),
-                "-c",
-                str(ROOT / "deploy" / "gunicorn.conf.py"),
-                app,
-            ],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited: {log_path.read_text(errors='replace')}")
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return Receiver(url, process, project, log_path)
-        except urllib.error.HTTPError as answer:
-            answer.close()  # it answers, if unhealthy (no secret, say): that is for the test
-            return Receiver(url, process, project, log_path)
-        except OSError:
-            time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+            started = start(env, workers=workers, app=app, stderr=log)
+        except ReceiverNotUp as exc:
+            raise RuntimeError(f"{exc}: {log_path.read_text(errors='replace')}") from None
+    return Receiver(started.process, started.port, project, log_path)
 
 
 @contextlib.contextmanager

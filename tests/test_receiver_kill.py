@@ -87,8 +87,6 @@ def send_until(receiver: Receiver, raw: bytes, stop_after: int, pause: float) ->
         receiver.process.wait(timeout=20)
     finally:
         conn.close()
-        if receiver.process.stderr:
-            receiver.process.stderr.close()
 
 
 @pytest.mark.parametrize(
