@@ -1,0 +1,15 @@
+"""The `routemail` command line, one module per concept; importing them registers the commands."""
+
+from routemail.cli import (  # noqa: F401  (imported to register their commands)
+    check,
+    intake,
+    lists,
+    moderation,
+    queue,
+    run,
+    suppression,
+    webhooks,
+)
+from routemail.cli.app import cli, main
+
+__all__ = ["cli", "main"]

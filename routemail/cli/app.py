@@ -1,0 +1,113 @@
+"""The `routemail` command group: options, shared context, and how failures are shown."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from routemail import config as configmod
+from routemail import sidecar
+from routemail.errors import ConfigError, RoutemailError
+from routemail.spool import Spool
+
+
+class Context:
+    """Where lists.toml and data/ are; the config is loaded on first use."""
+
+    def __init__(self, config_path: Path, data_dir: Path) -> None:
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self._config: configmod.Config | None = None
+
+    @property
+    def config(self) -> configmod.Config:
+        if self._config is None:
+            self._config = configmod.load(self.config_path)
+        return self._config
+
+    @property
+    def spool(self) -> Spool:
+        return Spool(self.data_dir / "maillist").ensure()
+
+
+class Group(click.Group):
+    """Turns every expected failure into one line on stderr, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(2)
+        except RoutemailError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            name = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"cannot access{name}: {exc.strerror or exc}") from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("ROUTEMAIL_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set ROUTEMAIL_DEBUG=1 for the traceback and report it)"
+            ) from None
+
+
+@click.group(
+    cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("ROUTEMAIL_CONFIG", "lists.toml"),
+    show_default="$ROUTEMAIL_CONFIG or ./lists.toml",
+    help="The lists configuration file.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    default=lambda: os.environ.get("ROUTEMAIL_DATA", "data"),
+    show_default="$ROUTEMAIL_DATA or ./data",
+    help="The runtime data directory (spool, state).",
+)
+@click.version_option(package_name="routemail")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, data_dir: Path) -> None:
+    """Route list mail from the spool: deliver, hold for moderation, or forward.
+
+    Mail enters the spool through the receiver (POST /mailrecv), `routemail
+    inject`, or the list API; `routemail run` decides what happens to it.
+    """
+    ctx.obj = Context(config_path, data_dir)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=json_value))
+
+
+def json_value(value: Any) -> Any:
+    """Times as the sidecar writes them (RFC 3339, UTC, Z); anything else as text."""
+    if isinstance(value, dt.datetime):
+        return sidecar.format_time(value)
+    return str(value)
+
+
+def utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def main() -> None:
+    cli(prog_name="routemail")
