@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 CHUNK = 1 << 16
+RUN_LOG = "run.log"  # under the data directory
 log = logging.getLogger("mailrecv")
 
 
@@ -190,16 +191,31 @@ def start_routemail(settings: Settings) -> None:
     env = dict(os.environ)
     env["ROUTEMAIL_CONFIG"] = str(settings.config_path)
     env["ROUTEMAIL_DATA"] = str(settings.data_dir)
+    output = _open_run_log(settings)
     try:
         subprocess.Popen(
             [sys.executable, "-m", "routemail", "run", "--quiet"],
             env=env,
             cwd=settings.config_path.parent,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             start_new_session=True,
         )
     except OSError as exc:
         # The message is safe in the spool; cron or the timer will route it.
         log.error("cannot start routemail run: %s", exc)
+    finally:
+        if output >= 0:
+            os.close(output)
+
+
+def _open_run_log(settings: Settings) -> int:
+    """data/run.log, appended to: what a run started here says (with --quiet, only
+    its problems) is kept where an operator looks, not thrown away."""
+    path = settings.data_dir / RUN_LOG
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        log.warning("cannot open %s (%s); the run's output is lost", path, exc.strerror)
+        return subprocess.DEVNULL
