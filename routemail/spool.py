@@ -124,6 +124,12 @@ class Spool:
     def writable(self) -> bool:
         return all(os.access(d, os.W_OK) for d in (self.queue, self.tmp))
 
+    def free_bytes(self) -> int:
+        """Bytes the service user may still write on the queue's filesystem (not
+        counting the part reserved for root, which it cannot use)."""
+        st = os.statvfs(self.queue)
+        return st.f_bavail * st.f_frsize
+
     # -- receiving -------------------------------------------------------
 
     def incoming(self) -> Incoming:
