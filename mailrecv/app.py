@@ -15,6 +15,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from mailrecv import feedback
+from mailrecv.api import mount
 from mailrecv.receive import MailrecvEndpoint
 from mailrecv.settings import load_settings
 from routemail.errors import SpoolError
@@ -27,9 +29,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     app = Flask(__name__)
     app.config["ROUTEMAIL"] = settings
-    from mailrecv import api, feedback  # here, not on top: api imports this module
-
-    api.register(app)
+    mount.register(app)
     feedback.register(app, config)
 
     @app.get("/healthz")

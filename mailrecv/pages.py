@@ -14,7 +14,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from mailrecv import api
+from mailrecv.api import accounts, members, posting
+from mailrecv.api.context import ApiError, Context, context
+from mailrecv.api.fields import address, existing_list
 from routemail.config import MailingList, load
 from routemail.errors import ConfigError
 
@@ -31,7 +33,7 @@ class Action:
     question: str
     button: str
     done: str
-    perform: Callable[[api.Context, MailingList | None, str, str], Any]
+    perform: Callable[[Context, MailingList | None, str, str], Any]
 
 
 ACCOUNT = Action(
@@ -39,28 +41,28 @@ ACCOUNT = Action(
     "Verify the moderator account {address}?",
     "Verify account",
     "The account {address} is verified. You can now create lists with it.",
-    lambda ctx, mlist, who, token: api.verify_account(ctx, who, token),
+    lambda ctx, mlist, who, token: accounts.verify_account(ctx, who, token),
 )
 SUBSCRIBE = Action(
     "Confirm subscription",
     "Subscribe {address} to the list {list}?",
     "Confirm subscription",
     "{address} is now subscribed to {list}.",
-    lambda ctx, mlist, who, token: api.confirm_subscription(ctx, _known(mlist), who, token),
+    lambda ctx, mlist, who, token: members.confirm_subscription(ctx, _known(mlist), who, token),
 )
 UNSUBSCRIBE = Action(
     "Leave the list",
     "Remove {address} from the list {list}?",
     "Unsubscribe",
     "{address} has been removed from {list}.",
-    lambda ctx, mlist, who, token: api.unsubscribe(ctx, _known(mlist), who, token),
+    lambda ctx, mlist, who, token: members.unsubscribe(ctx, _known(mlist), who, token),
 )
 POST = Action(
     "Send your message",
     "Send the message from {address} to the list {list}?",
     "Send message",
     "Your message to {list} is on its way (the list's posting rules still apply).",
-    lambda ctx, mlist, who, token: api.confirm_post(ctx, _known(mlist), who, token),
+    lambda ctx, mlist, who, token: posting.confirm_post(ctx, _known(mlist), who, token),
 )
 
 
@@ -107,10 +109,10 @@ def _page(action: Action, name: str | None) -> Response:
     raw_address = request.form.get("address") or request.args.get("address") or ""
     token = request.form.get("token") or request.args.get("token") or ""
     if not raw_address or not token:
-        raise api.ApiError(400, "This link is incomplete. Copy the whole link from the mail.")
-    who = api.address(raw_address)
-    ctx = api.context()
-    mlist = api.existing_list(ctx, name) if name is not None else None
+        raise ApiError(400, "This link is incomplete. Copy the whole link from the mail.")
+    who = address(raw_address)
+    ctx = context()
+    mlist = existing_list(ctx, name) if name is not None else None
     words = {"address": who, "list": mlist.name if mlist else ""}
     if request.method == "GET":
         return _render(
@@ -140,8 +142,8 @@ def _site_name() -> str:
         return "Mailing lists"
 
 
-@blueprint.errorhandler(api.ApiError)
-def _api_error(exc: api.ApiError) -> Response:
+@blueprint.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Response:
     response = _render("done.html", exc.status, title="Sorry", message=exc.message, error=True)
     response.headers.update({k: v for k, v in exc.headers().items() if k != "WWW-Authenticate"})
     return response

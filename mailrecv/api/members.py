@@ -1,0 +1,161 @@
+"""Membership: subscribing and leaving by mailed token, and removal by the administrator."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Response, jsonify
+
+from mailrecv.api.accounts import administrator, require_administrator
+from mailrecv.api.confirmations import guard_interval, lifetime_text, link, send_mail
+from mailrecv.api.context import ApiError, Context, blueprint, context
+from mailrecv.api.fields import address, body, existing_list, token_field
+from mailrecv.api.limits import check_guesses, failed_guess
+from routemail import listedit
+from routemail.config import MailingList
+
+log = logging.getLogger(__name__)
+
+
+def subscribe(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
+    """Mail who a confirmation token; members get one too, so the answer tells nothing."""
+    guard_interval(ctx, who, "subscribe")
+    lifetime = ctx.api.token_hours * 3600
+    issued = ctx.state.issue("subscribe", who, lifetime, mlist.name)
+    url = link(ctx, f"/lists/{mlist.name}/confirm", address=who, token=issued.token)
+    send_mail(
+        ctx,
+        who,
+        f"Confirm your subscription to {mlist.name}",
+        f"Someone, probably you, asked to subscribe {who} to the list {mlist.name}"
+        f" ({mlist.name}@{ctx.config.site.domain}).\n\nTo confirm, open\n\n  {url}\n\n"
+        f"and press the button, or give this token to the API:\n\n  {issued.token}\n\n"
+        f"It is valid for {lifetime_text(lifetime)}. If you did not ask, ignore this mail:"
+        " nothing happens without your confirmation.\n",
+        "subscribe",
+    )
+    return {"list": mlist.name, "address": who, "status": "pending"}
+
+
+def confirm_subscription(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[str, Any]:
+    check_guesses(ctx, who)
+    with ctx.state.transaction() as db:
+        taken = ctx.state.take(db, "subscribe", who, token, mlist.name)
+        if taken is not None:
+            _edit_members(ctx, mlist, who, add=True)
+    if taken is None:
+        failed_guess(ctx, who)
+        raise ApiError(403, "wrong or expired token; subscribe again for a new one")
+    return {"list": mlist.name, "address": who, "status": "member"}
+
+
+def request_unsubscribe(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
+    """Mail a member a token that removes them; the answer is the same for non-members."""
+    _protect_administrator(ctx, mlist, who)
+    if who in mlist.members:
+        guard_interval(ctx, who, "unsubscribe")
+        lifetime = ctx.api.token_hours * 3600
+        issued = ctx.state.issue("unsubscribe", who, lifetime, mlist.name)
+        url = link(ctx, f"/lists/{mlist.name}/unsubscribe", address=who, token=issued.token)
+        send_mail(
+            ctx,
+            who,
+            f"Confirm leaving {mlist.name}",
+            f"Someone, probably you, asked to remove {who} from the list {mlist.name}.\n\n"
+            f"To leave, open\n\n  {url}\n\nand press the button, or give this token to the"
+            f" API:\n\n  {issued.token}\n\nIt is valid for {lifetime_text(lifetime)}."
+            " If you want to stay, ignore this mail.\n",
+            "unsubscribe",
+        )
+    return {"list": mlist.name, "address": who, "status": "pending"}
+
+
+def unsubscribe(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[str, Any]:
+    """Remove who with a mailed token (list mail's own one-click links go to
+    /unsubscribe/<list>, mailrecv.feedback)."""
+    _protect_administrator(ctx, mlist, who)
+    check_guesses(ctx, who)
+    with ctx.state.transaction() as db:
+        taken = ctx.state.take(db, "unsubscribe", who, token, mlist.name)
+        if taken is not None:
+            _edit_members(ctx, mlist, who, add=False)
+    if taken is None:
+        failed_guess(ctx, who)
+        raise ApiError(403, "wrong or expired token; ask to unsubscribe again for a new one")
+    return {"list": mlist.name, "address": who, "status": "removed"}
+
+
+def remove_member(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
+    require_administrator(ctx, mlist)
+    _protect_administrator(ctx, mlist, who)
+    if who not in mlist.members:
+        raise ApiError(404, f"{who} is not a member of {mlist.name}")
+    _edit_members(ctx, mlist, who, add=False)
+    return {"list": mlist.name, "address": who, "status": "removed"}
+
+
+def _protect_administrator(ctx: Context, mlist: MailingList, who: str) -> None:
+    if who == administrator(ctx, mlist):
+        raise ApiError(409, f"{who} administers {mlist.name} and cannot be unsubscribed")
+
+
+def _edit_members(ctx: Context, mlist: MailingList, who: str, add: bool) -> None:
+    path = ctx.settings.config_path
+    try:
+        if add:
+            listedit.add_member(path, mlist.name, who)
+        else:
+            listedit.remove_member(path, mlist.name, who)
+    except listedit.NoSuchList as exc:
+        raise ApiError(404, f"no list named {mlist.name!r}") from exc
+    except listedit.ListEditError as exc:
+        log.error("cannot edit %s: %s", path, exc)
+        raise ApiError(503, "the list cannot be changed right now; retry later") from exc
+
+
+@blueprint.get("/lists/<name>/members")
+def members_index(name: str) -> Response:
+    ctx = context()
+    mlist = existing_list(ctx, name)
+    require_administrator(ctx, mlist)
+    return jsonify(list=mlist.name, members=list(mlist.members))
+
+
+@blueprint.delete("/lists/<name>/members/<path:member>")
+def members_delete(name: str, member: str) -> Response:
+    who = address(member)
+    ctx = context()
+    return jsonify(remove_member(ctx, existing_list(ctx, name), who))
+
+
+@blueprint.post("/lists/<name>/subscriptions")
+def subscriptions_create(name: str) -> tuple[Response, int]:
+    who = address(body().get("address"))
+    ctx = context()
+    return jsonify(subscribe(ctx, existing_list(ctx, name), who)), 202
+
+
+@blueprint.post("/lists/<name>/subscriptions/confirm")
+def subscriptions_confirm(name: str) -> Response:
+    data = body()
+    who, token = address(data.get("address")), token_field(data)
+    ctx = context()
+    mlist = existing_list(ctx, name)
+    return jsonify(confirm_subscription(ctx, mlist, who, token))
+
+
+@blueprint.post("/lists/<name>/unsubscriptions")
+def unsubscriptions_create(name: str) -> tuple[Response, int]:
+    who = address(body().get("address"))
+    ctx = context()
+    return jsonify(request_unsubscribe(ctx, existing_list(ctx, name), who)), 202
+
+
+@blueprint.post("/lists/<name>/unsubscriptions/confirm")
+def unsubscriptions_confirm(name: str) -> Response:
+    data = body()
+    who, token = address(data.get("address")), token_field(data)
+    ctx = context()
+    mlist = existing_list(ctx, name)
+    return jsonify(unsubscribe(ctx, mlist, who, token))
