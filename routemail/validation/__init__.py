@@ -1,0 +1,49 @@
+"""Validation of lists.toml: the typed Config, or every problem with its line and key.
+
+keylines locates keys in the text, checker reads typed values and collects
+problems, settings and lists validate the sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from routemail.config import Config
+from routemail.errors import Problem
+from routemail.validation import settings
+from routemail.validation.checker import Checker
+from routemail.validation.lists import dynamic_rules, named_lists
+
+SECTIONS = {
+    "site",
+    "receiver",
+    "delivery",
+    "moderation",
+    "retention",
+    "lists",
+    "dynamic",
+    "api",
+    "webhooks",
+    "bounces",
+}
+
+
+def validate(data: dict[str, Any], text: str, path: Path) -> tuple[Config | None, list[Problem]]:
+    """The Config, or None with every problem found."""
+    v = Checker(text, path)
+    v.unknown_keys(data, "", SECTIONS)
+    site = settings.site(v, v.table(data, "site"))
+    receiver = settings.receiver(v, v.table(data, "receiver"))
+    delivery = settings.delivery(v, v.table(data, "delivery"))
+    moderation = settings.moderation(v, v.table(data, "moderation"))
+    retention = settings.retention(v, v.table(data, "retention"))
+    lists = named_lists(v, v.table(data, "lists"))
+    dynamic = dynamic_rules(v, data.get("dynamic", []), lists)
+    api = settings.api(v, v.table(data, "api"))
+    webhooks = settings.webhooks(v, v.table(data, "webhooks"))
+    bounces = settings.bounces(v, v.table(data, "bounces"))
+    if v.problems or site is None:
+        return None, v.problems
+    sections = (site, receiver, delivery, moderation, retention, lists, dynamic, data)
+    return Config(path, *sections, api=api, webhooks=webhooks, bounces=bounces), []
