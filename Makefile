@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) examples/serv.sqlite3
 	$(BIN)/python examples/demo.py
 
-# The example database behind the dynamic lists in lists.toml; built aside and
+# The example database behind the dynamic lists in examples/lists.toml; built aside and
 # renamed so a resolver never opens a half-written file.
 examples/serv.sqlite3: examples/serv.sql
 	rm -f $@.tmp

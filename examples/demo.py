@@ -28,7 +28,7 @@ from routemail import sidecar  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 DATA = ROOT / "data" / "demo"
-CONFIG = ROOT / "lists.toml"
+CONFIG = EXAMPLES / "lists.toml"
 PASS = dict.fromkeys(sidecar.VERDICT_NAMES, "PASS")
 # Short words for the table; every other event code is shown as itself.
 OUTCOME_WORDS = {
@@ -180,7 +180,7 @@ def main() -> int:
     total = len(list(new.iterdir())) if new.is_dir() else 0
     print(f"\nThe outbox holds {total} messages (list copies, moderation requests, forwards):")
     print(f"  mutt -f {DATA / 'maillist' / 'outbox'}")
-    print(f"The queue: ROUTEMAIL_DATA={DATA} .venv/bin/routemail queue")
+    print(f"The queue: .venv/bin/routemail --config {CONFIG} --data {DATA} queue")
     return 0
 
 

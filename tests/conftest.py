@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import urllib.error
@@ -19,6 +21,7 @@ from mailrecv.local import LocalReceiver, ReceiverNotUp, free_port, start
 from routemail.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 SECRET = "test-shared-secret-0123456789abcdef"
 
 BASE_CONFIG = """\
@@ -42,6 +45,18 @@ moderators = ["chair@example.org"]
 posters = "moderators"
 members = ["chair@example.org", "ann@example.com"]
 """
+
+
+def example_site(root: Path, config_text: str | None = None) -> Path:
+    """examples/lists.toml (or config_text) in root, with the example database built
+    from examples/serv.sql and the lookup program beside it, as the file expects."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "lists.toml"
+    config.write_text(config_text or (EXAMPLES / "lists.toml").read_text())
+    with contextlib.closing(sqlite3.connect(root / "serv.sqlite3")) as db:
+        db.executescript((EXAMPLES / "serv.sql").read_text())
+    shutil.copy(EXAMPLES / "lookup-command", root / "lookup-command")
+    return config
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import sqlite3
 import threading
@@ -17,7 +16,7 @@ import pytest
 
 from routemail import config as configmod
 from routemail.resolvers import NoSuchList, Resolved, ResolverError, resolve
-from tests.conftest import ROOT
+from tests.conftest import ROOT, example_site
 
 ALICE = "alice.nguyen@example.com"
 BOB = "bob@example.net"  # stored as bob@Example.NET: domains compare case-insensitively
@@ -54,11 +53,8 @@ def build_database(path: Path) -> None:
 
 @pytest.fixture
 def example(tmp_path: Path) -> configmod.Config:
-    """The shipped lists.toml with the example database built from examples/serv.sql."""
-    shutil.copy(ROOT / "lists.toml", tmp_path / "lists.toml")
-    build_database(tmp_path / "examples" / "serv.sqlite3")
-    shutil.copy(ROOT / "examples" / "lookup-command", tmp_path / "examples" / "lookup-command")
-    return configmod.load(tmp_path / "lists.toml")
+    """examples/lists.toml with the example database built from examples/serv.sql."""
+    return configmod.load(example_site(tmp_path))
 
 
 def lookup(config: configmod.Config, name: str) -> Resolved:
@@ -244,16 +240,16 @@ def test_names_outside_the_families_do_not_match(example: configmod.Config) -> N
 
 def test_missing_database_is_temporary(example: configmod.Config) -> None:
     """A database file that is not there is a ResolverError, so the message stays queued."""
-    (example.base_dir / "examples" / "serv.sqlite3").unlink()
+    (example.base_dir / "serv.sqlite3").unlink()
     with pytest.raises(ResolverError, match=r"database .*serv\.sqlite3 does not exist"):
         lookup(example, "role-1")
     # Nor is an empty database left behind by trying.
-    assert not (example.base_dir / "examples" / "serv.sqlite3").exists()
+    assert not (example.base_dir / "serv.sqlite3").exists()
 
 
 def test_unreadable_database_is_temporary(example: configmod.Config) -> None:
     """A file that is not a SQLite database is a ResolverError naming the file."""
-    (example.base_dir / "examples" / "serv.sqlite3").write_bytes(b"not a database\n" * 100)
+    (example.base_dir / "serv.sqlite3").write_bytes(b"not a database\n" * 100)
     with pytest.raises(ResolverError, match=r"sqlite query on .*serv\.sqlite3 failed"):
         lookup(example, "class-1-registered")
 
