@@ -183,23 +183,28 @@ def default_path() -> Path:
     return Path(os.environ.get("ROUTEMAIL_CONFIG", "lists.toml"))
 
 
-def load(path: Path | str | None = None) -> Config:
+def load(path: Path | str | None = None, resources: bool = False) -> Config:
     """Read and validate lists.toml; ConfigError lists every problem found."""
     path = Path(path) if path is not None else default_path()
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"{path}: no such file; set ROUTEMAIL_CONFIG or run from the directory "
-            "holding lists.toml"
+            Problem(
+                str(path),
+                None,
+                "",
+                "no such file; set ROUTEMAIL_CONFIG or run from the directory holding lists.toml",
+            )
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    return parse(text, path)
+        raise ConfigError(Problem(str(path), None, "", f"cannot read: {exc}")) from exc
+    return parse(text, path, resources)
 
 
-def parse(text: str, path: Path) -> Config:
-    """Validate the text of lists.toml."""
+def parse(text: str, path: Path, resources: bool = False) -> Config:
+    """Validate the text of lists.toml; resources also tries dynamic lists' databases
+    and programs (what `routemail check` does)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -213,7 +218,7 @@ def parse(text: str, path: Path) -> Config:
         ) from exc
     from routemail.validation import validate
 
-    config, problems = validate(data, text, path)
+    config, problems = validate(data, text, path, resources)
     if config is None:
         raise ConfigError(problems)
     return config

@@ -23,7 +23,12 @@ class Problem:
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
     def as_json(self) -> dict[str, int | str | None]:
-        return {"line": self.line, "key": self.key or None, "message": self.message}
+        return {
+            "file": self.file or None,
+            "line": self.line,
+            "key": self.key or None,
+            "message": self.message,
+        }
 
 
 class ConfigError(RoutemailError):

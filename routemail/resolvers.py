@@ -79,7 +79,7 @@ def resolve(
 # -- sqlite -----------------------------------------------------------------
 
 
-def _where(filters: Mapping[str, str], criteria: str) -> str:
+def where_clause(filters: Mapping[str, str], criteria: str) -> str:
     """SQL conditions for '+a-b': only text written in the config, never the name."""
     if not CRITERIA.fullmatch(criteria):
         raise NoSuchList(f"{criteria!r} is not a series of +criterion and -criterion")
@@ -97,10 +97,10 @@ def _where(filters: Mapping[str, str], criteria: str) -> str:
 def _sqlite(
     options: Mapping[str, Any], params: dict[str, str | None], criteria: str, base_dir: Path
 ) -> Resolved:
-    path = _path(options["database"], base_dir)
+    path = database_path(options, base_dir)
     if not path.is_file():
         raise ResolverError(f"database {path} does not exist")
-    where = _where(options.get("filters", {}), criteria)
+    where = where_clause(options.get("filters", {}), criteria)
     try:
         # Read-only: a query in the config can look, never change anything.
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
@@ -219,8 +219,9 @@ def _addresses(values: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _path(value: str, base_dir: Path) -> Path:
-    p = Path(value)
+def database_path(options: Mapping[str, Any], base_dir: Path) -> Path:
+    """The sqlite resolver's database; a relative path is relative to lists.toml."""
+    p = Path(options["database"])
     return p if p.is_absolute() else base_dir / p
 
 
@@ -242,11 +243,7 @@ def check_options(
             for arg in argv:
                 yield from _check_fields("command", arg, groups)
     else:
-        url = options.get("url")
-        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-            yield "url", "expected an http(s) URL template"
-        else:
-            yield from _check_fields("url", url, groups)
+        yield from _check_url(options.get("url"), groups)
 
 
 def _check_sqlite(
@@ -290,6 +287,33 @@ def _check_filters(
             yield f"filters.{name}", "criterion names are a letter then letters, digits or _"
         elif (other := seen.setdefault(name.lower(), name)) != name:
             yield f"filters.{name}", f"same as {other!r}: criteria are matched ignoring case"
+
+
+def _check_url(url: Any, groups: set[str]) -> Iterator[tuple[str, str]]:
+    if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        yield "url", "expected an http(s) URL template, e.g. https://people.example.org/{team}"
+        return
+    fields = list(_check_fields("url", url, groups))
+    if fields:
+        yield from fields
+        return
+    authority = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+    if "{" in authority:
+        # Otherwise whoever picks a list name picks the server that is asked.
+        yield "url", "the host cannot come from the list name; put {fields} in the path or query"
+        return
+    sample = url.format_map(dict.fromkeys(groups, "x"))
+    if any(c.isspace() or ord(c) < 32 for c in sample):
+        yield "url", "contains spaces or control characters; write them %-encoded"
+        return
+    parts = urllib.parse.urlsplit(sample)
+    try:
+        parts.port  # noqa: B018  (the property raises on a port that is not a number)
+    except ValueError as exc:
+        yield "url", f"bad port: {exc}"
+        return
+    if not parts.hostname:
+        yield "url", "no host name after the scheme"
 
 
 def _check_fields(key: str, template: str, groups: set[str]) -> Iterator[tuple[str, str]]:

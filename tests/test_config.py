@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -38,8 +41,11 @@ def check(path: Path) -> Result:
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """lists.toml in tmp_path, beside a small serv.sqlite3 that GOOD's queries compile against."""
     path = tmp_path / "lists.toml"
     path.write_text(text)
+    with closing(sqlite3.connect(tmp_path / "serv.sqlite3")) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS people (email, role, cardkey)")
     return path
 
 
@@ -63,7 +69,7 @@ def test_good_file_passes(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     result = check(path)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"{path}: ok: 1 lists, 1 dynamic patterns, transport outbox\n"
+    assert result.stdout == f"{path}: ok: 1 list, 1 dynamic pattern, transport outbox\n"
 
 
 def test_shipped_example_configuration_passes(tmp_path: Path) -> None:
@@ -317,3 +323,190 @@ def test_bad_member_in_a_long_array_is_reported_at_its_own_line(tmp_path: Path) 
         f"lists.toml line {line_of(text, 'eve at')}: lists.volunteers.posters: "
         "'eve at example.com' is not an email address",
     ]
+
+
+# -- what `check` tries beyond the file ---------------------------------------------
+
+
+def check_json(path: Path) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(cli, ["--config", str(path), "check", "--json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_missing_database_is_reported_and_not_created(tmp_path: Path) -> None:
+    """A dynamic list whose database is not there fails check at its database line,
+    and checking does not leave an empty database behind."""
+    text = GOOD.replace('database = "serv.sqlite3"', 'database = "data/srv.sqlite3"')
+    problems = errors(check(write(tmp_path, text)))
+    missing = tmp_path / "data" / "srv.sqlite3"
+    assert problems == [
+        f"lists.toml line {line_of(text, 'database =')}: dynamic[0].database: "
+        f"{missing} does not exist; build it or correct the path"
+    ]
+    assert not missing.parent.exists()
+
+
+def test_a_file_that_is_no_database_is_reported(tmp_path: Path) -> None:
+    """A database path naming some other file fails check, naming the file."""
+    path = write(tmp_path, GOOD)
+    (tmp_path / "serv.sqlite3").write_bytes(b"id,email\n1,ann@example.com\n" * 200)
+    problems = errors(check(path))
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"lists.toml line {line_of(GOOD, 'database =')}: dynamic[0].database: "
+        f"{tmp_path / 'serv.sqlite3'} cannot be opened read-only: "
+    )
+
+
+def test_queries_and_filters_that_do_not_compile_are_reported(tmp_path: Path) -> None:
+    """Each query is prepared against the database (EXPLAIN): a missing column in a query,
+    and one in a filter condition, each fail check at the query's line; nothing is written."""
+    text = GOOD.replace(
+        'members = "SELECT email FROM people p WHERE p.role = :role AND {filters}"',
+        'members = "SELECT email FROM people p WHERE p.role = :role AND {filters}"\n'
+        'bcc = """\nSELECT p.mail FROM people p\nWHERE p.role = :role"""\n'
+        'exists = "SELECT 1 FROM roles WHERE id = :role"',
+    ).replace('cardkey = "p.cardkey IS NOT NULL"', 'cardkey = "p.card_key IS NOT NULL"')
+    path = write(tmp_path, text)
+    before = (tmp_path / "serv.sqlite3").read_bytes()
+    problems = errors(check(path))
+    db = tmp_path / "serv.sqlite3"
+    assert problems == [
+        f"lists.toml line {line_of(text, 'exists =')}: dynamic[0].exists: "
+        f"does not compile against {db}: no such table: roles",
+        f"lists.toml line {line_of(text, 'members =', 2)}: dynamic[0].members: "
+        f"does not compile against {db}: no such column: p.card_key",
+        f"lists.toml line {line_of(text, 'bcc =')}: dynamic[0].bcc: "
+        f"does not compile against {db}: no such column: p.mail",
+    ]
+    assert db.read_bytes() == before
+
+
+COMMAND_RULE = """
+[[dynamic]]
+pattern = 'team-(?P<team>[a-z]+)'
+resolver = "command"
+command = [{program}, "{{team}}"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("program", "message"),
+    [
+        ('"./lookup"', "{dir}/lookup does not exist"),
+        ('"./notes.txt"', "{dir}/notes.txt is not an executable file; chmod +x it"),
+        ('"./"', "{dir} is not an executable file; chmod +x it"),
+        ('"no-such-program-here"', "no-such-program-here is not found on PATH ("),
+    ],
+)
+def test_lookup_program_must_exist_and_be_executable(
+    tmp_path: Path, program: str, message: str
+) -> None:
+    """A command resolver's program that is missing, not executable or not on PATH fails
+    check at the command's line."""
+    (tmp_path / "notes.txt").write_text("#!/bin/sh\necho ann@example.com\n")
+    text = GOOD + COMMAND_RULE.format(program=program)
+    problems = errors(check(write(tmp_path, text)))
+    assert len(problems) == 1
+    expected = message.format(dir=tmp_path).replace(f"{tmp_path}/ ", f"{tmp_path} ")
+    assert problems[0].startswith(
+        f"lists.toml line {line_of(text, 'command =')}: dynamic[1].command: {expected}"
+    ), problems
+
+
+def test_executable_lookup_program_and_program_on_path_pass(tmp_path: Path) -> None:
+    """An executable program beside lists.toml, or one found on PATH, passes check."""
+    lookup = tmp_path / "lookup"
+    lookup.write_text("#!/bin/sh\necho ann@example.com\n")
+    lookup.chmod(0o755)
+    for program in ('"./lookup"', '"true"', f'"{lookup}"'):
+        result = check(write(tmp_path, GOOD + COMMAND_RULE.format(program=program)))
+        assert result.exit_code == 0, (program, result.output)
+
+
+HTTP_RULE = """
+[[dynamic]]
+pattern = 'team-(?P<team>[a-z]+)'
+resolver = "http"
+url = "{url}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "https://{team}.example.org/members",
+            "the host cannot come from the list name; put {fields} in the path or query",
+        ),
+        ("https://people.example.org:80x/{team}", "bad port: "),
+        ("https:///teams/{team}", "no host name after the scheme"),
+        (
+            "https://people.example.org/teams/{team} members",
+            "contains spaces or control characters; write them %-encoded",
+        ),
+        ("ftp://people.example.org/{team}", "expected an http(s) URL template, e.g. "),
+        ("https://people.example.org/{team", "bad template: "),
+    ],
+)
+def test_http_url_template_must_be_well_formed(tmp_path: Path, url: str, message: str) -> None:
+    """An http resolver's URL template that would not make a usable request fails check."""
+    text = GOOD + HTTP_RULE.format(url=url)
+    problems = errors(check(write(tmp_path, text)))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(
+        f"lists.toml line {line_of(text, 'url =')}: dynamic[1].url: {message}"
+    ), problems
+
+
+def test_check_json_gives_problems_as_objects(tmp_path: Path) -> None:
+    """`check --json` answers problems as objects with file, line, key and message, and an
+    empty problems list when the file is good."""
+    text = GOOD.replace('admin = "admin@example.org"', 'admin = "the admin"').replace(
+        'database = "serv.sqlite3"', 'database = "gone.sqlite3"'
+    )
+    status, answer = check_json(write(tmp_path, text))
+    assert status == 2
+    assert answer == {
+        "ok": False,
+        "problems": [
+            {
+                "file": "lists.toml",
+                "line": line_of(text, "admin ="),
+                "key": "site.admin",
+                "message": "'the admin' is not an email address",
+            },
+            {
+                "file": "lists.toml",
+                "line": line_of(text, "database ="),
+                "key": "dynamic[0].database",
+                "message": f"{tmp_path / 'gone.sqlite3'} does not exist; "
+                "build it or correct the path",
+            },
+        ],
+    }
+    status, answer = check_json(write(tmp_path, GOOD))
+    assert (status, answer) == (
+        0,
+        {"ok": True, "lists": 1, "dynamic": 1, "transport": "outbox", "problems": []},
+    )
+
+
+def test_check_json_for_a_missing_file_and_a_syntax_error(tmp_path: Path) -> None:
+    """Problems without a key (no such file, not TOML) are objects too, key null."""
+    status, answer = check_json(tmp_path / "nowhere.toml")
+    assert status == 2
+    assert answer["problems"] == [
+        {
+            "file": str(tmp_path / "nowhere.toml"),
+            "line": None,
+            "key": None,
+            "message": "no such file; set ROUTEMAIL_CONFIG or run from the directory "
+            "holding lists.toml",
+        }
+    ]
+    status, answer = check_json(write(tmp_path, "[site\n"))
+    assert status == 2
+    [problem] = answer["problems"]
+    assert (problem["line"], problem["key"]) == (1, None)
+    assert problem["message"].startswith("not valid TOML: ")

@@ -105,6 +105,11 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 list', '2 lists'; words is the plural where adding s is wrong ('entries')."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 

@@ -1,4 +1,4 @@
-"""`routemail check`: validate lists.toml."""
+"""`routemail check`: validate lists.toml, and try what its dynamic lists will need."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from routemail.cli.app import Context, cli, emit_json, pass_context
+from routemail import config as configmod
+from routemail.cli.app import Context, cli, emit_json, pass_context, plural
 from routemail.errors import ConfigError
 
 
@@ -14,12 +15,16 @@ from routemail.errors import ConfigError
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def check(obj: Context, as_json: bool) -> None:
-    """Validate lists.toml; name the line and key of every mistake."""
+    """Validate lists.toml; name the line and key of every mistake.
+
+    Beyond the file, each dynamic list's database must open read-only with
+    every query compiling, and each lookup program must exist and be executable.
+    """
     try:
-        config = obj.config
+        config = configmod.load(obj.config_path, resources=True)
     except ConfigError as exc:
         if as_json:
-            emit_json({"ok": False, "problems": exc.problems})
+            emit_json({"ok": False, "problems": [p.as_json() for p in exc.details]})
             sys.exit(2)
         raise
     summary = {
@@ -27,11 +32,13 @@ def check(obj: Context, as_json: bool) -> None:
         "lists": len(config.lists),
         "dynamic": len(config.dynamic),
         "transport": config.delivery.transport,
+        "problems": [],
     }
     if as_json:
         emit_json(summary)
     else:
         click.echo(
-            f"{config.path}: ok: {len(config.lists)} lists, {len(config.dynamic)} dynamic "
-            f"patterns, transport {config.delivery.transport}"
+            f"{config.path}: ok: {plural(len(config.lists), 'list')}, "
+            f"{plural(len(config.dynamic), 'dynamic pattern')}, "
+            f"transport {config.delivery.transport}"
         )

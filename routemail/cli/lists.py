@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from routemail.cli.app import Context, cli, emit_json, pass_context
+from routemail.cli.app import Context, cli, emit_json, pass_context, plural
 from routemail.errors import RoutemailError
 
 
@@ -32,11 +32,11 @@ def lists_command(obj: Context, as_json: bool) -> None:
     if as_json:
         emit_json({"lists": named, "dynamic": dynamic})
         return
-    for m in named:
-        posters = m["posters"] if isinstance(m["posters"], str) else "listed addresses"
+    for m, ml in zip(named, config.lists.values(), strict=True):
+        posters = ml.posters if isinstance(ml.posters, str) else "listed addresses"
         click.echo(
-            f"{m['address']:40}  {m['members']:>4} members  posters: {posters:10}  "
-            f"{m['description']}"
+            f"{m['address']:40}  {plural(len(ml.members), 'member'):>12}  posters: {posters:10}  "
+            f"{ml.description}"
         )
     for d in dynamic:
         click.echo(f"{d['pattern']:40}  dynamic ({d['resolver']})  {d['description']}")

@@ -1,7 +1,8 @@
 """Validation of lists.toml: the typed Config, or every problem with its line and key.
 
 keylines locates keys in the text, checker reads typed values and collects
-problems, settings and lists validate the sections.
+problems, settings and lists validate the sections, and resources (for
+`routemail check`) tries what a dynamic list will need when mail comes.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ SECTIONS = {
 }
 
 
-def validate(data: dict[str, Any], text: str, path: Path) -> tuple[Config | None, list[Problem]]:
-    """The Config, or None with every problem found."""
+def validate(
+    data: dict[str, Any], text: str, path: Path, resources: bool = False
+) -> tuple[Config | None, list[Problem]]:
+    """The Config, or None with every problem found; resources also opens dynamic
+    lists' databases and looks for their programs."""
     v = Checker(text, path)
     v.unknown_keys(data, "", SECTIONS)
     site = settings.site(v, v.table(data, "site"))
@@ -43,6 +47,10 @@ def validate(data: dict[str, Any], text: str, path: Path) -> tuple[Config | None
     api = settings.api(v, v.table(data, "api"))
     webhooks = settings.webhooks(v, v.table(data, "webhooks"))
     bounces = settings.bounces(v, v.table(data, "bounces"))
+    if resources:
+        from routemail.validation.resources import check_resources
+
+        check_resources(v, dynamic, path.parent)
     if v.problems or site is None:
         return None, v.problems
     sections = (site, receiver, delivery, moderation, retention, lists, dynamic, data)
