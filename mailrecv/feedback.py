@@ -1,7 +1,8 @@
 """Feedback endpoints: SES events over SNS, and RFC 8058 one-click unsubscribe.
 
 POST /ses-events believes nothing before the SNS signature verifies for an
-allowed topic; anything else gets 403 and a log line. /unsubscribe/<list>
+allowed topic and the signed Timestamp is recent; anything else gets 403 and
+a log line. Each notification (by its signed MessageId) is applied once. /unsubscribe/<list>
 carries an HMAC token over (list, address) that every copy's List-Unsubscribe
 header holds: a POST of List-Unsubscribe=One-Click unsubscribes at once, a
 GET only shows a page whose button POSTs the same.
@@ -20,7 +21,14 @@ from routemail import addresses, tokens
 from routemail.config import Config, load
 from routemail.errors import ConfigError, RoutemailError
 from routemail.feedback import Feedback
-from routemail.sns import SnsError, Verifier, check_sns_url, fetch_certificate
+from routemail.sns import (
+    FUTURE_SKEW_SECONDS,
+    SnsError,
+    Verifier,
+    check_fresh,
+    check_sns_url,
+    fetch_certificate,
+)
 from routemail.state import State
 
 log = logging.getLogger("mailrecv.feedback")
@@ -54,7 +62,7 @@ def ses_events() -> tuple[Response, int]:
         message = json.loads(request.get_data(cache=False))
         if not isinstance(message, dict):
             raise ValueError("not an object")
-    except ValueError:
+    except (ValueError, RecursionError):
         return jsonify(error="expected an SNS message (JSON)"), 400
     try:
         config = _config()
@@ -62,8 +70,10 @@ def ses_events() -> tuple[Response, int]:
         log.error("ses-events: lists.toml is broken, SNS will retry: %s", exc.problems[0])
         return jsonify(error="configuration error; retry later"), 503
     verifier: Verifier = current_app.extensions["routemail.sns"]
+    max_age = config.bounces.sns_max_age_hours * 3600
     try:
         verifier.verify(message, config.bounces.sns_topics)
+        check_fresh(message, max_age, current_app.config["ROUTEMAIL"].clock())
     except SnsError as exc:
         log.warning(
             "ses-events: refused %s from %s: %s", message.get("Type"), request.remote_addr, exc
@@ -77,11 +87,28 @@ def ses_events() -> tuple[Response, int]:
         return jsonify(ok=True), 200
     try:
         event = json.loads(message["Message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         return jsonify(error="the SNS Message is not an SES event"), 400
+    if not isinstance(event, dict):
+        return jsonify(error="the SNS Message is not an SES event"), 400
+    return _apply_once(config, message["MessageId"], event, max_age + FUTURE_SKEW_SECONDS)
+
+
+def _apply_once(
+    config: Config, message_id: str, event: Mapping[str, Any], keep_seconds: float
+) -> tuple[Response, int]:
+    """Apply a notification unless its MessageId was applied before (a replay, or SNS
+    delivering twice); the id is kept as long as a copy could still pass check_fresh."""
     feedback = _feedback(config)
     try:
-        actions = feedback.ses_event(event, f"sns:{message.get('MessageId', '')}")
+        if not feedback.state.first_sight(message_id, keep_seconds):
+            log.info("ses-events: %s was applied already; ignored", message_id)
+            return jsonify(actions=[], duplicate=True), 200
+        try:
+            actions = feedback.ses_event(event, f"sns:{message_id}")
+        except BaseException:
+            feedback.state.forget_sight(message_id)  # SNS retries after the 503
+            raise
     finally:
         feedback.state.close()
     for action in actions:

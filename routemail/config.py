@@ -125,6 +125,7 @@ class Bounces:
     threshold: int = 5  # transient-bounce score that disables delivery
     decay_days: float = 7.0  # a score untouched this long starts again from zero
     sns_topics: frozenset[str] = frozenset()  # SNS topic ARNs /ses-events accepts
+    sns_max_age_hours: float = 1.0  # older notifications are refused as replays
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,26 @@
 """Amazon SNS message signatures: verify before believing anything in a message.
 
 The signing certificate is fetched only from an https URL whose host is
-sns.<region>.amazonaws.com[.cn] and whose path ends in .pem; certificates
-are cached. Signature version 1 is SHA1withRSA, version 2 SHA256withRSA.
+sns.<region>.amazonaws.com[.cn] and whose path ends in .pem, and only for a
+message that could verify; each URL is fetched once (a failed fetch is not
+retried for a while) and at most CERT_CACHE_SIZE are kept. Signature version
+1 is SHA1withRSA, version 2 SHA256withRSA. A genuine message is still a
+replay when its signed Timestamp is older than the site allows (check_fresh).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import re
 import threading
+import time
 import urllib.parse
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -36,6 +43,10 @@ SUBSCRIPTION_KEYS = (
 )
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 MAX_CERT_BYTES = 64 * 1024
+MAX_SIGNATURE_BYTES = 1024  # an RSA-8192 signature; SNS uses 2048-bit keys
+CERT_CACHE_SIZE = 32  # SNS signs with one certificate per region at a time
+FAILED_FETCH_SECONDS = 600.0  # a certificate URL that failed is not fetched again for this long
+FUTURE_SKEW_SECONDS = 300.0  # a Timestamp this far ahead of our clock is still believed
 
 CertFetcher = Callable[[str], bytes]
 
@@ -67,6 +78,34 @@ def fetch_certificate(url: str) -> bytes:
         return bytes(response.read(MAX_CERT_BYTES))
 
 
+def timestamp(message: Mapping[str, Any]) -> float:
+    """The message's signed Timestamp (ISO 8601, UTC) as unix seconds."""
+    value = message.get("Timestamp")
+    try:
+        when = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        when = None
+    if when is None:
+        raise SnsError(f"Timestamp {str(value)[:40]!r} is not an ISO 8601 time")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def check_fresh(message: Mapping[str, Any], max_age: float, now: float) -> float:
+    """The Timestamp of a message that is at most max_age seconds old; SnsError for an
+    older one (a replay: SNS retries for an hour at most) or one from the future."""
+    sent = timestamp(message)
+    if sent < now - max_age:
+        raise SnsError(
+            f"sent at {message.get('Timestamp')}, older than [bounces] sns_max_age_hours"
+            f" ({max_age / 3600:g} h): refused as a replay"
+        )
+    if sent > now + FUTURE_SKEW_SECONDS:
+        raise SnsError(f"Timestamp {message.get('Timestamp')} is in the future")
+    return sent
+
+
 def string_to_sign(message: Mapping[str, Any]) -> bytes:
     kind = message.get("Type")
     keys: tuple[str, ...]
@@ -88,16 +127,28 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-class Verifier:
-    """Checks SNS signatures against certificates fetched once and kept."""
+@dataclass(frozen=True)
+class _Failed:
+    """A certificate URL that could not be used, and until when it is not tried again."""
 
-    def __init__(self, fetch: CertFetcher = fetch_certificate) -> None:
+    reason: str
+    until: float
+
+
+class Verifier:
+    """Checks SNS signatures against certificates fetched once per URL and kept."""
+
+    def __init__(
+        self, fetch: CertFetcher = fetch_certificate, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.fetch = fetch
-        self._certs: dict[str, rsa.RSAPublicKey] = {}
+        self.clock = clock
+        self._certs: OrderedDict[str, rsa.RSAPublicKey | _Failed] = OrderedDict()
         self._lock = threading.Lock()
 
     def verify(self, message: Mapping[str, Any], topics: frozenset[str]) -> None:
-        """Return quietly for a genuine message from an allowed topic, else raise SnsError."""
+        """Return quietly for a genuine message from an allowed topic, else raise SnsError.
+        Everything that can be checked without the certificate is checked first."""
         topic = message.get("TopicArn")
         if topic not in topics:
             raise SnsError(f"topic {topic!r} is not in [bounces] sns_topics")
@@ -108,22 +159,39 @@ class Verifier:
             signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise SnsError("Signature is not base64") from exc
+        if not 0 < len(signature) <= MAX_SIGNATURE_BYTES:
+            raise SnsError("the message is not signed")
+        signed = string_to_sign(message)
         key = self._key(str(message.get("SigningCertURL", "")))
         try:
-            key.verify(signature, string_to_sign(message), padding.PKCS1v15(), HASHES[version]())
+            key.verify(signature, signed, padding.PKCS1v15(), HASHES[version]())
         except InvalidSignature as exc:
             raise SnsError("bad signature") from exc
 
     def _key(self, url: str) -> rsa.RSAPublicKey:
         check_cert_url(url)
         with self._lock:
-            if url not in self._certs:
-                try:
-                    cert = x509.load_pem_x509_certificate(self.fetch(url))
-                except (OSError, ValueError) as exc:
-                    raise SnsError(f"cannot load certificate {url}: {exc}") from exc
-                key = cert.public_key()
-                if not isinstance(key, rsa.RSAPublicKey):
-                    raise SnsError(f"certificate {url} has no RSA key")
-                self._certs[url] = key
-            return self._certs[url]
+            cached = self._certs.get(url)
+            if isinstance(cached, _Failed) and cached.until <= self.clock():
+                cached = None
+            if cached is None:
+                cached = self._load(url)
+                self._certs[url] = cached
+                while len(self._certs) > CERT_CACHE_SIZE:
+                    self._certs.popitem(last=False)
+            self._certs.move_to_end(url)
+        if isinstance(cached, _Failed):
+            raise SnsError(cached.reason)
+        return cached
+
+    def _load(self, url: str) -> rsa.RSAPublicKey | _Failed:
+        try:
+            cert = x509.load_pem_x509_certificate(self.fetch(url))
+        except Exception as exc:  # whatever went wrong, this URL gives no key for a while
+            return _Failed(
+                f"cannot load certificate {url}: {exc}", self.clock() + FAILED_FETCH_SECONDS
+            )
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            return _Failed(f"certificate {url} has no RSA key", self.clock() + FAILED_FETCH_SECONDS)
+        return key

@@ -89,6 +89,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliverability_log_address ON deliverability_log (address, time);
     """,
+    # 3: SNS notifications already applied (replays are refused), and when a list
+    # membership last changed (older one-click unsubscribe links are refused)
+    """
+    CREATE TABLE sns_messages (
+        id TEXT PRIMARY KEY,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX sns_messages_expiry ON sns_messages (expires);
+    CREATE TABLE membership_changes (
+        list TEXT NOT NULL,
+        address TEXT NOT NULL,
+        changed REAL NOT NULL,
+        PRIMARY KEY (list, address)
+    );
+    """,
 )
 
 
@@ -344,3 +359,40 @@ class State:
         """Undo claim_mail when the mail could not be sent after all."""
         with self.transaction() as db:
             db.execute("DELETE FROM last_mail WHERE email = ?", (email,))
+
+    # -- SNS notifications -------------------------------------------------
+
+    def first_sight(self, message_id: str, keep_seconds: float) -> bool:
+        """Note an SNS MessageId as applied, for keep_seconds; False if it was already."""
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute("DELETE FROM sns_messages WHERE expires <= ?", (now,))
+            added = db.execute(
+                "INSERT INTO sns_messages (id, expires) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                (message_id, now + keep_seconds),
+            ).rowcount
+        return added == 1
+
+    def forget_sight(self, message_id: str) -> None:
+        """Undo first_sight when the notification could not be applied after all."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM sns_messages WHERE id = ?", (message_id,))
+
+    # -- membership --------------------------------------------------------
+
+    def membership_changed(self, listname: str, address: str) -> None:
+        """Note that address joined or left listname now."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO membership_changes (list, address, changed)"
+                " VALUES (?, ?, ?)",
+                (listname, address, self.clock()),
+            )
+
+    def membership_changed_at(self, listname: str, address: str) -> float:
+        """When address last joined or left listname through routemail; 0 if never."""
+        row = self.db.execute(
+            "SELECT changed FROM membership_changes WHERE list = ? AND address = ?",
+            (listname, address),
+        ).fetchone()
+        return float(row[0]) if row else 0.0

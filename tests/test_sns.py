@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-from routemail.sns import SnsError, Verifier, check_cert_url
+from routemail.sns import (
+    CERT_CACHE_SIZE,
+    FAILED_FETCH_SECONDS,
+    FUTURE_SKEW_SECONDS,
+    SnsError,
+    Verifier,
+    check_cert_url,
+    check_fresh,
+    timestamp,
+)
 from tests import snskeys
 
 TOPICS = frozenset({snskeys.TOPIC})
 
 
 class Checker:
-    """A Verifier whose certificate fetches are counted and answered with the test cert."""
+    """A Verifier whose certificate fetches are counted and answered with the test cert
+    (a URL with "gone" in it fails), on a clock the test moves."""
 
     def __init__(self) -> None:
         self.fetched: list[str] = []
-        self.verifier = Verifier(self.fetch)
+        self.now = 1000.0
+        self.verifier = Verifier(self.fetch, clock=lambda: self.now)
 
     def fetch(self, url: str) -> bytes:
         self.fetched.append(url)
+        if "gone" in url:
+            raise OSError("HTTP Error 404: Not Found")
         return snskeys.certificate()
 
     def verify_allowed(self, body: dict[str, str]) -> None:
@@ -95,3 +108,56 @@ def test_unknown_signature_version_fails() -> None:
     body["SignatureVersion"] = "3"
     with pytest.raises(SnsError, match="SignatureVersion"):
         verifier().verify_allowed(body)
+
+
+def test_failed_certificate_fetch_is_not_retried_at_once() -> None:
+    """A certificate URL that failed is not fetched again until FAILED_FETCH_SECONDS pass."""
+    v = verifier()
+    url = "https://sns.us-east-1.amazonaws.com/gone.pem"
+    for _ in range(50):
+        with pytest.raises(SnsError, match="cannot load certificate"):
+            v.verify_allowed(snskeys.signed({}, cert_url=url))
+    assert v.fetched == [url]
+    v.now += FAILED_FETCH_SECONDS
+    with pytest.raises(SnsError, match="cannot load certificate"):
+        v.verify_allowed(snskeys.signed({}, cert_url=url))
+    assert v.fetched == [url, url]
+
+
+def test_certificate_cache_is_bounded() -> None:
+    """However many certificate URLs messages name, at most CERT_CACHE_SIZE are kept,
+    the least recently used going first."""
+    v = verifier()
+    urls = [f"https://sns.us-east-1.amazonaws.com/c{n}.pem" for n in range(CERT_CACHE_SIZE + 5)]
+    for url in urls:
+        v.verify_allowed(snskeys.signed({}, cert_url=url))
+    assert len(v.verifier._certs) == CERT_CACHE_SIZE
+    v.verify_allowed(snskeys.signed({}, cert_url=urls[-1]))
+    v.verify_allowed(snskeys.signed({}, cert_url=urls[0]))
+    assert v.fetched == [*urls, urls[0]]
+
+
+@pytest.mark.parametrize("signature", ["", "AAAA" * 400])
+def test_unsigned_or_oversized_signature_fetches_nothing(signature: str) -> None:
+    """A missing or absurdly long Signature is refused before the certificate is fetched."""
+    v = verifier()
+    body = snskeys.signed({})
+    body["Signature"] = signature
+    with pytest.raises(SnsError, match="not signed"):
+        v.verify_allowed(body)
+    assert v.fetched == []
+
+
+def test_freshness() -> None:
+    """check_fresh accepts up to max_age old and FUTURE_SKEW_SECONDS ahead, no more."""
+    now = timestamp({"Timestamp": "2026-12-02T12:00:00.000Z"})
+    at = lambda seconds: {"Timestamp": f"2026-12-02T12:00:{seconds:02d}.000Z"}  # noqa: E731
+    assert check_fresh(at(0), 3600, now + 3600) == now
+    with pytest.raises(SnsError, match="replay"):
+        check_fresh(at(0), 3600, now + 3601)
+    check_fresh(at(0), 3600, now - FUTURE_SKEW_SECONDS)
+    with pytest.raises(SnsError, match="future"):
+        check_fresh(at(1), 3600, now - FUTURE_SKEW_SECONDS)
+    for bad in ("yesterday", 17, None, "2026-13-45T00:00:00Z"):
+        with pytest.raises(SnsError, match="not an ISO 8601 time"):
+            check_fresh({"Timestamp": bad}, 3600, now)

@@ -235,7 +235,7 @@ def webhooks(v: Checker, t: dict[str, Any]) -> Webhooks:
 
 def bounces(v: Checker, t: dict[str, Any]) -> Bounces:
     p = "bounces"
-    v.unknown_keys(t, p, {"threshold", "decay_days", "sns_topics"})
+    v.unknown_keys(t, p, {"threshold", "decay_days", "sns_topics", "sns_max_age_hours"})
     topics = v.get(t, "sns_topics", p, list, [])
     for topic in topics:
         if not (isinstance(topic, str) and topic.startswith("arn:aws")):
@@ -244,4 +244,5 @@ def bounces(v: Checker, t: dict[str, Any]) -> Bounces:
         threshold=v.get(t, "threshold", p, int, 5, positive),
         decay_days=float(v.get(t, "decay_days", p, (int, float), 7.0, positive)),
         sns_topics=frozenset(x for x in topics if isinstance(x, str)),
+        sns_max_age_hours=float(v.get(t, "sns_max_age_hours", p, (int, float), 1.0, positive)),
     )
