@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from routemail import feedback, moderate, sidecar, tokens, webhooks
+from routemail import feedback, moderate, sidecar, tally, tokens, webhooks
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
@@ -35,9 +35,21 @@ from routemail.notices import Notice
 from routemail.spool import Spool
 from routemail.state import State
 from routemail.suppression import Suppression
-from routemail.transports import PERMANENT, Result, Transport, open_transport
+from routemail.transports import (
+    PERMANENT,
+    Result,
+    Transport,
+    TransportError,
+    Unavailable,
+    open_transport,
+)
 
 OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
+ADMIN = "-"  # the pseudo-list of mail forwarded to the admin, in tags and counts
+# F lines whose detail starts so count toward max_attempts; the others record a copy
+# the transport never took ("transport down: ...") or a notice not sent.
+COUNTED_FAILURE = "attempt"
+TRANSPORT_DOWN = "transport down:"
 
 
 @dataclass
@@ -62,11 +74,17 @@ class Router:
     """Routes queue entries for one `routemail run`."""
 
     def __init__(
-        self, config: Config, spool: Spool, log: ActionLog, transport: Transport | None = None
+        self,
+        config: Config,
+        spool: Spool,
+        log: ActionLog,
+        transport: Transport | None = None,
+        counts: tally.Tally | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
         self.log = log
+        self.tally = counts or tally.Tally()
         self.directory = Directory(config)
         self.secret = tokens.load_secret(spool.root.parent)
         self.webhooks = webhooks.Outbox(spool.root.parent, config.webhooks)
@@ -76,7 +94,12 @@ class Router:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = open_transport(self.config, self.spool)
+            try:
+                self._transport = open_transport(self.config, self.spool)
+            except TransportError as exc:
+                # Every copy still gets its F line, and the operator one line saying why.
+                self.tally.problem(tally.ERROR, "transport", str(exc))
+                self._transport = Unavailable(f"transport not usable: {exc}")
         return self._transport
 
     @property
@@ -156,6 +179,7 @@ class Router:
             except ResolverError as exc:
                 self._record(work, sidecar.DEFERRED, name, str(exc))
                 self.log.write(work.msg_id, f"{name}: cannot resolve ({exc}); will retry")
+                self.tally.problem(tally.UNDELIVERED, work.msg_id, f"{name}: cannot resolve: {exc}")
                 work.retry = True
                 return
             if mlist is not None:
@@ -174,6 +198,7 @@ class Router:
             self._record(
                 work, sidecar.DISCARDED, f"loop: carries this router's List-Id or {LOOP_HEADER}"
             )
+            self.tally.message(work.msg_id, tally.DISCARDED)
             self.log.write(work.msg_id, "dropped: a loop (our own List-Id or loop header)")
         return ours
 
@@ -212,10 +237,15 @@ class Router:
         sender = f"{mlist.name}-owner@{self.config.site.domain}"
         results = [self._send(work, sender, m, message, mlist.name) for m in moderators]
         if not any(r.sent for r in results):
+            for moderator, result in zip(moderators, results, strict=True):
+                self._notice_failed(
+                    work, moderator, mlist.name, f"moderation request for {mlist.name}", result
+                )
             self.log.write(work.msg_id, f"{mlist.name}: moderation request not sent; will retry")
             work.retry = True
             return
         self._record(work, sidecar.MODERATION, mlist.name)
+        self.tally.message(work.msg_id, tally.HELD, mlist.name)
         self._emit(work, "held", list=mlist.name, reasons=reasons)
         self.log.write(
             work.msg_id,
@@ -258,6 +288,7 @@ class Router:
         copy_for: Callable[[str], bytes],
     ) -> bool:
         """One copy to each recipient not yet finished; True when all are finished."""
+        self.tally.expect(sum(r not in work.finished for r in recipients))
         for recipient in recipients:
             if recipient in work.finished:
                 continue
@@ -265,6 +296,7 @@ class Router:
                 self._record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
                 self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
                 work.finished.add(recipient)
+                self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
                 continue
             sender = self._envelope_sender(listname, recipient)
             result = self._send(work, sender, recipient, copy_for(recipient), listname)
@@ -315,9 +347,12 @@ class Router:
             work.sent.add(recipient)
             self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
             work.finished.add(recipient)
+            self.tally.copy(work.msg_id, listname, tally.SENT)
             return
         # A send the transport did not even try (its server is down) uses up no attempt.
-        attempts = len(work.history.failures(recipient)) + (0 if result.halt else 1)
+        failures = work.history.failures(recipient)
+        attempts = sum(_detail_starts(e, COUNTED_FAILURE) for e in failures)
+        attempts += 0 if result.halt else 1
         received = work.history.received_at
         age_hours = (time.time() - received.timestamp()) / 3600 if received else 0.0
         delivery = self.config.delivery
@@ -331,13 +366,27 @@ class Router:
             self._record(work, sidecar.GAVE_UP, recipient, why)
             self.log.write(work.msg_id, f"{listname}: not delivered to {recipient}: {why}")
             work.finished.add(recipient)
+            self.tally.copy(work.msg_id, listname, tally.GAVE_UP, why)
             return
         work.retry = True
+        self.tally.copy(work.msg_id, listname, tally.DEFERRED, result.detail)
         if result.halt:
+            # One such line per recipient while the transport stays down, not one per run.
+            if not (failures and _detail_starts(failures[-1], TRANSPORT_DOWN)):
+                self._record(work, sidecar.FAILED, recipient, f"{TRANSPORT_DOWN} {result.detail}")
             self.log.write(work.msg_id, f"{listname}: {recipient} not attempted ({result.detail})")
             return
         self._record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
         self.log.write(work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry")
+
+    def _notice_failed(
+        self, work: Work, recipient: str, listname: str, what: str, result: Result
+    ) -> None:
+        """An F line for a notice (moderation request, forward) that was not sent; it
+        counts toward no give-up: the notice is tried again while the message waits."""
+        self._record(work, sidecar.FAILED, recipient, f"{what} not sent: {result.detail}")
+        outcome = tally.GAVE_UP if result.outcome == PERMANENT else tally.DEFERRED
+        self.tally.copy(work.msg_id, listname, outcome, f"{what}: {result.detail}")
 
     # -- unknown destinations ----------------------------------------------
 
@@ -368,13 +417,16 @@ class Router:
             headers_only=work.virus,
             domain=site.domain,
         ).as_bytes()
-        result = self._send(work, f"routemail@{site.domain}", site.admin, notice, "-")
+        result = self._send(work, f"routemail@{site.domain}", site.admin, notice, ADMIN)
         if result.sent:
             self._record(work, sidecar.UNKNOWN, destination)
+            self.tally.message(work.msg_id, tally.FORWARDED, ADMIN)
             self.log.write(
                 work.msg_id, f"unknown destination {destination}: forwarded to {site.admin}"
             )
         else:
+            what = f"forward of mail for {destination}"
+            self._notice_failed(work, site.admin, ADMIN, what, result)
             self.log.write(
                 work.msg_id, f"unknown destination {destination}: forward failed ({result.detail})"
             )
@@ -435,6 +487,7 @@ class Router:
     def _discard(self, work: Work, why: str) -> None:
         """Nothing more will happen to this message: one sidecar line, one log line."""
         self._record(work, sidecar.DISCARDED, why)
+        self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(work.msg_id, why)
 
     # -- approvals -------------------------------------------------------
@@ -449,6 +502,7 @@ class Router:
             return
         if isinstance(verdict, str):
             self._record(work, sidecar.DISCARDED, f"invalid approval: {verdict}")
+            self.tally.message(work.msg_id, tally.DISCARDED)
             self.log.write(work.msg_id, f"invalid approval for {held_id}: {verdict}")
             return
         listname, approver = verdict
@@ -456,6 +510,7 @@ class Router:
             held_id, [sidecar.event(sidecar.APPROVED, listname, approver)], pending=True
         )
         self._record(work, sidecar.DISCARDED, f"approval of {held_id} for {listname} accepted")
+        self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(held_id, f"{listname}: approved by {approver}")
         self.webhooks.emit("approved", message=held_id, list=listname, approver=approver)
         self.process(held_id)  # deliver it in this run
@@ -493,3 +548,9 @@ class Router:
             return "neither DKIM nor DMARC passed for the reply"
         assert approver is not None
         return listname, approver
+
+
+def _detail_starts(failure: sidecar.Event, prefix: str) -> bool:
+    """Whether an F line's detail (the words after its recipient) begins with prefix."""
+    words = prefix.split()
+    return list(failure.fields[1 : 1 + len(words)]) == words

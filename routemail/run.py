@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from filelock import FileLock, Timeout
 
-from routemail import retention
+from routemail import retention, tally
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.errors import RoutemailError
@@ -33,16 +33,27 @@ class RunReport:
     busy: bool = False
     scans: int = 0
     processed: int = 0
-    errors: list[str] = field(default_factory=list)
     removed: int = 0
     webhooks_delivered: int = 0
     webhooks_pending: int = 0
+    tally: tally.Tally = field(default_factory=tally.Tally)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.tally.errors
 
 
-def run(config: Config, spool: Spool, *, progress: Progress | None = None) -> RunReport:
+def run(
+    config: Config,
+    spool: Spool,
+    *,
+    progress: Progress | None = None,
+    on_copy: tally.OnCopy | None = None,
+) -> RunReport:
     """Process the queue until no work is left that this run could see."""
     spool.ensure()
     report = RunReport()
+    report.tally.on_copy = on_copy
     lock = FileLock(str(spool.lock_path))
     while True:
         spool.rescan_mark.touch()
@@ -84,7 +95,7 @@ def _scan_until_quiet(
     from routemail.route import Router
 
     log = ActionLog(spool.root / "log")
-    router = Router(config, spool, log)
+    router = Router(config, spool, log, counts=report.tally)
     try:
         while True:
             with contextlib.suppress(FileNotFoundError):
@@ -97,7 +108,7 @@ def _scan_until_quiet(
                 error = router.process(msg_id)
                 report.processed += 1
                 if error:
-                    report.errors.append(f"{msg_id}: {error}")
+                    report.tally.problem(tally.ERROR, msg_id, error)
             if not spool.rescan_mark.exists():
                 break
         report.removed += retention.tidy(config, spool, log)
@@ -105,7 +116,7 @@ def _scan_until_quiet(
             try:
                 report.webhooks_delivered, report.webhooks_pending = router.webhooks.deliver_due()
             except RoutemailError as exc:
-                report.errors.append(f"webhooks: {exc}")
+                report.tally.problem(tally.ERROR, "webhooks", str(exc))
     finally:
         router.close()
         log.close()

@@ -302,7 +302,9 @@ def test_resolver_failure_waits_and_never_sends_partially(
     path = tmp_path / "m.eml"
     path.write_bytes(message(to="team-7@lists.example.org"))
     msg_id = routemail_cli("inject", str(path), "--to", "team-7@lists.example.org").stdout.strip()
-    run(routemail_cli)
+    waiting = routemail_cli("run")
+    assert waiting.returncode == 3, waiting.stderr  # the message waits: worth a line
+    assert f"undelivered: {msg_id}: team-7: cannot resolve:" in waiting.stderr
     assert outbox(project.data_dir) == []
     assert project.spool.is_pending(msg_id)
     assert codes(project, msg_id)[-1] == sidecar.DEFERRED

@@ -1,16 +1,37 @@
-"""`routemail run`: process the queue."""
+"""`routemail run`: process the queue, say what happened, and exit with a status that says it."""
 
 from __future__ import annotations
 
 import sys
+import time
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from routemail.cli.app import Context, cli, emit_json, pass_context
+from routemail.tally import Tally
+
+if TYPE_CHECKING:
+    from routemail.run import RunReport
+
+# Exit statuses (2 is click's, for a bad command line, and an invalid lists.toml).
+DONE = 0
+ERRORS = 1  # something could not be processed at all: a message, the transport, webhooks
+UNDELIVERED = 3  # copies were deferred (retried by a later run) or given up
+
+EXIT_HELP = """\b
+Exit status:
+  0  all done: every copy handed over, suppressed, or nothing to do
+  1  errors: a message could not be processed, or the transport not opened
+  2  bad command line, or lists.toml does not validate
+  3  copies deferred (retried by a later run) or given up; see the problem lines
+"""
 
 
-@cli.command()
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something fails.")
+@cli.command(epilog=EXIT_HELP)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print one line per problem and nothing otherwise."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
 @pass_context
 def run(obj: Context, quiet: bool, as_json: bool) -> None:
@@ -21,14 +42,18 @@ def run(obj: Context, quiet: bool, as_json: bool) -> None:
     """
     from routemail.run import run as do_run
 
-    show_progress = not quiet and not as_json and sys.stderr.isatty()
-
-    def progress(n: int, total: int, msg_id: str) -> None:
-        click.echo(f"\rprocessing {n}/{total} {msg_id}", err=True, nl=n == total)
-
-    report = do_run(obj.config, obj.spool, progress=progress if show_progress else None)
+    meter = ProgressLine() if not quiet and not as_json and sys.stderr.isatty() else None
+    report = do_run(
+        obj.config,
+        obj.spool,
+        progress=meter.message if meter else None,
+        on_copy=meter.copy if meter else None,
+    )
+    if meter:
+        meter.finish()
+    status = exit_status(report.tally)
     if as_json:
-        emit_json(report.__dict__)
+        emit_json(summary(report, status))
     elif report.busy:
         if not quiet:
             click.echo("another routemail run is working; it will scan again for new mail")
@@ -37,8 +62,70 @@ def run(obj: Context, quiet: bool, as_json: bool) -> None:
             f"processed {report.processed} entr{'y' if report.processed == 1 else 'ies'}"
             f" in {report.scans} scan{'s' if report.scans != 1 else ''}"
             + (f", removed {report.removed} old" if report.removed else "")
+            + (f": {report.tally.total.describe()}" if report.tally.messages else "")
         )
-    for error in report.errors:
-        click.echo(f"error: {error}", err=True)
-    if report.errors:
-        sys.exit(1)
+        for msg_id, counts in report.tally.messages.items():
+            click.echo(f"  {msg_id}: {counts.describe()}")
+    for problem in report.tally.problems:
+        click.echo(problem.line(), err=True)
+    sys.exit(status)
+
+
+def exit_status(t: Tally) -> int:
+    if t.errors:
+        return ERRORS
+    return UNDELIVERED if t.undelivered else DONE
+
+
+def summary(report: RunReport, status: int) -> dict[str, Any]:
+    t = report.tally
+    return {
+        "busy": report.busy,
+        "scans": report.scans,
+        "processed": report.processed,
+        "removed": report.removed,
+        "webhooks_delivered": report.webhooks_delivered,
+        "webhooks_pending": report.webhooks_pending,
+        "total": t.total.as_dict(),
+        "messages": {msg_id: c.as_dict() for msg_id, c in t.messages.items()},
+        "lists": {name: c.as_dict() for name, c in t.lists.items()},
+        "problems": [p.__dict__ for p in t.problems],
+        "errors": t.errors,
+        "exit_status": status,
+    }
+
+
+class ProgressLine:
+    """One line on the terminal, redrawn at most a few times a second: the message,
+    copies done of those started on, the rate and the time left for them."""
+
+    INTERVAL = 0.25
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.where = ""
+        self.drawn = False
+
+    def message(self, n: int, total: int, msg_id: str) -> None:
+        self.where = f"message {n}/{total}"
+
+    def copy(self, t: Tally) -> None:
+        now = time.monotonic()
+        if now - self.shown < self.INTERVAL:
+            return
+        self.shown = now
+        done, expected = t.copies_done, max(t.expected, t.copies_done)
+        rate = done / max(now - self.started, 1e-6)
+        left = (expected - done) / rate if rate > 0 else 0.0
+        eta = time.strftime("%H:%M:%S", time.gmtime(left))
+        click.echo(
+            f"\r{self.where}  copies {done}/{expected}  {rate:.1f}/s  ETA {eta} ",
+            err=True,
+            nl=False,
+        )
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            click.echo("", err=True)

@@ -59,6 +59,21 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class Unavailable:
+    """Stands in for a transport that could not be opened (a password not in the
+    environment, an unreadable CA file): every copy is a temporary failure
+    naming why, so each gets its F line and stays queued, as with a dead server."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
+        return Result(TEMPORARY, self.reason, halt=True)
+
+    def close(self) -> None:
+        pass
+
+
 def open_transport(config: Config, spool: Spool) -> Transport:
     """The configured transport, paced at delivery.rate with in-run retries."""
     from routemail.transports.outbox import Outbox
