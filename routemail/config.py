@@ -129,6 +129,12 @@ class Bounces:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    pending_alert_minutes: float = 60.0  # /healthz and status flag pending mail older than this
+    delivery_alert_minutes: float = 60.0  # the admin is mailed when delivery fails this long
+
+
+@dataclass(frozen=True)
 class MailingList:
     name: str
     description: str = ""
@@ -169,6 +175,7 @@ class Config:
     api: Api = field(default_factory=Api)
     webhooks: Webhooks = field(default_factory=Webhooks)
     bounces: Bounces = field(default_factory=Bounces)
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
     @property
     def base_dir(self) -> Path:

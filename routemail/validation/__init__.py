@@ -7,6 +7,7 @@ problems, settings and lists validate the sections, and resources (for
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ SECTIONS = {
     "api",
     "webhooks",
     "bounces",
+    "monitoring",
 }
 
 
@@ -47,6 +49,7 @@ def validate(
     api = settings.api(v, v.table(data, "api"))
     webhooks = settings.webhooks(v, v.table(data, "webhooks"))
     bounces = settings.bounces(v, v.table(data, "bounces"))
+    monitoring = settings.monitoring(v, v.table(data, "monitoring"))
     if resources:
         from routemail.validation.resources import check_resources
 
@@ -54,4 +57,5 @@ def validate(
     if v.problems or site is None:
         return None, v.problems
     sections = (site, receiver, delivery, moderation, retention, lists, dynamic, data)
-    return Config(path, *sections, api=api, webhooks=webhooks, bounces=bounces), []
+    config = Config(path, *sections, api=api, webhooks=webhooks, bounces=bounces)
+    return dataclasses.replace(config, monitoring=monitoring), []

@@ -1,5 +1,5 @@
 """Validation of the site-wide sections of lists.toml: [site], [receiver],
-[delivery], [moderation], [retention], [api], [webhooks] and [bounces]."""
+[delivery], [moderation], [retention], [api], [webhooks], [bounces] and [monitoring]."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from routemail.config import (
     Bounces,
     Delivery,
     Moderation,
+    Monitoring,
     Receiver,
     Retention,
     Ses,
@@ -246,3 +247,13 @@ def bounces(v: Checker, t: dict[str, Any]) -> Bounces:
         sns_topics=frozenset(x for x in topics if isinstance(x, str)),
         sns_max_age_hours=float(v.get(t, "sns_max_age_hours", p, (int, float), 1.0, positive)),
     )
+
+
+def monitoring(v: Checker, t: dict[str, Any]) -> Monitoring:
+    keys = ("pending_alert_minutes", "delivery_alert_minutes")
+    v.unknown_keys(t, "monitoring", set(keys))
+    values = {
+        key: float(v.get(t, key, "monitoring", (int, float), getattr(Monitoring, key), positive))
+        for key in keys
+    }
+    return Monitoring(**values)
