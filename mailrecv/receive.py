@@ -8,12 +8,14 @@ falls through to the Flask app.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
 import subprocess
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,17 +24,20 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from mailrecv.settings import Settings
 from mailxfer import signing
-from routemail import addresses
+from routemail import addresses, rfc5322
 from routemail.config import VERDICT_NAMES, VERDICT_VALUES
 from routemail.errors import SpoolError
 from routemail.run import hand_to_working_run
-from routemail.spool import Incoming, Receipt
+from routemail.spool import SPILL_BYTES, Incoming, Receipt
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 CHUNK = 1 << 16
 RUN_LOG = "run.log"  # under the data directory
+# A body whose digest the sender did not declare is read before its signature
+# can be checked; up to this size the spool holds it in memory meanwhile.
+UNDECLARED_LIMIT = SPILL_BYTES
 log = logging.getLogger("mailrecv")
 
 
@@ -64,7 +69,7 @@ class MailrecvEndpoint:
         """The status and JSON answer, with one log line saying what happened."""
         client = _client(environ)
         try:
-            receipt = receive(self.settings, environ)
+            stored = receive(self.settings, environ)
         except Rejected as exc:
             log.info("refused a post from %s: %d %s", client, exc.status, exc.message)
             return exc.status, {"error": exc.message}
@@ -77,12 +82,13 @@ class MailrecvEndpoint:
             # the traceback goes to the server log, never to the client.
             log.exception("unexpected error handling a post from %s", client)
             return 503, {"error": "internal error; retry later"}
+        receipt = stored.receipt
         log.info(
             "queued %s from %s%s", receipt.id, client, " (duplicate)" if receipt.duplicate else ""
         )
         if self.settings.on_receipt == "run":
             start_routemail(self.settings)
-        return 200, {"id": receipt.id, "duplicate": receipt.duplicate}
+        return 200, {"id": receipt.id, "duplicate": receipt.duplicate, "sha256": stored.sha256}
 
 
 class Rejected(Exception):
@@ -94,8 +100,22 @@ class Rejected(Exception):
         self.message = message
 
 
-def receive(settings: Settings, environ: WSGIEnvironment) -> Receipt:
-    """Check the metadata and signature, stream the body in, make it durable."""
+@dataclass(frozen=True)
+class Stored:
+    """A receipt and the SHA-256 of the body stored, which the answer echoes as proof."""
+
+    receipt: Receipt
+    sha256: str
+
+
+def receive(settings: Settings, environ: WSGIEnvironment) -> Stored:
+    """Check the metadata and signature, stream the body in, make it durable.
+
+    With X-Mailrecv-Body-SHA256 the signature is checked before a byte of
+    the body is read, and the body against the digest as it arrives. A
+    sender without it (mailxfer before that header) is still served, but
+    only for a body that fits in memory: unsigned bytes never reach the disk.
+    """
     if settings.secret is None:
         log.error("no shared secret: set MAILRECV_SECRET or receiver.secret_file")
         raise Rejected(503, "receiver has no shared secret configured")
@@ -103,10 +123,50 @@ def receive(settings: Settings, environ: WSGIEnvironment) -> Receipt:
     recipients_text = _header(environ, signing.RECIPIENTS)
     verdicts_text = _header(environ, signing.VERDICTS)
     given = _header(environ, signing.SIGNATURE)
+    declared = _header(environ, signing.BODY_SHA256).strip()
     recipients = parse_recipients(recipients_text)
     verdicts = parse_verdicts(verdicts_text)
     if not given:
         raise Rejected(401, f"missing {signing.SIGNATURE}")
+    _check_timestamp(settings, timestamp)
+    length = get_content_length(environ)
+    if length is not None and length > settings.max_size:
+        raise Rejected(413, f"message of {length} bytes exceeds the {settings.max_size}-byte limit")
+
+    def signed_over(digest: str) -> bool:
+        assert settings.secret is not None
+        return signing.valid(
+            settings.secret, given, timestamp, recipients_text, verdicts_text, digest
+        )
+
+    if declared:
+        if not signing.is_sha256_hex(declared):
+            raise Rejected(400, f"{signing.BODY_SHA256} must be 64 lowercase hex digits")
+        if not signed_over(declared):
+            raise Rejected(401, "bad signature")
+    limit, too_big = _body_limit(settings.max_size, declared)
+    if length is not None and length > limit:
+        raise too_big
+    try:
+        with settings.spool.incoming() as incoming:
+            _stream_body(get_input_stream(environ), incoming, limit, too_big)
+            digest = incoming.sha256.hexdigest()
+            if declared and not hmac.compare_digest(digest, declared):
+                raise Rejected(400, f"the body does not match its {signing.BODY_SHA256}")
+            if not declared and not signed_over(digest):
+                raise Rejected(401, "bad signature")
+            if incoming.size == 0:
+                raise Rejected(400, "empty message body")
+            problem = rfc5322.header_problem(incoming.head)
+            if problem:
+                raise Rejected(400, problem)
+            return Stored(incoming.commit(recipients, verdicts), digest)
+    except SpoolError as exc:
+        log.error("spool not writable: %s", exc)
+        raise Rejected(503, "spool not writable; retry later") from exc
+
+
+def _check_timestamp(settings: Settings, timestamp: str) -> None:
     try:
         skew = abs(settings.clock() - int(timestamp))
     except ValueError:
@@ -115,27 +175,17 @@ def receive(settings: Settings, environ: WSGIEnvironment) -> Receipt:
         raise Rejected(
             401, f"stale timestamp: {int(skew)} s off, limit {signing.MAX_SKEW_SECONDS} s"
         )
-    length = get_content_length(environ)
-    if length is not None and length > settings.max_size:
-        raise Rejected(413, f"message of {length} bytes exceeds the {settings.max_size}-byte limit")
-    try:
-        with settings.spool.incoming() as incoming:
-            _stream_body(get_input_stream(environ), incoming, settings.max_size)
-            if not signing.valid(
-                settings.secret,
-                given,
-                timestamp,
-                recipients_text,
-                verdicts_text,
-                incoming.sha256.hexdigest(),
-            ):
-                raise Rejected(401, "bad signature")
-            if incoming.size == 0:
-                raise Rejected(400, "empty message body")
-            return incoming.commit(recipients, verdicts)
-    except SpoolError as exc:
-        log.error("spool not writable: %s", exc)
-        raise Rejected(503, "spool not writable; retry later") from exc
+
+
+def _body_limit(max_size: int, declared: str) -> tuple[int, Rejected]:
+    """How many body bytes to read at most, and the refusal for more."""
+    if declared or max_size <= UNDECLARED_LIMIT:
+        return max_size, Rejected(413, f"message exceeds the {max_size}-byte limit")
+    return UNDECLARED_LIMIT, Rejected(
+        400,
+        f"a body over {UNDECLARED_LIMIT} bytes needs {signing.BODY_SHA256} (signed), so "
+        "that the signature is checked before the body is read: upgrade mailxfer",
+    )
 
 
 def _client(environ: WSGIEnvironment) -> str:
@@ -146,10 +196,10 @@ def _header(environ: WSGIEnvironment, name: str) -> str:
     return str(environ.get("HTTP_" + name.upper().replace("-", "_"), ""))
 
 
-def _stream_body(stream: IO[bytes], incoming: Incoming, limit: int) -> None:
+def _stream_body(stream: IO[bytes], incoming: Incoming, limit: int, too_big: Rejected) -> None:
     while chunk := stream.read(CHUNK):
         if incoming.size + len(chunk) > limit:
-            raise Rejected(413, f"message exceeds the {limit}-byte limit")
+            raise too_big
         incoming.write(chunk)
 
 

@@ -6,4 +6,5 @@ deployed Lambda zip is this folder alone.
 
 from mailxfer.handler import handler
 
-__all__ = ["handler"]
+__version__ = "0.1.0"
+__all__ = ["__version__", "handler"]

@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mailxfer.post import error_text, post_message
+from mailxfer import __version__
+from mailxfer.post import NotAReceipt, post_message, receipt_of
 from mailxfer.secrets import SecretError, shared_secret
 from mailxfer.signing import VERDICT_NAMES
 from mailxfer.sweep import DEFAULT_AGE, parse_age, sweep
@@ -51,11 +52,16 @@ def cmd_post(args: argparse.Namespace) -> int:
             result = post_message(args.url, secret, stream, args.to, args.verdicts)
         except OSError as exc:
             raise SystemExit(f"mailxfer: cannot reach {args.url}: {exc}") from exc
-    if result.ok:
+    if args.json:
         print(result.body.strip())
-        return 0
-    print(f"mailxfer: {args.url} answered {result.status}: {error_text(result)}", file=sys.stderr)
-    return 1
+    try:
+        receipt = receipt_of(result)
+    except NotAReceipt as exc:
+        print(f"mailxfer: {args.url} {exc}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print(f"{receipt.id} (duplicate)" if receipt.duplicate else receipt.id)
+    return 0
 
 
 def _age(text: str) -> float:
@@ -102,6 +108,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailxfer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mailxfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     receiver = argparse.ArgumentParser(add_help=False)  # what both commands post to
     receiver.add_argument(
@@ -112,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     post = sub.add_parser(
         "post",
         parents=[receiver],
-        help="sign and POST a message file (or - for stdin) to the receiver",
+        help="sign and POST a message file (or - for stdin) to the receiver; "
+        "prints the queue id it was given",
     )
     post.add_argument("file", help="the raw RFC 5322 message, or - to read standard input")
     post.add_argument(
@@ -127,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_verdicts,
         default=_verdicts(""),
         help='SES verdicts to vouch for, e.g. "spf=FAIL" (others PASS)',
+    )
+    post.add_argument(
+        "--json",
+        action="store_true",
+        help="print the receiver's answer as it came (JSON) instead of the queue id",
     )
     post.set_defaults(func=cmd_post)
     sw = sub.add_parser(

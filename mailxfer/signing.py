@@ -1,20 +1,25 @@
 """The receiver protocol's HMAC: the one definition both sides use.
 
 The string signed is timestamp, recipients and verdicts as sent, each
-followed by a newline, then the hex SHA-256 of the body.
+followed by a newline, then the hex SHA-256 of the body. The sender also
+names that digest in a header, so the receiver can check the signature
+before it reads the body, and then the body against the digest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 TIMESTAMP = "X-Mailrecv-Timestamp"
 RECIPIENTS = "X-Mailrecv-Recipients"
 VERDICTS = "X-Mailrecv-Verdicts"
 SIGNATURE = "X-Mailrecv-Signature"
+BODY_SHA256 = "X-Mailrecv-Body-SHA256"
 MAX_SKEW_SECONDS = 300
 VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def signature(
@@ -27,7 +32,7 @@ def signature(
 def signed_headers(
     secret: bytes, timestamp: int, recipients: list[str], verdicts: dict[str, str], body_sha256: str
 ) -> dict[str, str]:
-    """The four X-Mailrecv-* headers for a POST of a body with this digest."""
+    """The five X-Mailrecv-* headers for a POST of a body with this digest."""
     rcpt = ",".join(recipients)
     verd = format_verdicts(verdicts)
     ts = str(timestamp)
@@ -36,7 +41,13 @@ def signed_headers(
         RECIPIENTS: rcpt,
         VERDICTS: verd,
         SIGNATURE: signature(secret, ts, rcpt, verd, body_sha256),
+        BODY_SHA256: body_sha256,
     }
+
+
+def is_sha256_hex(text: str) -> bool:
+    """64 lowercase hex digits, as hashlib's hexdigest() writes a SHA-256."""
+    return _SHA256_HEX.fullmatch(text) is not None
 
 
 def format_verdicts(verdicts: dict[str, str]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterable
@@ -17,7 +16,7 @@ from mailxfer.headers import (
     recipients_from_headers,
     verdicts_from_headers,
 )
-from mailxfer.post import error_text, post_message
+from mailxfer.post import NotAReceipt, PostResult, Receipt, error_text, post_message, receipt_of
 
 log = logging.getLogger("mailxfer")
 
@@ -54,11 +53,11 @@ def transfer(
     domains: Iterable[str] = (),
     timeout: float = 60.0,
 ) -> Outcome:
-    """Deliver `job` to the receiver at `url`; delete its object only after a 2xx.
+    """Deliver `job` to the receiver at `url`; delete its object only after a receipt.
 
     Raises NeedsPerson for a refused signature (401), a message over the
-    receiver's limit (413) or one with no recipient to route on, and
-    TransferFailed for anything else that did not end in a 2xx.
+    receiver's limit (413), a 200 that is not a receipt for this body, or a
+    message with no recipient to route on; TransferFailed for anything else.
     """
     body = _open(job, s3)
     if body is None:
@@ -87,24 +86,8 @@ def transfer(
             if fresh != used:
                 body.seek(0)
                 result = _post(url, fresh, body, recipients, verdicts, timeout, job)
-    if result.ok:
-        message_id, duplicate = _receipt(result.body)
-        if job.bucket:
-            try:
-                s3.delete_object(Bucket=job.bucket, Key=job.key)
-            except Exception as exc:
-                # Queued already; a retry or sweep posts a duplicate, then deletes.
-                raise TransferFailed(
-                    f"{job.where} delivered as {message_id} but not deleted: {exc}"
-                ) from None
-        log.info(
-            "%s delivered as %s%s to %s",
-            job.where,
-            message_id,
-            " (duplicate)" if duplicate else "",
-            ",".join(recipients),
-        )
-        return Outcome(job.where, message_id, duplicate)
+    if result.status == 200:
+        return _delete_after(job, s3, _proven(job, url, result), recipients)
     reason = f"{url} answered {result.status}: {error_text(result)}"
     if result.status == 401:
         raise _needs_person(
@@ -114,6 +97,36 @@ def transfer(
         raise _needs_person(job, f"{reason}; raise the receiver's [receiver] max_size")
     log.warning("%s not delivered, will be retried: %s", job.where, reason)
     raise TransferFailed(f"{job.where} not delivered: {reason}")
+
+
+def _proven(job: Job, url: str, result: PostResult) -> Receipt:
+    """The receipt in a 200, or NeedsPerson: a 200 that proves nothing is a wrong URL
+    or something between us and the receiver, and the object must stay."""
+    try:
+        return receipt_of(result)
+    except NotAReceipt as exc:
+        raise _needs_person(
+            job, f"{url} {exc}; check that MAILRECV_URL is the receiver's /mailrecv URL"
+        ) from None
+
+
+def _delete_after(job: Job, s3: Any, receipt: Receipt, recipients: list[str]) -> Outcome:
+    if job.bucket:
+        try:
+            s3.delete_object(Bucket=job.bucket, Key=job.key)
+        except Exception as exc:
+            # Queued already; a retry or sweep posts a duplicate, then deletes.
+            raise TransferFailed(
+                f"{job.where} delivered as {receipt.id} but not deleted: {exc}"
+            ) from None
+    log.info(
+        "%s delivered as %s%s to %s",
+        job.where,
+        receipt.id,
+        " (duplicate)" if receipt.duplicate else "",
+        ",".join(recipients),
+    )
+    return Outcome(job.where, receipt.id, receipt.duplicate)
 
 
 def _needs_person(job: Job, reason: str) -> NeedsPerson:
@@ -130,7 +143,7 @@ def _post(
     verdicts: dict[str, str],
     timeout: float,
     job: Job,
-) -> Any:
+) -> PostResult:
     try:
         return post_message(url, secret, body, recipients, verdicts, timeout=timeout)
     except OSError as exc:
@@ -161,11 +174,3 @@ def _open(job: Job, s3: Any) -> BinaryIO | None:
         stream.close()
     spool.seek(0)
     return spool
-
-
-def _receipt(body: str) -> tuple[str | None, bool]:
-    try:
-        data = json.loads(body)
-        return str(data.get("id")), bool(data.get("duplicate"))
-    except (ValueError, AttributeError):
-        return None, False

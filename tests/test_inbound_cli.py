@@ -220,7 +220,7 @@ def mailxfer(
 
 
 def test_mailxfer_post_queues_the_file(receiver: Receiver, message_file: Path) -> None:
-    """`mailxfer post FILE --to ADDR --url URL` posts signed and prints the receiver's answer."""
+    """`mailxfer post FILE --to ADDR --url URL` posts signed and prints the queue id."""
     result = mailxfer(
         receiver.project,
         "post",
@@ -233,10 +233,34 @@ def test_mailxfer_post_queues_the_file(receiver: Receiver, message_file: Path) -
         receiver.mailrecv_url,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"id": MSG_ID_TEXT, "duplicate": False}
+    assert result.stdout == MSG_ID_TEXT + "\n"
     spool = receiver.project.spool
     assert spool.read_message(MSG_ID_TEXT) == MESSAGE
     assert spool.read_sidecar(MSG_ID_TEXT).splitlines()[1] == "V PASS PASS PASS GRAY PASS"
+
+
+def test_mailxfer_post_again_says_duplicate_and_json_gives_the_answer(
+    receiver: Receiver, message_file: Path
+) -> None:
+    """A second post of the same file prints `ID (duplicate)`; --json prints the answer."""
+    args = ("post", str(message_file), "--to", "volunteers@lists.example.org")
+    first = mailxfer(receiver.project, *args, "--url", receiver.mailrecv_url, "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "id": MSG_ID_TEXT,
+        "duplicate": False,
+        "sha256": hashlib.sha256(MESSAGE).hexdigest(),
+    }
+    again = mailxfer(receiver.project, *args, "--url", receiver.mailrecv_url)
+    assert (again.returncode, again.stdout) == (0, f"{MSG_ID_TEXT} (duplicate)\n")
+
+
+def test_mailxfer_version(project: Project) -> None:
+    """`mailxfer --version` names the package's version."""
+    from importlib.metadata import version
+
+    result = mailxfer(project, "--version")
+    assert (result.returncode, result.stdout) == (0, f"mailxfer {version('routemail')}\n")
 
 
 def test_mailxfer_post_wrong_secret(receiver: Receiver, message_file: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import http.server
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -73,24 +76,25 @@ def to_receiver(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Receiver
     return receiver
 
 
-class _Unavailable(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        body = b'{"error": "spool not writable; retry later"}'
-        self.send_response(503)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+@contextlib.contextmanager
+def answering(status: int, body: bytes, content_type: str = "application/json") -> Iterator[str]:
+    """A web server on loopback that reads each POST and answers it with status and body."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
 
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-@pytest.fixture
-def unavailable() -> Iterator[str]:
-    """A receiver on loopback that answers every POST with 503."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -101,6 +105,13 @@ def unavailable() -> Iterator[str]:
         thread.join()
 
 
+@pytest.fixture
+def unavailable() -> Iterator[str]:
+    """A receiver on loopback that answers every POST with 503."""
+    with answering(503, b'{"error": "spool not writable; retry later"}') as url:
+        yield url
+
+
 def lambda_event(message_id: str) -> dict[str, Any]:
     event = load_event("lambda-action.json")
     event["Records"][0]["ses"]["mail"]["messageId"] = message_id
@@ -108,6 +119,11 @@ def lambda_event(message_id: str) -> dict[str, Any]:
 
 
 def run_sweep(project: Project, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_sweep_env(url, *extra)
+
+
+def run_sweep_env(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`mailxfer sweep` against the bucket, in this process's environment (moto's endpoint)."""
     import os
 
     env = dict(os.environ)
@@ -347,3 +363,92 @@ def test_scheduled_sweep_event(aws: Aws, to_receiver: Receiver) -> None:
     assert result["delivered"] == [PREFIX + "leftover"]
     assert len(to_receiver.project.spool.ids()) == 1
     assert aws.keys() == []
+
+
+def test_a_welcome_page_is_not_a_receipt(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A URL that answers `200 <html>Welcome</html>` (a mistyped path on a web server)
+    stored nothing: the handler fails naming what came back, and neither it nor a sweep
+    deletes the object."""
+    monkeypatch.setenv("MAILRECV_SECRET", SECRET)
+    message_id = "welcome0000000000000000000000000000000"
+    aws.put(PREFIX + message_id, stored("stored-pass.eml"))
+    with answering(200, b"<html>Welcome</html>", "text/html") as url:
+        monkeypatch.setenv("MAILRECV_URL", url)
+        with pytest.raises(NeedsPerson, match=r"answered 200 with '<html>Welcome</html>'.*URL"):
+            handler(lambda_event(message_id), None)
+        assert aws.keys() == [PREFIX + message_id]
+        swept = run_sweep_env(url, "--prefix", PREFIX, "--older-than", "0s")
+    assert swept.returncode == 1
+    assert "<html>Welcome</html>" in swept.stderr
+    assert "Traceback" not in swept.stderr
+    assert aws.keys() == [PREFIX + message_id]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"duplicate": False, "sha256": "BODY"}, "without a queue id"),
+        ({"id": "", "duplicate": False, "sha256": "BODY"}, "without a queue id"),
+        ({"id": "Zj6Vzff-xhh_720mukoYrQ", "duplicate": False}, "with sha256 'None'"),
+        ({"id": "Zj6Vzff-xhh_720mukoYrQ", "sha256": "0" * 64}, "but the body sent has sha256"),
+        (["Zj6Vzff-xhh_720mukoYrQ"], "which is not a receipt"),
+    ],
+    ids=["no-id", "empty-id", "no-sha256", "other-sha256", "not-an-object"],
+)
+def test_a_receipt_names_the_id_and_echoes_this_body(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, answer: Any, expected: str
+) -> None:
+    """Only a 200 naming a queue id and the SHA-256 of the body sent is a receipt."""
+    body = stored("stored-pass.eml")
+    text = json.dumps(answer).replace("BODY", hashlib.sha256(body).hexdigest())
+    monkeypatch.setenv("MAILRECV_SECRET", SECRET)
+    message_id = "noreceipt000000000000000000000000000000"
+    aws.put(PREFIX + message_id, body)
+    with answering(200, text.encode()) as url:
+        monkeypatch.setenv("MAILRECV_URL", url)
+        with pytest.raises(NeedsPerson, match=expected):
+            handler(lambda_event(message_id), None)
+    assert aws.keys() == [PREFIX + message_id]
+
+
+@contextlib.contextmanager
+def refusing_before_the_body(status: int, text: bytes) -> Iterator[str]:
+    """A server that reads only the request head, answers, and closes without the body."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    head = b""
+                    while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                        head += chunk
+                    conn.sendall(
+                        b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                        % (status, len(text), text)
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/mailrecv"
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_413_before_the_body_is_read_as_413(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver that answers 413 and closes before the body is sent is read as that 413
+    (a person must raise max_size), not as a network error."""
+    monkeypatch.setenv("MAILRECV_SECRET", SECRET)
+    message_id = "early413000000000000000000000000000000"
+    body = stored("stored-pass.eml") + b"x" * (8 * 1024 * 1024)
+    aws.put(PREFIX + message_id, body)
+    answer = b'{"error": "message of 8389004 bytes exceeds the 4096-byte limit"}'
+    with refusing_before_the_body(413, answer) as url:
+        monkeypatch.setenv("MAILRECV_URL", url)
+        with pytest.raises(NeedsPerson, match=r"answered 413: message of .* max_size"):
+            handler(lambda_event(message_id), None)
+    assert aws.keys() == [PREFIX + message_id]

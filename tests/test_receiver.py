@@ -10,6 +10,7 @@ import io
 import json
 import re
 import shutil
+import socket
 import stat
 import threading
 import time
@@ -77,19 +78,30 @@ def raw_post(receiver: Receiver, body: bytes, headers: dict[str, str]) -> tuple[
         conn.close()
 
 
-def signed(body: bytes, recipients: str, verdicts: str, *, secret: str = SECRET) -> dict[str, str]:
-    """Headers signed over exactly the given recipient and verdict texts."""
+def signed(
+    body: bytes,
+    recipients: str = "volunteers@lists.example.org",
+    verdicts: str = format_verdicts(PASS),
+    *,
+    secret: str = SECRET,
+    declare: bool = False,
+) -> dict[str, str]:
+    """Headers signed over exactly the given recipient and verdict texts; with
+    `declare`, naming the body's digest in X-Mailrecv-Body-SHA256 as mailxfer does."""
     from mailxfer.signing import signature
 
     ts = str(int(time.time()))
     digest = hashlib.sha256(body).hexdigest()
-    return {
+    headers = {
         "X-Mailrecv-Timestamp": ts,
         "X-Mailrecv-Recipients": recipients,
         "X-Mailrecv-Verdicts": verdicts,
         "X-Mailrecv-Signature": signature(secret.encode(), ts, recipients, verdicts, digest),
         "Content-Type": "message/rfc822",
     }
+    if declare:
+        headers["X-Mailrecv-Body-SHA256"] = digest
+    return headers
 
 
 def queue_names(project: Project) -> list[str]:
@@ -111,7 +123,8 @@ def test_signed_post_lands_on_disk(receiver: Receiver) -> None:
         verdicts={**PASS, "spf": "GRAY"},
     )
     msg_id = b64md5(b"<shift-42@example.com>")
-    assert (status, answer) == (200, {"id": msg_id, "duplicate": False})
+    sha256 = hashlib.sha256(MESSAGE).hexdigest()
+    assert (status, answer) == (200, {"id": msg_id, "duplicate": False, "sha256": sha256})
     project = receiver.project
     assert queue_names(project) == [msg_id, msg_id + ".data"]
     spool = project.spool
@@ -157,6 +170,95 @@ def test_missing_signature_is_401(receiver: Receiver) -> None:
     status, answer = raw_post(receiver, MESSAGE, headers)
     assert status == 401
     assert "X-Mailrecv-Signature" in str(answer["error"])
+    assert_nothing_written(receiver.project)
+
+
+def _answer_to_headers_alone(receiver: Receiver, headers: dict[str, str], length: int) -> int:
+    """Send only the request head of a POST announcing `length` body bytes; the status
+    of the answer that comes without any of the body."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = f"POST /mailrecv HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n{head}\r\n"
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=30) as sock:
+        sock.sendall(request.encode())
+        # A receiver that reads the body first never answers: the timeout fails the test.
+        status_line = sock.makefile("rb").readline()
+    return int(status_line.split()[1])
+
+
+def test_wrong_signature_is_refused_before_the_body_is_read(receiver: Receiver) -> None:
+    """With the body's digest declared, a bad signature is answered 401 from the headers
+    alone: a 40 MiB unsigned body is never read, let alone written."""
+    body = MESSAGE + b"x" * (40 * 1024 * 1024 - len(MESSAGE))
+    headers = signed(body, secret="not-the-secret", declare=True)
+    assert _answer_to_headers_alone(receiver, headers, len(body)) == 401
+    assert_nothing_written(receiver.project)
+
+
+def test_declared_digest_lets_a_large_body_in(receiver: Receiver) -> None:
+    """A 3 MiB body (past what is held in memory) with its signed digest is queued whole."""
+    body = MESSAGE + b"y" * (3 * 1024 * 1024)
+    status, answer = raw_post(receiver, body, signed(body, declare=True))
+    assert status == 200, answer
+    assert answer["sha256"] == hashlib.sha256(body).hexdigest()
+    assert receiver.project.spool.read_message(str(answer["id"])) == body
+
+
+def test_body_not_matching_its_declared_digest_is_400(receiver: Receiver) -> None:
+    """A correctly signed digest with another body of the same length: 400, nothing kept."""
+    headers = signed(MESSAGE, declare=True)
+    forged = MESSAGE.replace(b"Saturday?", b"Sunday?!?")
+    assert len(forged) == len(MESSAGE)
+    status, answer = raw_post(receiver, forged, headers)
+    assert (status, answer) == (
+        400,
+        {"error": "the body does not match its X-Mailrecv-Body-SHA256"},
+    )
+    assert_nothing_written(receiver.project)
+
+
+def test_malformed_declared_digest_is_400(receiver: Receiver) -> None:
+    """A declared digest that is not 64 lowercase hex digits is refused, naming the header."""
+    headers = signed(MESSAGE, declare=True)
+    headers["X-Mailrecv-Body-SHA256"] = headers["X-Mailrecv-Body-SHA256"].upper()
+    status, answer = raw_post(receiver, MESSAGE, headers)
+    assert (status, answer) == (
+        400,
+        {"error": "X-Mailrecv-Body-SHA256 must be 64 lowercase hex digits"},
+    )
+    assert_nothing_written(receiver.project)
+
+
+def test_undeclared_digest_is_served_only_in_memory(receiver: Receiver) -> None:
+    """A sender without X-Mailrecv-Body-SHA256 (an older mailxfer) is still served for a
+    body held in memory; a larger one is refused from its headers, naming the fix."""
+    status, answer = raw_post(receiver, MESSAGE, signed(MESSAGE))
+    assert status == 200, answer
+    big = MESSAGE + b"z" * (2 * 1024 * 1024)
+    status, answer = raw_post(receiver, big, signed(big))
+    assert status == 400
+    assert "needs X-Mailrecv-Body-SHA256" in str(answer["error"])
+    assert "upgrade mailxfer" in str(answer["error"])
+    msg_id = b64md5(b"<shift-42@example.com>")
+    assert queue_names(receiver.project) == [msg_id, msg_id + ".data"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10",
+        bytes(range(256)) * 4,
+        b"Just a line of text, no header block at all.\r\n",
+        b"\r\nA body with an empty header block.\r\n",
+    ],
+    ids=["png", "random", "text", "no-headers"],
+)
+def test_not_a_message_is_400(receiver: Receiver, body: bytes) -> None:
+    """Bytes that do not open with a header field are refused with one clear line, not queued."""
+    status, answer = raw_post(receiver, body, signed(body, declare=True))
+    assert (status, answer) == (
+        400,
+        {"error": "not an RFC 5322 message: it does not start with a header field such as From:"},
+    )
     assert_nothing_written(receiver.project)
 
 
