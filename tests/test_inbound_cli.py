@@ -198,6 +198,22 @@ def test_check_invalid_toml(project: Project) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", bytes(range(255, -1, -1)) * 3],
+    ids=["png", "random"],
+)
+def test_inject_refuses_what_is_not_a_message(project: Project, data: bytes) -> None:
+    """Bytes with no header block are refused with one line and exit 1; nothing is queued."""
+    result = routemail(project, "inject", "-", "--to", "volunteers@lists.example.org", input=data)
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: not an RFC 5322 message: it does not start with a header field such as "
+        "From:; nothing queued\n"
+    )
+    assert project.spool.ids() == []
+
+
 def test_check_good_config(project: Project) -> None:
     """`check` on the project's lists.toml passes and summarises it."""
     result = routemail(project, "check")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from routemail import addresses
+from routemail import addresses, rfc5322
 from routemail import config as configmod
 from routemail.cli.app import Context, cli, pass_context
 from routemail.errors import RoutemailError
@@ -65,6 +65,9 @@ def inject(
             incoming.write(chunk)
         if incoming.size == 0:
             raise RoutemailError("empty message: nothing queued")
+        problem = rfc5322.header_problem(incoming.head)
+        if problem:
+            raise RoutemailError(f"{problem}; nothing queued")
         receipt = incoming.commit(recipients, verdicts)
     click.echo(f"{receipt.id}{' (duplicate)' if receipt.duplicate else ''}")
     if then_run:
