@@ -27,7 +27,7 @@ from mailxfer import signing
 from routemail import addresses, rfc5322
 from routemail.config import VERDICT_NAMES, VERDICT_VALUES
 from routemail.errors import SpoolError
-from routemail.run import hand_to_working_run
+from routemail.run import LOCK_FD_ENV, lock_for_new_run
 from routemail.spool import SPILL_BYTES, Incoming, Receipt
 
 if TYPE_CHECKING:
@@ -232,18 +232,26 @@ def parse_verdicts(text: str) -> dict[str, str]:
 
 def start_routemail(settings: Settings) -> None:
     """Start `routemail run` in its own session and do not wait for it, unless
-    a run is working already: it will see the new message."""
+    a run is working already: it will see the new message.
+
+    The new run is handed the lock taken here, so the posts of a burst that
+    arrive while it starts up find it taken and start no run of their own.
+    """
     try:
-        if hand_to_working_run(settings.spool):
-            return
+        lock_fd = lock_for_new_run(settings.spool)
     except OSError as exc:
         log.warning("cannot tell whether routemail run is working (%s); starting one", exc)
+        lock_fd = -1
+    if lock_fd is None:
+        return
     env = dict(os.environ)
     env["ROUTEMAIL_CONFIG"] = str(settings.config_path)
     env["ROUTEMAIL_DATA"] = str(settings.data_dir)
+    if lock_fd >= 0:
+        env[LOCK_FD_ENV] = str(lock_fd)
     output = _open_run_log(settings)
     try:
-        subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "routemail", "run", "--quiet"],
             env=env,
             cwd=settings.config_path.parent,
@@ -251,13 +259,18 @@ def start_routemail(settings: Settings) -> None:
             stdout=output,
             stderr=output,
             start_new_session=True,
+            pass_fds=(lock_fd,) if lock_fd >= 0 else (),
         )
     except OSError as exc:
         # The message is safe in the spool; cron or the timer will route it.
         log.error("cannot start routemail run: %s", exc)
+    else:
+        log.info("started routemail run (pid %d)", process.pid)
     finally:
         if output >= 0:
             os.close(output)
+        if lock_fd >= 0:
+            os.close(lock_fd)  # the run holds the lock through its own copy
 
 
 def _open_run_log(settings: Settings) -> int:

@@ -5,12 +5,19 @@ RESCAN mark and exits; the working run looks for the mark after each scan
 and again after releasing the lock, so no message waits for cron. The mark
 goes down before the lock is tried: whoever then finds the lock taken knows
 its holder will still look for the mark.
+
+The receiver starts a run by taking the lock itself and handing it to the
+process it starts (an inherited descriptor named in ROUTEMAIL_RUN_LOCK_FD),
+so the lock is held from the moment a run is decided on: a burst of posts
+arriving while that process is still starting up finds it taken and starts
+no other run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +31,7 @@ from routemail.errors import RoutemailError
 from routemail.spool import Spool
 
 Progress = Callable[[int, int, str], None]
+LOCK_FD_ENV = "ROUTEMAIL_RUN_LOCK_FD"
 
 
 @dataclass
@@ -55,38 +63,67 @@ def run(
     report = RunReport()
     report.tally.on_copy = on_copy
     lock = FileLock(str(spool.lock_path))
+    handed = _handed_lock(spool)
+    release: Callable[[], object]
     while True:
         spool.rescan_mark.touch()
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            report.busy = report.scans == 0
-            return report
+        if handed is not None:
+            release, handed = functools.partial(os.close, handed), None
+        else:
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                report.busy = report.scans == 0
+                return report
+            release = lock.release
         try:
             _scan_until_quiet(config, spool, report, progress)
         finally:
-            lock.release()
+            release()
         # A run refused between our last look and the release left the mark.
         if not spool.rescan_mark.exists():
             return report
 
 
-def hand_to_working_run(spool: Spool) -> bool:
-    """Leave the RESCAN mark; True if a run holds the lock, and so will see it.
+def lock_for_new_run(spool: Spool) -> int | None:
+    """Leave the RESCAN mark, then take the lock for a run about to be started.
 
-    The receiver asks this before starting a run of its own: during a burst
-    of mail, one working run serves every message instead of each starting
-    a process that would only leave the mark and exit.
+    None when a run holds the lock already: it will see the mark, and no
+    other run is needed. Otherwise a descriptor holding the lock, to be
+    passed to the new run (`pass_fds`, its number in ROUTEMAIL_RUN_LOCK_FD)
+    and then closed by the caller; the lock lasts as long as the run keeps it.
     """
     spool.rescan_mark.touch()
-    fd = os.open(spool.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(spool.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # and with it the lock, if this took it
-    return False
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _handed_lock(spool: Spool) -> int | None:
+    """The lock the starter of this process took for it, if it was handed one.
+
+    Believed only for a descriptor open on this spool's LOCK file; the
+    variable is removed so that nothing this run starts inherits the claim.
+    """
+    text = os.environ.pop(LOCK_FD_ENV, "")
+    if not text.isdigit():
+        return None
+    fd = int(text)
+    try:
+        handed, ours = os.fstat(fd), os.stat(spool.lock_path)
+    except OSError:
+        return None
+    if (handed.st_dev, handed.st_ino) != (ours.st_dev, ours.st_ino):
+        return None
+    os.set_inheritable(fd, False)
+    return fd
 
 
 def _scan_until_quiet(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+
+import pytest
+from filelock import FileLock, Timeout
 
 from tests.conftest import Project
 from tests.mailbox import recipients
@@ -60,20 +64,54 @@ def test_second_run_leaves_a_mark_and_the_first_scans_again(project: Project) ->
     assert not project.spool.rescan_mark.exists()
 
 
-def test_hand_to_working_run_tells_whether_a_run_holds_the_lock(project: Project) -> None:
-    """The receiver's question: the mark is left either way, True only while the lock is held."""
-    from filelock import FileLock
-
-    from routemail.run import hand_to_working_run
+def test_lock_for_new_run_is_none_while_a_run_holds_the_lock(project: Project) -> None:
+    """The receiver's question: the mark is left either way; None while a run holds the
+    lock, else a descriptor holding it, and the lock is free again once that is closed."""
+    from routemail.run import lock_for_new_run
 
     spool = project.spool.ensure()
-    assert hand_to_working_run(spool) is False
+    fd = lock_for_new_run(spool)
+    assert fd is not None
     assert spool.rescan_mark.exists()
+    try:
+        assert lock_for_new_run(spool) is None
+        with pytest.raises(Timeout):
+            FileLock(str(spool.lock_path)).acquire(timeout=0)
+    finally:
+        os.close(fd)
     spool.rescan_mark.unlink()
     with FileLock(str(spool.lock_path)):
-        assert hand_to_working_run(spool) is True
+        assert lock_for_new_run(spool) is None
         assert spool.rescan_mark.exists()
-    # Asking did not leave the lock taken.
+    lock = FileLock(str(spool.lock_path))
+    lock.acquire(timeout=0)
+    lock.release()
+
+
+def test_a_run_handed_the_lock_works_under_it(project: Project) -> None:
+    """`routemail run` started with the lock taken for it (as the receiver starts it) routes
+    under that lock and releases it; without the hand-over it would find the lock taken."""
+    from routemail.run import LOCK_FD_ENV, lock_for_new_run
+
+    spool = project.spool.ensure()
+    msg_id = post(project, 3)
+    fd = lock_for_new_run(spool)
+    assert fd is not None
+    env = {**project.env(), LOCK_FD_ENV: str(fd)}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "routemail", "run"],
+            env=env,
+            pass_fds=(fd,),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert "another routemail run is working" not in done.stdout
+    assert not spool.is_pending(msg_id)
     lock = FileLock(str(spool.lock_path))
     lock.acquire(timeout=0)
     lock.release()
