@@ -32,7 +32,9 @@ SES_VALUES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
 UNKNOWN = "DISABLED"
 SES_AUTHSERV = "amazonses.com"
 _RESULT = re.compile(r"\b(dkim|dmarc|spf)\s*=\s*([a-zA-Z]+)")
-_FOR_CLAUSE = re.compile(r"\bfor\s+<?([^\s<>;]+@[^\s<>;]+?)>?\s*;", re.IGNORECASE)
+# The local part excludes '@': with it, a long run of '@' gave every split point of the
+# run to try against every end of it (cubic: 8,000 bytes took seconds).
+_FOR_CLAUSE = re.compile(r"\bfor\s+<?([^\s<>;@]+@[^\s<>;]+?)>?\s*;", re.IGNORECASE)
 _ENVELOPE_HEADERS = ("X-Original-To", "Delivered-To", "X-Envelope-To", "Envelope-To")
 
 

@@ -24,7 +24,10 @@ def normalize(text: str) -> str | None:
     local, at, domain = text.rpartition("@")
     if at and _valid_parts(local, domain):
         return f"{local}@{domain.lower()}"  # already a bare address: no parsing needed
-    parsed = email.utils.getaddresses([text])
+    try:
+        parsed = email.utils.getaddresses([text])
+    except Exception:  # RecursionError on thousands of nested '(' comments
+        return None
     if len(parsed) != 1:
         return None  # "a@x, b@y" is two addresses, not one
     addr = parsed[0][1]

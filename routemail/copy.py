@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import re
 import time
 from collections.abc import Callable
@@ -76,6 +77,11 @@ SINGLE = frozenset(
         "content-disposition",
     }
 )
+# Bounds the work spent on header fields (a few of them go through the email package's
+# parsers, which cost tens of microseconds a byte): real header blocks, trace and
+# signatures included, stay far below it; the SMTP servers in front of SES refuse
+# bigger ones (Postfix's header_size_limit is 100 KiB).
+MAX_HEADER_BYTES = 256 * 1024
 # Recipient addresses as routing hands them over (normalized); anything else could
 # smuggle line breaks into the header block.
 _RECIPIENT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
@@ -229,6 +235,11 @@ class CopyMaker:
             raise CopyError(
                 "the message has no header fields: it must start with lines like "
                 "'From: ...', then an empty line, then the body"
+            )
+        if top.body_start > MAX_HEADER_BYTES:
+            raise CopyError(
+                f"the header block is {top.body_start} bytes; a copy is made only of a "
+                f"message whose header block is at most {MAX_HEADER_BYTES} bytes"
             )
         self.problems.extend(p for part in top.walk() for p in part.problems)
 
@@ -388,7 +399,7 @@ class CopyMaker:
             originals = [f for f in base if f.key == "reply-to"]
             if originals:
                 text = headers.decode_8bit(originals[0].value).replace("\n", " ")
-                pairs = [p for p in email.utils.getaddresses([text]) if "@" in p[1]]
+                pairs = [p for p in headers.parse_addresses(text) if "@" in p[1]]
             if not pairs and author.address:
                 pairs = [(author.name, author.address)]
         if policy in ("list", "both"):
@@ -487,13 +498,14 @@ def _line_endings(raw: bytes, eol: bytes | None) -> tuple[bytes, bytes]:
 
 
 def _boundary(buf: bytes) -> bytes:
-    """A boundary that does not occur in the message."""
-    seed = hashlib.sha256(buf[:65536]).hexdigest()
-    for n in range(1000):
-        boundary = f"=_routemail_{seed[:20]}_{n}".encode()
-        if buf.find(b"--" + boundary) < 0:
-            return boundary
-    raise CopyError("could not find a MIME boundary absent from the message")
+    """A boundary that does not occur in the message: the first free number after a
+    prefix derived from the message. The numbers taken are collected in one pass, so a
+    message full of would-be boundaries costs one scan, not one per candidate."""
+    prefix = b"--=_routemail_" + hashlib.sha256(buf[:65536]).hexdigest()[:20].encode() + b"_"
+    runs = re.findall(re.escape(prefix) + rb"(\d{1,7})", buf)
+    taken = {run[:i] for run in runs for i in range(1, len(run) + 1)}  # "_1" is in "_10"
+    n = next(n for n in itertools.count() if str(n).encode() not in taken)
+    return prefix[2:] + str(n).encode()
 
 
 def _targets(top: Part) -> list[tuple[Part, Kind]]:
@@ -523,15 +535,30 @@ def _targets(top: Part) -> list[tuple[Part, Kind]]:
 
 
 def _merge(segs: list[Segment]) -> list[Segment]:
-    """Adjacent small shared segments joined, so a copy is a join of a few pieces."""
+    """Adjacent small shared segments joined, so a copy is a join of a few pieces.
+    A run is joined once when it is complete: appending to the joined bytes piece by
+    piece copied them again for every piece (quadratic in the pieces of a run)."""
     out: list[Segment] = []
+    run: list[bytes | memoryview] = []
+    size = 0
     for s in segs:
         if isinstance(s, bytes | memoryview):
             if not len(s):
                 continue
-            prev = out[-1] if out else None
-            if isinstance(prev, bytes | memoryview) and len(prev) + len(s) < 65536:
-                out[-1] = bytes(prev) + bytes(s)
-                continue
+            if run and size + len(s) >= 65536:
+                out.append(_joined(run))
+                run, size = [], 0
+            run.append(s)
+            size += len(s)
+            continue
+        if run:
+            out.append(_joined(run))
+            run, size = [], 0
         out.append(s)
+    if run:
+        out.append(_joined(run))
     return out
+
+
+def _joined(run: list[bytes | memoryview]) -> bytes | memoryview:
+    return run[0] if len(run) == 1 else b"".join(run)

@@ -57,7 +57,10 @@ class Headers:
     @classmethod
     def of(cls, raw: bytes) -> Headers:
         msg = parse_headers(raw)
-        name, addr = email.utils.parseaddr(text_of(msg.get("From")))
+        try:
+            name, addr = email.utils.parseaddr(text_of(msg.get("From")))
+        except Exception:  # RecursionError on thousands of nested '(' comments
+            name, addr = "", ""
         return cls(
             author=addresses.normalize(addr) if addr else None,
             author_name=name,

@@ -55,22 +55,51 @@ def strict_parse(data: bytes) -> email.message.EmailMessage:
     return msg
 
 
+CONTROLS = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def header_block(data: bytes) -> bytes:
+    return re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
+
+
+def check_line_length(data: bytes) -> None:
+    """Every line at most 998 octets, its line break not counted (RFC 5322 2.1.1)."""
+    longest = max(len(line) for line in re.split(rb"\r?\n", data))
+    assert longest <= 998, f"a line of {longest} octets"
+
+
+def check_crlf_only(data: bytes) -> None:
+    """Every line break is CR LF; no bare CR or bare LF anywhere."""
+    assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r"), "bare CR or LF"
+
+
+def check_header_text(data: bytes) -> None:
+    """The header block is ASCII without control characters (CR LF folding aside)."""
+    head = header_block(data)
+    assert head.isascii(), "8-bit bytes in the header block"
+    assert not CONTROLS.search(head), "control characters in the header block"
+
+
+def check_wire(data: bytes) -> None:
+    """What any message sent satisfies, read without the email package: one kind of
+    line ending, lines of at most 998 octets, a clean header block."""
+    lf_only = b"\r" not in data
+    assert lf_only or data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r"), (
+        "mixed line endings"
+    )
+    check_line_length(data)
+    check_header_text(data)
+
+
 def check_sendable(data: bytes) -> email.message.EmailMessage:
     """What every copy satisfies: one line ending, lines of at most 998 characters,
     an ASCII header block, a strict re-parse with no defect on any part."""
-    lf_only = b"\r" not in data
-    crlf_only = data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
-    assert lf_only or crlf_only, "mixed line endings"
-    longest = max(len(line) for line in re.split(rb"\r?\n", data))
-    assert longest <= 998, f"a line of {longest} characters"
-    head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
-    assert head.isascii(), "8-bit bytes in the header block"
+    check_wire(data)
     msg = strict_parse(data)
     for part in msg.walk():
         assert not part.defects, (part.get_content_type(), part.defects)
     for name in ("Date", "Message-ID", "From", "List-Id", "List-Unsubscribe", "Sender"):
         assert len(msg.get_all(name, [])) == 1, name
-    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", head), "control characters"
     for name, value in msg.items():
         if name.lower() in WRITTEN:
             assert not value.defects, (name, value.defects)

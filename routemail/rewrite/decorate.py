@@ -8,7 +8,7 @@ import codecs
 import email.message
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import AnyStr, Literal
 
 from routemail.rewrite.headers import Field, fold, replace_field
 from routemail.rewrite.mime import Part
@@ -17,11 +17,19 @@ Kind = Literal["plain", "html"]
 Slot = Literal["header", "footer"]
 # A charset is handled byte-wise when ASCII text means the same bytes in it.
 _ASCII_PROBE = "Az09 <>/=+~-_.:;\"'\n"
-_BODY_OPEN = re.compile(rb"<body\b[^>]*>", re.IGNORECASE)
-_BODY_OPEN_STR = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+# Where the header and footer go in HTML: after the first <body ...> tag, before the
+# first </body> or </html> after it. Not `<body\b[^>]*>`: on `<body` repeated with no
+# `>` that pattern scans to the end from every occurrence (quadratic: a 1 MB part took
+# a minute). The first `<body` then the first `>` after it is the same match, found in
+# two linear scans.
+_BODY_OPEN = re.compile(rb"<body\b", re.IGNORECASE)
+_BODY_OPEN_STR = re.compile(r"<body\b", re.IGNORECASE)
+# Linear: `\s*` stops at the next `<`, so no two attempts scan the same bytes.
 _BODY_CLOSE = re.compile(rb"</body\s*>|</html\s*>", re.IGNORECASE)
 _BODY_CLOSE_STR = re.compile(r"</body\s*>|</html\s*>", re.IGNORECASE)
-_LONG_LINE = re.compile(rb"[^\n]{999}")
+# Anchored at line starts: unanchored, a search tries every byte of a 998-byte line
+# and reads on to its end each time (500 steps a byte on such lines).
+_LONG_LINE = re.compile(rb"(?m)^[^\n]{999}")
 BASE64_LINE = 76
 _BASE64_CHUNK = BASE64_LINE // 4 * 3  # input bytes that make one full base64 line
 
@@ -155,10 +163,7 @@ class DecoratedPart:
         if self.kind == "plain":
             body = data if not data or data.endswith(b"\n") else data + b"\n"
             return ["header", body, "footer"]
-        m = _BODY_OPEN.search(data)
-        a = m.end() if m else 0
-        closes = list(_BODY_CLOSE.finditer(data, a))
-        b = closes[0].start() if closes else len(data)
+        a, b = _html_body(data, _BODY_OPEN, _BODY_CLOSE, b">")
         head, middle, tail = data[:a], data[a:b], data[b:]
         return [
             head + b"\n" if head else b"",
@@ -172,10 +177,7 @@ class DecoratedPart:
         if self.kind == "plain":
             body = text if not text or text.endswith("\n") else text + "\n"
             return ["header", body.encode(codec), "footer"]
-        m = _BODY_OPEN_STR.search(text)
-        a = m.end() if m else 0
-        closes = list(_BODY_CLOSE_STR.finditer(text, a))
-        b = closes[0].start() if closes else len(text)
+        a, b = _html_body(text, _BODY_OPEN_STR, _BODY_CLOSE_STR, ">")
         head, middle, tail = text[:a], text[a:b], text[b:]
         return [
             (head + "\n").encode(codec) if head else b"",
@@ -251,6 +253,18 @@ class DecoratedPart:
         if self.cte == "quoted-printable":
             data = binascii.b2a_qp(data, istext=True)
         return data.replace(b"\n", nl) if nl != b"\n" else data
+
+
+def _html_body(
+    data: AnyStr, opening: re.Pattern[AnyStr], closing: re.Pattern[AnyStr], gt: AnyStr
+) -> tuple[int, int]:
+    """Where the header and where the footer go in an HTML text: after the first
+    <body ...> tag (or at the start), before the first closing tag after that."""
+    start = 0
+    if (tag := opening.search(data)) is not None and (end := data.find(gt, tag.end())) >= 0:
+        start = end + 1
+    close = closing.search(data, start)
+    return start, close.start() if close else len(data)
 
 
 def _guess_charset(data: bytes) -> str:

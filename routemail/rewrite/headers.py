@@ -18,7 +18,9 @@ _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 # 8-bit bytes and control characters (NUL, bare CR, ...) that no header may carry.
 _UNSENDABLE = re.compile(rb"[^\x00-\x7f]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+# Tried only where a line starts (unanchored, every byte of a long line would start a
+# search that reads to the line's end: quadratic in the line's length).
+_LONG_LINE = re.compile(rb"(?m)(?:^|(?<=\r))[^\r\n]{%d}" % (MAX_LINE + 1))
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 # Header fields whose values are address lists: 8-bit bytes in them are re-encoded
 # address by address, so the addresses themselves stay readable.
@@ -26,6 +28,12 @@ ADDRESS_FIELDS = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
 )
 _CHUNK = 900  # longest unbroken run in a folded line, leaving room for the name
+# The email package's structured parsers cost tens of microseconds a byte and more as a
+# value grows (its address parser slices the rest of the value at every token; get_params
+# recounts quotes from the start at every ';'). A value longer than this is never handed
+# to them: an address field is rebuilt with getaddresses (linear), a Content-* field is
+# treated as unreadable. Real fields are far shorter (a To of 100 addresses is ~4 KB).
+MAX_PARSED = 8192
 MAX_NAME_CHARS = 100
 MESSAGE_ID_FIELDS = frozenset({"message-id", "in-reply-to", "references"})
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]+(?:/[A-Za-z0-9!#$%&'*+.^_`{|}~-]+)?")
@@ -118,6 +126,8 @@ def decode_8bit(value: bytes) -> str:
 def _readable_addresses(f: Field) -> bool:
     """Whether Python's own header parser reads this address field without failing
     (it raises on some, such as a lone '<'): readers downstream must not crash."""
+    if len(f.value) > MAX_PARSED:
+        return False
     try:
         header = email.policy.strict.header_factory(f.name, f.value.decode("ascii").strip())
     except Exception:
@@ -184,7 +194,7 @@ def clean(f: Field) -> Field | None:
         return f
     text = _CONTROL.sub("", _UNFOLD.sub("", decode_8bit(f.value)).replace("\r", " ")).strip()
     if f.key in ADDRESS_FIELDS:
-        return address_field(f.name, email.utils.getaddresses([text]))
+        return address_field(f.name, parse_addresses(text))
     if f.key in ("content-type", "content-disposition"):
         return mime_field(f.name, text)
     if f.key in MESSAGE_ID_FIELDS:
@@ -192,9 +202,20 @@ def clean(f: Field) -> Field | None:
     return text_field(f.name, text)
 
 
+def parse_addresses(text: str) -> list[tuple[str, str]]:
+    """getaddresses, but [] where it fails: it recurses once per nested comment, so a
+    few thousand '(' raise RecursionError."""
+    try:
+        return email.utils.getaddresses([text])
+    except Exception:
+        return []
+
+
 def mime_field(name: str, text: str) -> Field | None:
     """Content-Type or Content-Disposition rebuilt from its parts, non-ASCII parameter
     values encoded as RFC 2231 says; None when even its first word is unreadable."""
+    if len(text) > MAX_PARSED:
+        return None
     try:
         src = email.message.Message()
         src[name] = text
@@ -234,8 +255,10 @@ def text_field(name: str, text: str) -> Field:
         return Field(name, fold(name, text.split()))
     try:
         encoded = email.header.Header(text, "utf-8", header_name=name).encode(linesep="\n")
-    except Exception:  # the email package gives up on some inputs; fall back to one word
-        encoded = email.header.Header(text, "utf-8").encode(splitchars="", maxlinelen=0)
+    except Exception:  # the email package gives up on some inputs; fall back to plain words
+        # Lines of bounded length: with maxlinelen=0 (no limit) the encoder re-encodes the
+        # whole line so far at every character, quadratic in the length of the text.
+        encoded = email.header.Header(text, "utf-8").encode(splitchars="", maxlinelen=FOLD_AT)
     return Field(name, fold(name, encoded.split()))
 
 
@@ -288,11 +311,7 @@ def author_of(fields: list[Field]) -> Author:
     if not froms:
         return Author("", None, "no From header")
     text = _UNFOLD.sub("", decode_8bit(froms[0].value))
-    try:
-        pairs = email.utils.getaddresses([text])
-    except Exception:
-        pairs = []
-    for raw_name, raw_address in pairs:
+    for raw_name, raw_address in parse_addresses(text):
         address = addresses.normalize(raw_address) if raw_address else None
         if address:
             return Author(decode_words(raw_name), address)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import email.parser
 import email.policy
+import functools
 import re
 from dataclasses import dataclass, field
 
-from routemail.rewrite.headers import Field, replace_field, split_block
+from routemail.rewrite.headers import MAX_PARSED, Field, replace_field, split_block
 
 MAX_DEPTH = 30  # deeper nesting is left as it is, unread
+# Parts read with the email package, per message; the rest are sent as they are (their
+# long lines still re-encoded). Bounds the work of a message of tiny parts, each with
+# fields of its own, to about a second; real messages have a few dozen parts.
+MAX_PARTS = 10_000
+UNREAD = "application/octet-stream"
 OPAQUE = frozenset({"multipart/signed", "multipart/encrypted"})
 ENCODINGS = frozenset({"7bit", "8bit", "binary", "quoted-printable", "base64"})
 MULTIPART_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
-_LONG_LINE = re.compile(rb"[^\r\n]{999}")
+# Anchored at line starts (the buffer's line endings are uniform, so a line never
+# starts after a bare CR): unanchored, a search reads on to the end of the line from
+# every byte of it, 500 steps a byte on lines just under the limit.
+_LONG_LINE = re.compile(rb"(?m)^[^\r\n]{999}")
 
 
 @dataclass
@@ -61,9 +71,16 @@ def content_info(fields: list[Field], default: str = "text/plain") -> ContentInf
     """The Content-* fields read with the email package (compat32 never raises on reading;
     the guard is for whatever it does on hostile input)."""
     data = b"".join(f.to_bytes() for f in fields if f.key.startswith("content-"))
-    info = ContentInfo(ctype=default)
     if not data:
-        return info
+        return ContentInfo(ctype=default)
+    # A copy: callers change the info of their part.
+    return dataclasses.replace(_read_content_fields(data, default))
+
+
+@functools.lru_cache(maxsize=256)
+def _read_content_fields(data: bytes, default: str) -> ContentInfo:
+    """Cached: the parser costs ~100 us a part, and parts mostly repeat their fields."""
+    info = ContentInfo(ctype=default)
     try:
         msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
         msg.set_default_type(default)
@@ -89,22 +106,39 @@ def scan(
     top: bool = False,
     depth: int = 0,
     default: str = "text/plain",
+    budget: list[int] | None = None,
 ) -> Part:
     """The entity in buf[start:end] and, for multiparts, its children, repaired where
-    Python's email parser would report a defect (so every copy re-parses cleanly)."""
+    Python's email parser would report a defect (so every copy re-parses cleanly).
+    budget holds the number of parts still to be read (MAX_PARTS for the message)."""
+    budget = [MAX_PARTS] if budget is None else budget
     block = split_block(buf, start, end, top=top)
-    part = Part(block.fields, start, block.body_start, end, content_info(block.fields, default))
-    part.problems.extend(block.problems)
-    if block.problems and not top:
-        part.new_fields = list(block.fields)
+    budget[0] -= 1
+    if budget[0] < 0:
+        part = Part(block.fields, start, block.body_start, end, ContentInfo(UNREAD))
+        if budget[0] == -1:
+            part.problems.append(f"more than {MAX_PARTS} MIME parts: the rest sent unread")
+        _unread(buf, nl, part, ENCODINGS)
+        return part
+    fields, problems = block.fields, list(block.problems)
+    if sum(len(f.value) for f in fields if f.key.startswith("content-")) > MAX_PARSED:
+        # Never handed to the email package's parameter parser (quadratic): dropped, so
+        # the part is read, and sent, as the default type.
+        fields = [f for f in fields if not f.key.startswith("content-")]
+        problems.append(f"dropped Content-* fields longer than {MAX_PARSED} bytes")
+    part = Part(fields, start, block.body_start, end, content_info(fields, default))
+    part.problems.extend(problems)
+    if fields is not block.fields or (block.problems and not top):
+        part.new_fields = list(fields)
         part.broken = True
     if not part.ctype.startswith("multipart/"):
         _fix_long_lines(buf, nl, part)
         return part
     if depth >= MAX_DEPTH:
-        part.problems.append(f"MIME parts nested deeper than {MAX_DEPTH} levels left unread")
+        part.problems.append(f"MIME parts nested deeper than {MAX_DEPTH} levels sent unread")
+        _unread(buf, nl, part, MULTIPART_ENCODINGS)
         return part
-    if part.info.boundary is None or not _split(buf, nl, part, depth):
+    if part.info.boundary is None or not _split(buf, nl, part, depth, budget):
         _as_text(buf, part)
         return part
     if part.info.cte and part.info.cte not in MULTIPART_ENCODINGS:
@@ -122,7 +156,7 @@ def scan(
     return part
 
 
-def _split(buf: bytes, nl: bytes, part: Part, depth: int) -> bool:
+def _split(buf: bytes, nl: bytes, part: Part, depth: int, budget: list[int]) -> bool:
     """Find part's children between its boundary delimiters; False when there are none."""
     boundary = part.info.boundary
     assert boundary is not None
@@ -144,7 +178,7 @@ def _split(buf: bytes, nl: bytes, part: Part, depth: int) -> bool:
             if next_delimiter == part.end and close is None
             else max(content, next_delimiter - len(nl))
         )
-        child = scan(buf, nl, content, child_end, depth=depth + 1, default=default)
+        child = scan(buf, nl, content, child_end, depth=depth + 1, default=default, budget=budget)
         if child.header_start == child.end:
             # An empty part: give it the empty header block and line break it lacks.
             child.new_fields, child.new_body, child.broken = [], [nl], True
@@ -175,6 +209,21 @@ def _as_text(buf: bytes, part: Part) -> None:
     if part.info.cte not in ENCODINGS:
         part.new_fields = [f for f in part.new_fields if f.key != "content-transfer-encoding"]
         part.info.cte = ""
+
+
+def _unread(buf: bytes, nl: bytes, part: Part, encodings: frozenset[str]) -> None:
+    """A part not looked into is sent as application/octet-stream, so that no reader
+    looks into it either (a reader that did would find what was never repaired)."""
+    fields = part.new_fields or part.fields
+    ctes = [f.value.strip().lower() for f in fields if f.key == "content-transfer-encoding"]
+    cte = ctes[0].decode("ascii", errors="replace") if ctes else ""
+    if cte not in encodings:
+        fields = [f for f in fields if f.key != "content-transfer-encoding"]
+        cte = ""
+    part.new_fields = replace_field(fields, Field("Content-Type", f" {UNREAD}".encode()))
+    part.info = ContentInfo(UNREAD, cte=cte)
+    part.broken = True
+    _fix_long_lines(buf, nl, part)
 
 
 def _fix_long_lines(buf: bytes, nl: bytes, part: Part) -> None:
