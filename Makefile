@@ -26,12 +26,17 @@ examples/serv.sqlite3: examples/serv.sql
 	mv $@.tmp $@
 
 # Debian packages the tests use (a CGI-capable web server for deploy/mailrecv.cgi,
-# chromium for the browser test of the confirmation pages).
+# nginx for deploy/nginx.conf in front of the receiver, chromium for the browser
+# test of the confirmation pages).
 system-deps:
 	@command -v lighttpd >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lighttpd >/dev/null; \
 	  else echo "make: lighttpd is missing; install it (apt-get install lighttpd) to run the CGI test"; fi; }
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "make: nginx is missing; install it (apt-get install nginx) to run the reverse-proxy test"; fi; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \

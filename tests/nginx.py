@@ -1,0 +1,91 @@
+"""deploy/nginx.conf run by a real nginx on loopback, in front of a receiver under gunicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SITE = ROOT / "deploy" / "nginx.conf"
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+)
+# What the test changes in the shipped site: plain HTTP on a loopback port
+# instead of TLS on 443, and the receiver's port. Everything else is as shipped.
+TLS_LINES = ("listen [::]:443 ssl;", "ssl_certificate ", "ssl_certificate_key ")
+
+
+def site_for_test(listen_port: int, receiver_port: int) -> str:
+    """deploy/nginx.conf listening on 127.0.0.1:listen_port without TLS, proxying to
+    the receiver on receiver_port; fails if the file no longer has the expected lines."""
+    text = SITE.read_text()
+    for expected in ("listen 443 ssl;", "server 127.0.0.1:8025;", *TLS_LINES):
+        assert expected in text, f"deploy/nginx.conf no longer has {expected!r}"
+    lines = [line for line in text.splitlines() if not line.strip().startswith(TLS_LINES)]
+    return (
+        "\n".join(lines)
+        .replace("listen 443 ssl;", f"listen 127.0.0.1:{listen_port};")
+        .replace("server 127.0.0.1:8025;", f"server 127.0.0.1:{receiver_port};")
+    )
+
+
+def main_config(directory: Path, site: str) -> str:
+    """A whole nginx.conf: the site inside http {}, every path under directory."""
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {directory / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach directory
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {directory / 'nginx.pid'};\n"
+        f"error_log {directory / 'error.log'} info;\n"
+        "events { worker_connections 512; }\n"
+        f"http {{\n    access_log {directory / 'access.log'};\n{temp_paths}\n{site}\n}}\n"
+    )
+
+
+@contextlib.contextmanager
+def running_nginx(directory: Path, listen_port: int, receiver_port: int) -> Iterator[str]:
+    """nginx serving deploy/nginx.conf on 127.0.0.1:listen_port; its base URL."""
+    assert NGINX is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "nginx.conf"
+    conf.write_text(main_config(directory, site_for_test(listen_port, receiver_port)))
+    check = subprocess.run(
+        [NGINX, "-t", "-p", str(directory), "-c", str(conf)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    process = subprocess.Popen(
+        [NGINX, "-p", str(directory), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(listen_port, process)
+        yield f"http://127.0.0.1:{listen_port}"
+    finally:
+        os.killpg(process.pid, signal.SIGQUIT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("nginx did not listen within 30 s")

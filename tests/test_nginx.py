@@ -1,0 +1,127 @@
+"""deploy/nginx.conf in front of the receiver: real nginx and gunicorn on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mailxfer.post import PostResult, post_message, receipt_of
+from tests.conftest import SECRET, Project, Receiver, free_port, running_receiver
+from tests.nginx import NGINX, running_nginx
+
+# CI installs nginx (`make system-deps`), so there a missing one is a failure, not a skip.
+pytestmark = pytest.mark.skipif(
+    NGINX is None and not os.environ.get("CI"),
+    reason="nginx is not installed: `make system-deps` installs it",
+)
+PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
+SLOW_HEADERS = 8
+SLOW_BODIES = 4
+POSTS = 10
+BYTE_EVERY = 2.0  # seconds between two bytes of a slow client
+SLOW_REQUEST_HEAD = (
+    b"POST /mailrecv HTTP/1.1\r\nHost: lists.example.org\r\nContent-Type: message/rfc822\r\n"
+    b"Content-Length: 4096\r\nX-Mailrecv-Timestamp: 1700000000\r\n\r\n"
+)
+
+
+def message(n: int) -> bytes:
+    return (
+        f"From: ann@example.com\r\nTo: volunteers@lists.example.org\r\nSubject: Post {n}\r\n"
+        f"Message-ID: <proxied-{n}@example.com>\r\n\r\nHello through nginx.\r\n"
+    ).encode()
+
+
+class SlowClient(threading.Thread):
+    """A client that sends a request a byte every BYTE_EVERY seconds: from the start of its
+    head, or (with body=True) from the start of its body, the head sent at once."""
+
+    def __init__(self, port: int, *, body: bool) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.body = body
+        self.sent = 0
+        self.cut_at: float | None = None  # when the server dropped it
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            if self.body:
+                sock.sendall(SLOW_REQUEST_HEAD)
+            payload = b"x" * 4096 if self.body else SLOW_REQUEST_HEAD
+            for byte in payload:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    self.cut_at = time.monotonic()
+                    return
+                self.sent += 1
+                if self.done.wait(BYTE_EVERY):
+                    return
+
+
+@pytest.fixture
+def small_receiver(project: Project) -> Iterator[Receiver]:
+    """The receiver under gunicorn with one worker of two threads: few slow clients fill it."""
+    with running_receiver(project, workers=1, extra_env={"MAILRECV_THREADS": "2"}) as r:
+        yield r
+
+
+@pytest.fixture
+def proxied(small_receiver: Receiver, tmp_path: Path) -> Iterator[str]:
+    """deploy/nginx.conf served by nginx on loopback in front of small_receiver: its URL."""
+    with running_nginx(tmp_path / "nginx", free_port(), small_receiver.port) as base:
+        yield base + "/mailrecv"
+
+
+def post(url: str, body: bytes, secret: str = SECRET) -> PostResult:
+    return post_message(
+        url, secret.encode(), io.BytesIO(body), ["volunteers@lists.example.org"], PASS
+    )
+
+
+def test_slow_clients_do_not_starve_legitimate_posts(
+    proxied: str, small_receiver: Receiver
+) -> None:
+    """With eight clients sending their request heads a byte every 2 s and four more their
+    bodies, every legitimate post through nginx is answered with a receipt: nginx holds the
+    slow ones, gunicorn's two threads see only whole requests."""
+    port = int(proxied.split(":")[2].split("/")[0])
+    slow = [SlowClient(port, body=False) for _ in range(SLOW_HEADERS)]
+    slow += [SlowClient(port, body=True) for _ in range(SLOW_BODIES)]
+    for client in slow:
+        client.start()
+    try:
+        while any(client.sent < 2 for client in slow):
+            time.sleep(0.1)
+        with ThreadPoolExecutor(POSTS) as pool:
+            results = list(pool.map(lambda n: post(proxied, message(n)), range(POSTS)))
+        answered_at = time.monotonic()
+    finally:
+        for client in slow:
+            client.done.set()
+    receipts = [receipt_of(result) for result in results]
+    spool = small_receiver.project.spool
+    assert sorted(spool.pending_ids()) == sorted(r.id for r in receipts)
+    assert len(receipts) == POSTS
+    # The slow clients were still connected, holding their connections, throughout.
+    assert [c for c in slow if c.cut_at is not None and c.cut_at < answered_at] == []
+
+
+def test_refusals_pass_through_the_proxy(proxied: str, small_receiver: Receiver) -> None:
+    """Through nginx, a 3 MiB post signed with another secret is answered 401 (refused from
+    its headers, not a proxy error), and the same post correctly signed is stored whole."""
+    body = message(0) + b"y" * (3 * 1024 * 1024)
+    refused = post(proxied, body, secret="not-the-secret")
+    assert (refused.status, refused.body) == (401, '{"error":"bad signature"}\n')
+    assert small_receiver.project.spool.ids() == []
+    receipt = receipt_of(post(proxied, body))
+    assert small_receiver.project.spool.read_message(receipt.id) == body
