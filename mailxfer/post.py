@@ -171,11 +171,19 @@ def _interim_answer(sock: socket.socket, wait: float) -> bytes | None:
     if not pending and not select.select([sock], [], [], wait)[0]:
         return None
     raw = sock.makefile("rb", buffering=0)  # unbuffered: read no further than asked
-    line = raw.readline(MAX_INTERIM_LINE)
-    if line.split(b" ", 2)[1:2] != [b"100"]:
-        return bytes(line)
-    while raw.readline(MAX_INTERIM_LINE) not in (b"\r\n", b"\n", b""):
-        pass  # the interim answer's header fields, if any
+    # Over TLS, readable may mean only a session ticket: wait no longer than `wait`.
+    previous = sock.gettimeout()
+    sock.settimeout(wait)
+    try:
+        line = raw.readline(MAX_INTERIM_LINE)
+        if line.split(b" ", 2)[1:2] != [b"100"]:
+            return bytes(line)
+        while raw.readline(MAX_INTERIM_LINE) not in (b"\r\n", b"\n", b""):
+            pass  # the interim answer's header fields, if any
+    except TimeoutError:
+        pass
+    finally:
+        sock.settimeout(previous)
     return None
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,23 +19,56 @@ SITE = ROOT / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
 )
-# What the test changes in the shipped site: plain HTTP on a loopback port
-# instead of TLS on 443, and the receiver's port. Everything else is as shipped.
+# What the tests change in the shipped site: a loopback port instead of 443,
+# the receiver's port, and a certificate of their own or plain HTTP.
 TLS_LINES = ("listen [::]:443 ssl;", "ssl_certificate ", "ssl_certificate_key ")
 
 
-def site_for_test(listen_port: int, receiver_port: int) -> str:
-    """deploy/nginx.conf listening on 127.0.0.1:listen_port without TLS, proxying to
-    the receiver on receiver_port; fails if the file no longer has the expected lines."""
+@dataclass(frozen=True)
+class Certificate:
+    cert: Path
+    key: Path
+
+
+def self_signed(directory: Path) -> Certificate:
+    """A one-day certificate for 127.0.0.1 (trust it with SSL_CERT_FILE=cert)."""
+    made = Certificate(directory / "cert.pem", directory / "key.pem")
+    subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(made.key), "-out", str(made.cert)]
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            *subject,
+            *files,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return made
+
+
+def site_for_test(listen_port: int, receiver_port: int, tls: Certificate | None = None) -> str:
+    """deploy/nginx.conf on 127.0.0.1:listen_port, proxying to the receiver on
+    receiver_port: with TLS as shipped when given a certificate, else plain HTTP.
+    Fails if the file no longer has the lines this changes."""
     text = SITE.read_text()
     for expected in ("listen 443 ssl;", "server 127.0.0.1:8025;", *TLS_LINES):
         assert expected in text, f"deploy/nginx.conf no longer has {expected!r}"
-    lines = [line for line in text.splitlines() if not line.strip().startswith(TLS_LINES)]
-    return (
-        "\n".join(lines)
-        .replace("listen 443 ssl;", f"listen 127.0.0.1:{listen_port};")
-        .replace("server 127.0.0.1:8025;", f"server 127.0.0.1:{receiver_port};")
-    )
+    text = text.replace("server 127.0.0.1:8025;", f"server 127.0.0.1:{receiver_port};")
+    if tls is None:
+        lines = [line for line in text.splitlines() if not line.strip().startswith(TLS_LINES)]
+        return "\n".join(lines).replace("listen 443 ssl;", f"listen 127.0.0.1:{listen_port};")
+    text = re.sub(r"ssl_certificate .*;", f"ssl_certificate {tls.cert};", text)
+    text = re.sub(r"ssl_certificate_key .*;", f"ssl_certificate_key {tls.key};", text)
+    text = text.replace("listen [::]:443 ssl;", "")
+    return text.replace("listen 443 ssl;", f"listen 127.0.0.1:{listen_port} ssl;")
 
 
 def main_config(directory: Path, site: str) -> str:
@@ -52,12 +87,14 @@ def main_config(directory: Path, site: str) -> str:
 
 
 @contextlib.contextmanager
-def running_nginx(directory: Path, listen_port: int, receiver_port: int) -> Iterator[str]:
+def running_nginx(
+    directory: Path, listen_port: int, receiver_port: int, tls: Certificate | None = None
+) -> Iterator[str]:
     """nginx serving deploy/nginx.conf on 127.0.0.1:listen_port; its base URL."""
     assert NGINX is not None
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "nginx.conf"
-    conf.write_text(main_config(directory, site_for_test(listen_port, receiver_port)))
+    conf.write_text(main_config(directory, site_for_test(listen_port, receiver_port, tls)))
     check = subprocess.run(
         [NGINX, "-t", "-p", str(directory), "-c", str(conf)], capture_output=True, text=True
     )
@@ -70,7 +107,7 @@ def running_nginx(directory: Path, listen_port: int, receiver_port: int) -> Iter
     )
     try:
         _wait_for(listen_port, process)
-        yield f"http://127.0.0.1:{listen_port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{listen_port}"
     finally:
         os.killpg(process.pid, signal.SIGQUIT)
         try:

@@ -15,7 +15,7 @@ import pytest
 
 from mailxfer.post import PostResult, post_message, receipt_of
 from tests.conftest import SECRET, Project, Receiver, free_port, running_receiver
-from tests.nginx import NGINX, running_nginx
+from tests.nginx import NGINX, running_nginx, self_signed
 
 # CI installs nginx (`make system-deps`), so there a missing one is a failure, not a skip.
 pytestmark = pytest.mark.skipif(
@@ -125,3 +125,16 @@ def test_refusals_pass_through_the_proxy(proxied: str, small_receiver: Receiver)
     assert small_receiver.project.spool.ids() == []
     receipt = receipt_of(post(proxied, body))
     assert small_receiver.project.spool.read_message(receipt.id) == body
+
+
+def test_mailxfer_posts_over_tls_through_the_shipped_config(
+    small_receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/nginx.conf with its TLS as shipped (a certificate of the test's own): a
+    signed post over https, the way the Lambda sends it, comes back as a receipt."""
+    tls = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.cert))
+    with running_nginx(tmp_path / "nginx", free_port(), small_receiver.port, tls) as base:
+        assert base.startswith("https://")
+        receipt = receipt_of(post(base + "/mailrecv", message(1)))
+    assert small_receiver.project.spool.read_message(receipt.id) == message(1)
