@@ -11,9 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,16 +22,15 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 from mailrecv.settings import Settings
 from mailxfer import signing
 from routemail import addresses, rfc5322
+from routemail.background import start_run
 from routemail.config import VERDICT_NAMES, VERDICT_VALUES
 from routemail.errors import SpoolError
-from routemail.run import LOCK_FD_ENV, lock_for_new_run
 from routemail.spool import SPILL_BYTES, Incoming, Receipt
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 CHUNK = 1 << 16
-RUN_LOG = "run.log"  # under the data directory
 # A body whose digest the sender did not declare is read before its signature
 # can be checked; up to this size the spool holds it in memory meanwhile.
 UNDECLARED_LIMIT = SPILL_BYTES
@@ -231,54 +227,7 @@ def parse_verdicts(text: str) -> dict[str, str]:
 
 
 def start_routemail(settings: Settings) -> None:
-    """Start `routemail run` in its own session and do not wait for it, unless
-    a run is working already: it will see the new message.
-
-    The new run is handed the lock taken here, so the posts of a burst that
-    arrive while it starts up find it taken and start no run of their own.
-    """
-    try:
-        lock_fd = lock_for_new_run(settings.spool)
-    except OSError as exc:
-        log.warning("cannot tell whether routemail run is working (%s); starting one", exc)
-        lock_fd = -1
-    if lock_fd is None:
-        return
-    env = dict(os.environ)
-    env["ROUTEMAIL_CONFIG"] = str(settings.config_path)
-    env["ROUTEMAIL_DATA"] = str(settings.data_dir)
-    if lock_fd >= 0:
-        env[LOCK_FD_ENV] = str(lock_fd)
-    output = _open_run_log(settings)
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "routemail", "run", "--quiet"],
-            env=env,
-            cwd=settings.config_path.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            start_new_session=True,
-            pass_fds=(lock_fd,) if lock_fd >= 0 else (),
-        )
-    except OSError as exc:
-        # The message is safe in the spool; cron or the timer will route it.
-        log.error("cannot start routemail run: %s", exc)
-    else:
-        log.info("started routemail run (pid %d)", process.pid)
-    finally:
-        if output >= 0:
-            os.close(output)
-        if lock_fd >= 0:
-            os.close(lock_fd)  # the run holds the lock through its own copy
-
-
-def _open_run_log(settings: Settings) -> int:
-    """data/run.log, appended to: what a run started here says (with --quiet, only
-    its problems) is kept where an operator looks, not thrown away."""
-    path = settings.data_dir / RUN_LOG
-    try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    except OSError as exc:
-        log.warning("cannot open %s (%s); the run's output is lost", path, exc.strerror)
-        return subprocess.DEVNULL
+    """Start `routemail run` in the background, unless a working run will see the new mail."""
+    pid = start_run(settings.config_path, settings.data_dir, log.warning)
+    if pid is not None:
+        log.info("started routemail run (pid %d)", pid)

@@ -65,6 +65,11 @@ class Project:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        # A site's data directory exists (routemail init makes it); commands create
+        # nothing where there is none.
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
     @property
     def config_path(self) -> Path:
         return self.root / "lists.toml"

@@ -2,6 +2,7 @@
 
 from routemail.cli import (  # noqa: F401  (imported to register their commands)
     check,
+    init,
     intake,
     lists,
     moderation,

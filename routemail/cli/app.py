@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,35 @@ class Context:
 
     @property
     def spool(self) -> Spool:
-        return Spool(self.data_dir / "maillist").ensure()
+        return Spool(self.site_data / "maillist").ensure()
+
+    @property
+    def site_data(self) -> Path:
+        """The data directory, once it is clear this is a site: nothing is created
+        where a mistyped --data or ROUTEMAIL_DATA points."""
+        if not self.config_path.is_file():
+            raise RoutemailError(
+                f"no routemail site: {self.config_path} does not exist; point "
+                "ROUTEMAIL_CONFIG (or --config) at the site's lists.toml, "
+                "or create a site with `routemail init DIR`"
+            )
+        if not self.data_dir.is_dir():
+            raise RoutemailError(
+                f"no routemail site: the data directory {self.data_dir} does not exist; "
+                "point ROUTEMAIL_DATA (or --data) at the site's data directory, "
+                "or create a site with `routemail init DIR`"
+            )
+        return self.data_dir
+
+
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program ended by SIGPIPE
+
+
+def _stop_writing() -> None:
+    """Point stdout at /dev/null so that flushing at exit cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 class Group(click.Group):
@@ -47,6 +78,9 @@ class Group(click.Group):
             ctx.exit(2)
         except RoutemailError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            _stop_writing()  # `routemail queue | head`: the reader has all it wants
+            ctx.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:
             name = f" {exc.filename}" if exc.filename else ""
             raise click.ClickException(f"cannot access{name}: {exc.strerror or exc}") from None

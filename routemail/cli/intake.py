@@ -8,8 +8,9 @@ import click
 
 from routemail import addresses, rfc5322
 from routemail import config as configmod
+from routemail.background import start_run
 from routemail.cli.app import Context, cli, pass_context
-from routemail.errors import RoutemailError
+from routemail.errors import ConfigError, RoutemailError
 
 VERDICT_HELP = 'SES verdicts, e.g. "dkim=PASS spf=FAIL"; unnamed ones count as PASS'
 
@@ -50,14 +51,22 @@ def _parse_recipients(_: click.Context, __: click.Parameter, value: tuple[str, .
     help="An envelope recipient (repeatable).",
 )
 @click.option("--verdicts", default="", callback=_parse_verdicts, help=VERDICT_HELP)
-@click.option("--run/--no-run", "then_run", default=False, help="Run routemail afterwards.")
+@click.option(
+    "--run/--no-run",
+    "then_run",
+    default=True,
+    help="Start `routemail run` in the background afterwards, as the receiver does "
+    '(default, unless [receiver] on_receipt = "none").',
+)
 @pass_context
 def inject(
     obj: Context, file: Any, recipients: list[str], verdicts: dict[str, str], then_run: bool
 ) -> None:
     """Queue a message FILE (or - for standard input) as if received.
 
-    For a local MTA: Postfix can pipe list mail here.
+    For a local MTA: Postfix can pipe list mail here. The message is on disk
+    before the id is printed; routing happens in a run started in the
+    background (its output goes to data/run.log), or by the next timer run.
     """
     spool = obj.spool
     with spool.incoming() as incoming:
@@ -70,10 +79,20 @@ def inject(
             raise RoutemailError(f"{problem}; nothing queued")
         receipt = incoming.commit(recipients, verdicts)
     click.echo(f"{receipt.id}{' (duplicate)' if receipt.duplicate else ''}")
-    if then_run:
-        from routemail.run import run as do_run
+    if then_run and _runs_on_receipt(obj):
+        start_run(
+            obj.config_path.resolve(),
+            obj.data_dir.resolve(),
+            lambda problem: click.echo(f"warning: {problem}", err=True),
+        )
 
-        do_run(obj.config, spool)
+
+def _runs_on_receipt(obj: Context) -> bool:
+    """[receiver] on_receipt; with a broken lists.toml, run anyway: the run reports it."""
+    try:
+        return obj.config.receiver.on_receipt == "run"
+    except ConfigError:
+        return True
 
 
 @cli.command()

@@ -15,7 +15,7 @@ def _suppression(obj: Context) -> Any:
     from routemail.state import State
     from routemail.suppression import Suppression
 
-    return Suppression(State.open(obj.data_dir), obj.config.bounces)
+    return Suppression(State.open(obj.site_data), obj.config.bounces)
 
 
 @cli.command()

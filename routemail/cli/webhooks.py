@@ -16,7 +16,7 @@ def webhooks_command(obj: Context, deliver: bool, as_json: bool) -> None:
     """Show webhook events waiting for delivery, and those given up on."""
     from routemail.webhooks import Outbox
 
-    outbox = Outbox(obj.data_dir, obj.config.webhooks)
+    outbox = Outbox(obj.site_data, obj.config.webhooks)
     if deliver:
         delivered, left = outbox.deliver_due()
         if not as_json:
