@@ -1,8 +1,14 @@
 """gunicorn settings for the receiver: `gunicorn -c deploy/gunicorn.conf.py mailrecv.wsgi:app`."""
 
 import os
+from pathlib import Path
 
 from gunicorn.glogging import Logger
+
+# /metrics adds up every worker's counters through files in this directory
+# (prometheus_client's multiprocess mode); set before any worker imports it.
+METRICS_DIR = Path(os.environ.get("ROUTEMAIL_DATA", "data")).resolve() / "metrics"
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
 
 bind = os.environ.get("MAILRECV_BIND", "127.0.0.1:8025")
 workers = int(os.environ.get("MAILRECV_WORKERS", "2"))
@@ -28,3 +34,18 @@ class ReceiverLogger(Logger):
 
 
 logger_class = ReceiverLogger
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Counts start again with the server: remove the files of an earlier one."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """A dead worker's live gauges stop counting; its counters are kept."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,4 +1,4 @@
-"""The receiver's WSGI app: POST /mailrecv, /healthz, the list API and its pages.
+"""The receiver's WSGI app: POST /mailrecv, /healthz and /metrics, the list API and its pages.
 
 POST /mailrecv (mailrecv.receive) makes a signed message durable in the
 spool; it never routes (routemail does that) and answers 200 only once the
@@ -15,11 +15,10 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailrecv import feedback
+from mailrecv import feedback, monitoring
 from mailrecv.api import mount
 from mailrecv.receive import MailrecvEndpoint
 from mailrecv.settings import load_settings
-from routemail.errors import SpoolError
 
 log = logging.getLogger("mailrecv")
 
@@ -32,18 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     mount.register(app)
     feedback.register(app, config)
 
-    @app.get("/healthz")
-    def healthz() -> tuple[Response, int]:
-        spool = settings.spool
-        try:
-            spool.ensure()
-        except SpoolError as exc:
-            return jsonify(ok=False, error=str(exc)), 503
-        if not spool.writable():
-            return jsonify(ok=False, error=f"{spool.queue} is not writable"), 503
-        if settings.secret is None:
-            return jsonify(ok=False, error="no shared secret: set MAILRECV_SECRET"), 503
-        return jsonify(ok=True), 200
+    monitoring.register(app, settings)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

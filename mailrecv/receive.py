@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length, get_input_stream
 
+from mailrecv.monitoring import count_post
 from mailrecv.settings import Settings
 from mailxfer import signing
 from routemail import addresses, rfc5322
@@ -54,6 +55,7 @@ class MailrecvEndpoint:
             status, answer = 405, {"error": "use POST"}
             headers.append(("Allow", "POST"))
             log.info("refused a %s from %s: 405", environ.get("REQUEST_METHOD"), _client(environ))
+        count_post(status)
         body = json.dumps(answer, separators=(",", ":"), sort_keys=True).encode() + b"\n"
         start_response(
             f"{status} {HTTPStatus(status).phrase}",

@@ -115,6 +115,11 @@ class Router:
     def suppressed(self, address: str, listname: str = "") -> str | None:
         return Suppression(self.state, self.config.bounces).reason(address, listname)
 
+    @property
+    def circuit_open(self) -> bool:
+        """Whether the transport ended up taking nothing (unreachable, refusing us)."""
+        return bool(getattr(self._transport, "circuit_open", False))
+
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()

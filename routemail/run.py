@@ -19,12 +19,13 @@ import contextlib
 import fcntl
 import functools
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from filelock import FileLock, Timeout
 
-from routemail import retention, tally
+from routemail import retention, runstate, tally
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.errors import RoutemailError
@@ -45,6 +46,7 @@ class RunReport:
     webhooks_delivered: int = 0
     webhooks_pending: int = 0
     tally: tally.Tally = field(default_factory=tally.Tally)
+    circuit_open: bool = False  # the transport took nothing at the end
 
     @property
     def errors(self) -> list[str]:
@@ -62,6 +64,24 @@ def run(
     spool.ensure()
     report = RunReport()
     report.tally.on_copy = on_copy
+    started = time.time()
+    _work(config, spool, report, progress)
+    if report.scans:
+        try:
+            runstate.record(
+                spool.root.parent,
+                report.tally,
+                started=started,
+                finished=time.time(),
+                processed=report.processed,
+                circuit=report.circuit_open,
+            )
+        except OSError as exc:
+            report.tally.problem(tally.ERROR, runstate.FILENAME, f"cannot write: {exc}")
+    return report
+
+
+def _work(config: Config, spool: Spool, report: RunReport, progress: Progress | None) -> None:
     lock = FileLock(str(spool.lock_path))
     handed = _handed_lock(spool)
     release: Callable[[], object]
@@ -74,7 +94,7 @@ def run(
                 lock.acquire(timeout=0)
             except Timeout:
                 report.busy = report.scans == 0
-                return report
+                return
             release = lock.release
         try:
             _scan_until_quiet(config, spool, report, progress)
@@ -82,7 +102,7 @@ def run(
             release()
         # A run refused between our last look and the release left the mark.
         if not spool.rescan_mark.exists():
-            return report
+            return
 
 
 def lock_for_new_run(spool: Spool) -> int | None:
@@ -155,5 +175,6 @@ def _scan_until_quiet(
             except RoutemailError as exc:
                 report.tally.problem(tally.ERROR, "webhooks", str(exc))
     finally:
+        report.circuit_open = router.circuit_open
         router.close()
         log.close()

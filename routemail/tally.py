@@ -88,6 +88,9 @@ class Tally:
     expected: int = 0  # copies the run has started on so far (for progress)
     started: float = field(default_factory=time.monotonic)
     on_copy: OnCopy | None = None
+    last_sent: float | None = None  # wall-clock times, for `routemail status`
+    last_failure: float | None = None
+    last_failure_detail: str = ""
     _grouped: dict[tuple[str, str, str], Problem] = field(default_factory=dict)
 
     def expect(self, copies: int) -> None:
@@ -104,7 +107,10 @@ class Tally:
         message, list and outcome so that --quiet prints one line for a list's
         copies stuck behind the same dead server."""
         self._count(msg_id, listname, outcome)
-        if outcome in (DEFERRED, GAVE_UP):
+        if outcome == SENT:
+            self.last_sent = time.time()
+        elif outcome in (DEFERRED, GAVE_UP):
+            self.last_failure, self.last_failure_detail = time.time(), detail
             key = (msg_id, listname, outcome)
             word = "deferred" if outcome == DEFERRED else "given up"
             text = f"{listname}: {word}: {detail}" if listname else f"{word}: {detail}"
@@ -130,6 +136,13 @@ class Tally:
         if listname:
             self.lists.setdefault(listname, Counts()).add(outcome)
         self.total.add(outcome)
+
+    @property
+    def result(self) -> str:
+        """'ok', 'undelivered' (copies deferred or given up) or 'errors'."""
+        if self.errors:
+            return ERROR + "s"
+        return UNDELIVERED if self.undelivered else "ok"
 
     @property
     def undelivered(self) -> bool:

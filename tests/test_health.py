@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from routemail import config as configmod
-from tests.conftest import BASE_CONFIG, Project
+from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, running_receiver
+from tests.test_receiver import MESSAGE, post
+from tests.test_receiver import PASS as PASSING
 
 
 def test_monitoring_section_is_validated(project: Project) -> None:
@@ -26,3 +39,155 @@ def test_monitoring_section_is_validated(project: Project) -> None:
     assert done.returncode == 2
     assert "monitoring.delivery_alert_minutes" in done.stderr
     assert "monitoring.pending_minutes" in done.stderr
+
+
+# -- /healthz under gunicorn: one test per reason ------------------------------------------
+
+
+def healthz(receiver: Receiver) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(receiver.url + "/healthz", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as answer:
+        with answer:
+            return answer.code, json.loads(answer.read())
+
+
+def test_healthz_is_503_when_lists_toml_stops_validating(receiver: Receiver) -> None:
+    assert healthz(receiver) == (200, {"ok": True})
+    receiver.project.write_config(BASE_CONFIG + "\n[lists.broken]\nmembers = [42]\n")
+    status, answer = healthz(receiver)
+    assert status == 503
+    assert answer["ok"] is False
+    assert "lists.toml does not validate" in answer["error"]
+    assert "lists.broken.members" in answer["error"]
+    receiver.project.write_config(BASE_CONFIG)
+    assert healthz(receiver) == (200, {"ok": True})
+
+
+def test_healthz_is_503_without_the_shared_secret(project: Project) -> None:
+    with running_receiver(project, extra_env={"MAILRECV_SECRET": None}) as r:
+        status, answer = healthz(r)
+    assert status == 503
+    assert "no shared secret" in answer["error"]
+
+
+def test_healthz_is_503_when_the_oldest_pending_entry_is_too_old(receiver: Receiver) -> None:
+    """The arrival of a pending message is its file's mtime; older than
+    [monitoring] pending_alert_minutes means mail is stuck."""
+    project = receiver.project
+    project.write_config(BASE_CONFIG + "\n[monitoring]\npending_alert_minutes = 30\n")
+    msg_id = project.spool.receive(MESSAGE, ["volunteers@lists.example.org"], PASSING).id
+    assert healthz(receiver)[0] == 200
+    two_hours_ago = time.time() - 7200
+    os.utime(project.spool.message_path(msg_id), (two_hours_ago, two_hours_ago))
+    status, answer = healthz(receiver)
+    assert status == 503
+    assert "the oldest pending message arrived 120 minutes ago" in answer["error"]
+    project.spool.set_pending(msg_id, False)  # routed: nothing waits any more
+    assert healthz(receiver)[0] == 200
+
+
+@pytest.fixture
+def small_filesystem(project: Project) -> Iterator[Path]:
+    """A 2 MiB tmpfs mounted as the project's data directory (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    project.data_dir.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(project.data_dir)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield project.data_dir
+    finally:
+        subprocess.run(["umount", "-l", str(project.data_dir)], check=True)
+
+
+def test_healthz_is_503_when_the_spool_has_less_room_than_max_size(
+    project: Project, small_filesystem: Path
+) -> None:
+    """Less free space than [receiver] max_size: not ok (every big post would get 503);
+    with a max_size the filesystem can hold, ok."""
+    with running_receiver(project) as r:
+        status, answer = healthz(r)
+        assert status == 503
+        assert "MiB free on the spool's filesystem" in answer["error"]
+        assert "max_size" in answer["error"]
+    project.write_config(BASE_CONFIG.replace("[receiver]\n", "[receiver]\nmax_size = 500000\n"))
+    with running_receiver(project) as r:
+        assert healthz(r) == (200, {"ok": True})
+        # Filling the filesystem (another writer) makes it not ok again.
+        (small_filesystem / "filler").write_bytes(b"x" * 1_700_000)
+        status, answer = healthz(r)
+        assert status == 503
+        assert "MiB free" in answer["error"]
+
+
+# -- /metrics ------------------------------------------------------------------------------
+
+
+def scrape(receiver: Receiver, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(receiver.url + "/metrics", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as answer:
+        with answer:
+            return answer.code, answer.read().decode()
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+def test_metrics_count_posts_across_workers_and_read_the_queue_and_runs(
+    receiver: Receiver, routemail_cli: RunCli
+) -> None:
+    """Posts by status (summed over gunicorn's workers), queue depth, oldest pending age,
+    copies by list and the last run's duration, in the Prometheus text format."""
+    for n in range(6):
+        raw = MESSAGE.replace(b"Message-ID: <", f"Message-ID: <metrics-{n}-".encode())
+        assert post(receiver, raw)[0] == 200
+    assert post(receiver, MESSAGE, secret="wrong")[0] == 401
+    status, text = scrape(receiver)
+    assert status == 200, text
+    assert sample(text, "mailrecv_posts_total", status="200") == 6
+    assert sample(text, "mailrecv_posts_total", status="401") == 1
+    assert sample(text, "routemail_queue_pending") == 6
+    age = sample(text, "routemail_oldest_pending_age_seconds")
+    assert age is not None and 0 <= age < 600
+
+    done = routemail_cli("run")
+    assert done.returncode == 0, done.stderr
+    status, text = scrape(receiver)
+    assert sample(text, "routemail_queue_pending") == 0
+    assert sample(text, "routemail_copies_total", list="volunteers", outcome="sent") == 18
+    assert sample(text, "routemail_copies_total", list="volunteers", outcome="deferred") == 0
+    assert sample(text, "routemail_runs_total") == 1
+    duration = sample(text, "routemail_last_run_duration_seconds")
+    assert duration is not None and duration > 0
+    assert sample(text, "routemail_last_run_ok") == 1
+
+
+def test_metrics_only_on_this_host_unless_a_token_is_set(project: Project) -> None:
+    """Without a token: loopback clients only, and none that came through a proxy.
+    With MAILRECV_METRICS_TOKEN: only that bearer token, compared in constant time."""
+    with running_receiver(project) as r:
+        assert scrape(r)[0] == 200
+        status, text = scrape(r, {"X-Forwarded-For": "203.0.113.9"})
+        assert status == 403
+        assert "MAILRECV_METRICS_TOKEN" in text
+    token = "metrics-token-0123456789"
+    with running_receiver(project, extra_env={"MAILRECV_METRICS_TOKEN": token}) as r:
+        assert scrape(r)[0] == 403
+        assert scrape(r, {"Authorization": "Bearer wrong"})[0] == 403
+        status, text = scrape(r, {"Authorization": f"Bearer {token}"})
+        assert status == 200
+        assert "routemail_queue_entries" in text

@@ -72,9 +72,7 @@ def run(obj: Context, quiet: bool, as_json: bool) -> None:
 
 
 def exit_status(t: Tally) -> int:
-    if t.errors:
-        return ERRORS
-    return UNDELIVERED if t.undelivered else DONE
+    return {"ok": DONE, "undelivered": UNDELIVERED}.get(t.result, ERRORS)
 
 
 def summary(report: RunReport, status: int) -> dict[str, Any]:

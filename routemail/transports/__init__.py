@@ -64,6 +64,8 @@ class Unavailable:
     environment, an unreadable CA file): every copy is a temporary failure
     naming why, so each gets its F line and stays queued, as with a dead server."""
 
+    circuit_open = True
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 

@@ -143,5 +143,10 @@ class Paced:
             self._open_until = None
         return result
 
+    @property
+    def circuit_open(self) -> bool:
+        """Whether the last copies found the next hop taking nothing (see above)."""
+        return self._open_until is not None
+
     def close(self) -> None:
         self.inner.close()
