@@ -128,7 +128,6 @@ class SiteCollector(Collector):
             1.0 if state.transport.circuit_open else 0.0,
         )
 
-
     def _queue(self) -> Iterator[Metric]:
         try:
             q = health.queue(self.settings.spool)
