@@ -9,11 +9,11 @@ from __future__ import annotations
 import email.header
 import email.parser
 import email.policy
-import email.utils
 from dataclasses import dataclass
 from email.message import Message
 
-from routemail import addresses
+from routemail.author import Author, author_of
+from routemail.rewrite.headers import split_block
 
 SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 # Headers by which auto-responders mark themselves (RFC 3834 and common practice).
@@ -46,8 +46,7 @@ def text_of(value: object) -> str:
 class Headers:
     """The few headers routing decides on."""
 
-    author: str | None  # normalized From address
-    author_name: str
+    author: Author  # who wrote it (routemail.author), or why that is unknown
     subject: str
     list_ids: tuple[str, ...]
     loops: tuple[str, ...]
@@ -57,19 +56,21 @@ class Headers:
     @classmethod
     def of(cls, raw: bytes) -> Headers:
         msg = parse_headers(raw)
-        try:
-            name, addr = email.utils.parseaddr(text_of(msg.get("From")))
-        except Exception:  # RecursionError on thousands of nested '(' comments
-            name, addr = "", ""
         return cls(
-            author=addresses.normalize(addr) if addr else None,
-            author_name=name,
+            author=author_of(from_values(raw)),
             subject=text_of(msg.get("Subject")),
             list_ids=tuple(text_of(v).lower() for v in msg.get_all("List-Id", [])),
             loops=tuple(text_of(v).lower() for v in msg.get_all("X-Loop", [])),
             message_id=text_of(msg.get("Message-ID")),
             automatic=_automatic(msg),
         )
+
+
+def from_values(raw: bytes) -> list[bytes]:
+    """The From fields' values as written, split as the copy splits them, so routing
+    and the copy read the same field."""
+    block = split_block(raw, 0, len(raw), top=True)
+    return [f.value for f in block.fields if f.key == "from"]
 
 
 def _automatic(msg: Message) -> bool:

@@ -4,8 +4,10 @@ A moderator approves by replying to the request. The reply goes to
 approve+<message>-<token>@domain, where <message> is the held message's id
 and <token> an HMAC over (message id, list) with the server secret, both in
 lower-case base32 so an MTA that folds case cannot break them. The reply
-counts only if the token verifies for a list the message is held for, the
-sender moderates that list, and DKIM or DMARC passed.
+counts only if the token verifies for a list the message is held for, its
+author (routemail.author) moderates that list, and DMARC passed or DKIM
+passed for a domain aligned with the author's (routemail.alignment). A
+refused reply whose token verifies gets a notice saying why.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from routemail import sidecar, tokens
 from routemail.actionlog import ActionLog
+from routemail.author import Author
 from routemail.config import Moderation, Site
 from routemail.errors import RoutemailError
 from routemail.lists import ResolvedList
@@ -37,14 +40,21 @@ def verdict_reasons(verdicts: Mapping[str, str], policy: Moderation) -> list[str
     ]
 
 
-def poster_reason(mlist: ResolvedList, author: str | None) -> str | None:
-    if mlist.may_post(author):
+def poster_reason(mlist: ResolvedList, author: Author) -> str | None:
+    """Why the author may not post unmoderated; an unknown author never may, even
+    where anyone can post: a copy must not go out from someone it cannot name."""
+    if author.address is None:
+        return f"the author is unknown: {author.problem}"
+    if mlist.may_post(author.address):
         return None
-    if author is None:
-        return "the message has no valid From address"
     if mlist.settings.posters == "members":
-        return f"sender {author} is not a member of {mlist.name}"
-    return f"sender {author} may not post to {mlist.name}"
+        return f"sender {author.address} is not a member of {mlist.name}"
+    return f"sender {author.address} may not post to {mlist.name}"
+
+
+def shown(author: Author) -> str:
+    """The author for a notice's text: the address, or why there is none."""
+    return author.address or f"unknown ({author.problem})"
 
 
 def approval_address(secret: bytes, msg_id: str, listname: str, site: Site) -> str:
@@ -95,7 +105,7 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
     """The moderation request: why, how to approve, and the original attached."""
     name = held.mlist.name
     reply = approval_address(secret, held.msg_id, name, site)
-    author = held.headers.author or "(no valid From address)"
+    author = shown(held.headers.author)
     attached = (
         "Only its headers are attached: SES found a virus in it."
         if held.virus
@@ -127,6 +137,37 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
         original=raw,
         headers_only=held.virus,
         reply_to=reply,
+        domain=site.domain,
+    ).as_bytes()
+
+
+def refusal(
+    listname: str, reason: str, reply: bytes, headers: Headers, site: Site, to: list[str]
+) -> bytes:
+    """The notice telling a moderator why their approval reply did not count."""
+    text = "\n".join(
+        [
+            f"A reply approving a message held for {listname}@{site.domain} did not count:",
+            f"  {reason}",
+            "",
+            f"From:    {shown(headers.author)}",
+            f"Subject: {headers.subject or '(none)'}",
+            "",
+            "Nothing changed. Reply to the moderation request again from the address"
+            " routemail knows you by, through a mail service that signs your mail"
+            " (DKIM) and publishes DMARC, or approve from a shell with `routemail approve`.",
+            "",
+            "The headers of the reply are attached.",
+        ]
+    )
+    return Notice(
+        from_addr=f"{listname}-owner@{site.domain}",
+        from_name=f"{listname} moderation",
+        to=to,
+        subject=f"Approval not accepted for {listname}: {headers.subject or '(no subject)'}",
+        text=text,
+        original=reply,
+        headers_only=True,
         domain=site.domain,
     ).as_bytes()
 

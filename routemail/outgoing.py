@@ -13,9 +13,10 @@ from collections.abc import Iterable, Sequence
 from email.message import EmailMessage
 
 from routemail import addresses
+from routemail.author import author_of
 from routemail.config import Config
 from routemail.errors import RoutemailError
-from routemail.message import parse_headers, text_of
+from routemail.message import from_values, parse_headers, text_of
 from routemail.notify import POLICY
 from routemail.spool import Receipt, Spool, header_end
 
@@ -32,11 +33,14 @@ def recipients_of(raw: bytes) -> list[str]:
 
 
 def check_sender(raw: bytes, config: Config) -> None:
-    _, sender = email.utils.parseaddr(text_of(parse_headers(raw).get("From")))
-    norm = addresses.normalize(sender) if sender else None
+    author = author_of(from_values(raw))
+    norm = author.address
     domain = config.site.domain
     if norm is None:
-        raise RoutemailError("the message has no valid From header; add one on " + domain)
+        raise RoutemailError(
+            f"the message has no valid From header ({author.problem}); "
+            f"give it one address on {domain}"
+        )
     _, sender_domain = addresses.split(norm)
     if sender_domain != domain and not sender_domain.endswith("." + domain):
         raise RoutemailError(

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from routemail import feedback, moderate, sidecar, tally, tokens, webhooks
+from routemail import alignment, feedback, moderate, sidecar, tally, tokens, webhooks
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
@@ -44,6 +44,7 @@ from routemail.transports import (
     open_transport,
 )
 
+NULL_SENDER = ""  # MAIL FROM:<>: nothing may answer a notice (RFC 3834, RFC 5321 4.5.5)
 OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 ADMIN = "-"  # the pseudo-list of mail forwarded to the admin, in tags and counts
 # F lines whose detail starts so count toward max_attempts; the others record a copy
@@ -320,7 +321,7 @@ class Router:
             event,
             message=work.msg_id,
             message_id=work.headers.message_id,
-            sender=work.headers.author,
+            sender=work.headers.author.address,
             subject=work.headers.subject,
             **fields,
         )
@@ -397,7 +398,7 @@ class Router:
 
     def _forward_unknown(self, work: Work, destination: str) -> None:
         site = self.config.site
-        author = work.headers.author or "(no valid From address)"
+        author = moderate.shown(work.headers.author)
         text = "\n".join(
             [
                 f"A message for {destination} matched no list on {site.domain}.",
@@ -471,10 +472,12 @@ class Router:
 
     def _mailto_unsubscribe(self, work: Work, listname: str) -> None:
         """<list>-unsubscribe@: unsubscribe the sender after the usual inbound checks."""
-        author = work.headers.author
+        author = work.headers.author.address
         reasons = moderate.verdict_reasons(work.history.verdicts, self.config.moderation)
+        if author is None:
+            reasons.append(f"the author is unknown: {work.headers.author.problem}")
         if author is None or reasons:
-            why = "; ".join(reasons) or "no valid From address"
+            why = "; ".join(reasons)
             self._discard(work, f"unsubscribe request for {listname} refused: {why}")
             return
         try:
@@ -505,10 +508,12 @@ class Router:
             self.log.write(work.msg_id, f"approval of {held_id}: cannot resolve the list ({exc})")
             work.retry = True
             return
-        if isinstance(verdict, str):
-            self._record(work, sidecar.DISCARDED, f"invalid approval: {verdict}")
+        if isinstance(verdict, Refusal):
+            self._record(work, sidecar.DISCARDED, f"invalid approval: {verdict.reason}")
             self.tally.message(work.msg_id, tally.DISCARDED)
-            self.log.write(work.msg_id, f"invalid approval for {held_id}: {verdict}")
+            self.log.write(work.msg_id, f"invalid approval for {held_id}: {verdict.reason}")
+            if verdict.tell:
+                self._tell_refused(work, verdict)
             return
         listname, approver = verdict
         self.spool.append(
@@ -520,12 +525,12 @@ class Router:
         self.webhooks.emit("approved", message=held_id, list=listname, approver=approver)
         self.process(held_id)  # deliver it in this run
 
-    def _check_approval(self, work: Work, held_id: str, token: str) -> tuple[str, str] | str:
-        """(list, approver) for a valid approval, else the reason it is not one."""
+    def _check_approval(self, work: Work, held_id: str, token: str) -> tuple[str, str] | Refusal:
+        """(list, approver) for a valid approval, else why it is not one."""
         try:
             held = self.spool.history(held_id)
         except UnknownMessage:
-            return f"no queue entry {held_id}"
+            return Refusal(f"no queue entry {held_id}")
         listname = next(
             (
                 name
@@ -535,24 +540,53 @@ class Router:
             None,
         )
         if listname is None:
-            return "the token does not verify"
+            return Refusal("the token does not verify")
+        if work.headers.automatic:
+            # Never answered: a notice to an auto-responder could start a loop.
+            return Refusal("an automatic reply (Auto-Submitted or Precedence) never approves")
+        mlist = self.directory.resolve(listname)
+        moderators = list(mlist.moderators) if mlist else []
         if (
             held.approver(listname)
             or held.has(sidecar.REJECTED, listname)
             or held.has(sidecar.EXPIRED, listname)
         ):
-            return f"{held_id} is no longer held for {listname}"
-        if work.headers.automatic:
-            return "an automatic reply (Auto-Submitted or Precedence) never approves"
-        mlist = self.directory.resolve(listname)
-        approver = work.headers.author
-        if mlist is None or not mlist.is_moderator(approver):
-            return f"{approver or 'the sender'} is not a moderator of {listname}"
-        verdicts = work.history.verdicts
-        if "PASS" not in (verdicts.get("dkim"), verdicts.get("dmarc")):
-            return "neither DKIM nor DMARC passed for the reply"
-        assert approver is not None
+            return Refusal(f"{held_id} is no longer held for {listname}", listname, moderators)
+        approver = work.headers.author.address
+        if approver is None or mlist is None or not mlist.is_moderator(approver):
+            who = approver or f"the sender (unknown: {work.headers.author.problem})"
+            return Refusal(f"{who} is not a moderator of {listname}", listname, moderators)
+        if why := alignment.unvouched(work.history.verdicts, work.raw, work.headers.author):
+            return Refusal(f"the reply is not vouched for: {why}", listname, moderators)
         return listname, approver
+
+    def _tell_refused(self, work: Work, refusal: Refusal) -> None:
+        """The notice to the moderator who replied, or (when the reply's author is no
+        moderator) to the list's moderators; once, as the reply is then discarded."""
+        author = work.headers.author.address
+        to = [author] if author and author in refusal.moderators else list(refusal.moderators)
+        to = to or [self.config.site.admin]
+        notice = moderate.refusal(
+            refusal.listname, refusal.reason, work.raw, work.headers, self.config.site, to
+        )
+        for moderator in to:
+            result = self._send(work, NULL_SENDER, moderator, notice, refusal.listname)
+            outcome = "sent" if result.sent else f"not sent ({result.detail})"
+            self.log.write(work.msg_id, f"refused approval: notice to {moderator} {outcome}")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a reply is not an approval; tell is whether to send the moderators a notice
+    (only once the token verified: it came from someone who got the request)."""
+
+    reason: str
+    listname: str = ""
+    moderators: Sequence[str] = ()
+
+    @property
+    def tell(self) -> bool:
+        return bool(self.listname)
 
 
 def _detail_starts(failure: sidecar.Event, prefix: str) -> bool:

@@ -125,7 +125,7 @@ def test_non_member_held_then_approved_by_reply(receiver: Receiver, routemail_cl
     [
         ("coordinator@example.org", {}, True, "", "the token does not verify"),
         ("ann@example.com", {}, False, "", "is not a moderator of volunteers"),
-        ("coordinator@example.org", {"dkim": "FAIL", "dmarc": "FAIL"}, False, "", "neither DKIM"),
+        ("coordinator@example.org", {"dkim": "FAIL", "dmarc": "FAIL"}, False, "", "neither DMARC"),
         ("coordinator@example.org", {}, False, "Auto-Submitted: auto-replied\n", "automatic"),
     ],
     ids=["bad-token", "wrong-sender", "failing-dkim-dmarc", "auto-reply"],
@@ -347,8 +347,8 @@ def test_old_holds_expire_and_old_entries_are_removed(
 def test_message_without_headers_is_held_for_the_admin(
     project: Project, routemail_cli: RunCli, tmp_path: Path
 ) -> None:
-    """A message no copy can be built from is held, and the admin is told why: no crash,
-    no silent drop, no copies."""
+    """A message with no header fields is held (it has no author), and the admin is told
+    why: no crash, no silent drop, no copies, even once approved."""
     project.write_config(
         project.config_path.read_text()
         + '\n[lists.open]\nposters = "anyone"\nmembers = ["ann@example.com"]\n'
@@ -362,7 +362,7 @@ def test_message_without_headers_is_held_for_the_admin(
     assert notice.recipient == "admin@example.org"
     body = notice.message.get_body(("plain",))
     assert body is not None
-    assert "no copy can be built: the message has no header fields" in body.get_content()
+    assert "the author is unknown: no From header" in body.get_content()
     state = routemail_cli("queue", "--state", "held", "--json")
     assert [e["id"] for e in json.loads(state.stdout)] == [msg_id]
     assert routemail_cli("approve", msg_id, "open").returncode == 0

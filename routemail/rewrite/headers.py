@@ -10,7 +10,8 @@ import email.utils
 import re
 from dataclasses import dataclass, field
 
-from routemail import addresses
+from routemail.author import Author
+from routemail.author import author_of as read_author
 
 MAX_LINE = 998  # RFC 5322 2.1.1, not counting the line break
 FOLD_AT = 78
@@ -297,25 +298,9 @@ def fold(name: str, words: list[str]) -> bytes:
 # -- the rewritten fields -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Author:
-    """Who wrote the message, from its From field, or why that cannot be known."""
-
-    name: str
-    address: str | None
-    problem: str | None = None
-
-
 def author_of(fields: list[Field]) -> Author:
-    froms = [f for f in fields if f.key == "from"]
-    if not froms:
-        return Author("", None, "no From header")
-    text = _UNFOLD.sub("", decode_8bit(froms[0].value))
-    for raw_name, raw_address in parse_addresses(text):
-        address = addresses.normalize(raw_address) if raw_address else None
-        if address:
-            return Author(decode_words(raw_name), address)
-    return Author("", None, "From header without a usable address")
+    """The author, decided by routemail.author as routing decides it."""
+    return read_author([f.value for f in fields if f.key == "from"])
 
 
 def munged_from(author: Author, listname: str, list_address: str) -> Field:
