@@ -89,7 +89,9 @@ def test_routing_and_the_copy_agree_on_the_author() -> None:
 
 def test_an_8bit_from_header_is_read_from_bytes() -> None:
     """Raw 8-bit bytes in From (UTF-8 or Windows-1252) do not hide the address."""
-    assert author_of([b" J\xc3\xb6rg <jorg@example.com>"]) == Author("jorg@example.com", "J\u00f6rg")
+    assert author_of([b" J\xc3\xb6rg <jorg@example.com>"]) == Author(
+        "jorg@example.com", "J\u00f6rg"
+    )
     assert author_of([b" J\xf6rg <jorg@example.com>"]).address == "jorg@example.com"
 
 

@@ -161,9 +161,7 @@ def held_on_board(receiver: Receiver, smtp: Recorder, routemail_cli: RunCli) -> 
     return msg_id, str(request["Reply-To"])
 
 
-def approve(
-    receiver: Receiver, address: str, sender: str, extra: str = "", **verdicts: str
-) -> str:
+def approve(receiver: Receiver, address: str, sender: str, extra: str = "", **verdicts: str) -> str:
     raw = message(sender, address, "<reply-1@example.org>", extra, subject="Re: ok")
     return post(receiver, raw, address, **verdicts)
 
