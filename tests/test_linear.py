@@ -134,7 +134,7 @@ def test_nested_comments_never_raise(text: str) -> None:
     assert addresses.normalize(text) is None
     assert headers.parse_addresses(text) == []
     raw = f"From: {text}\nTo: {text}\nReply-To: {text}\n\nHi\n".encode()
-    assert Headers.of(raw).author is None
+    assert Headers.of(raw).author.address is None
     maker, data = make_copy(raw)
     check_sendable(data)
     assert any("From" in p for p in maker.problems)
