@@ -33,7 +33,7 @@ from routemail.errors import RoutemailError
 from routemail.rewrite import headers
 from routemail.rewrite.decorate import DecoratedPart, Kind, Texts, Undecoratable, html_block
 from routemail.rewrite.headers import Field
-from routemail.rewrite.mime import Part, scan
+from routemail.rewrite.mime import Part, TooComplex, scan
 from routemail.templates import Template
 
 LOOP_HEADER = "X-Loop"
@@ -230,7 +230,10 @@ class CopyMaker:
         self.nl = nl
         self._buf = buf
         mv = memoryview(buf)
-        top = scan(buf, nl, 0, len(buf), top=True)
+        try:
+            top = scan(buf, nl, 0, len(buf), top=True)
+        except TooComplex as exc:
+            raise CopyError(f"{exc}; no copy is made") from None
         if not top.fields:
             raise CopyError(
                 "the message has no header fields: it must start with lines like "
@@ -443,7 +446,7 @@ class CopyMaker:
                 segs.append(seg if isinstance(seg, bytes) else _DecoratedSlot(d, seg))
         elif part.new_body is not None:
             segs.extend(part.new_body)  # type: ignore[arg-type]
-        elif part.children:
+        elif part.children or part.unread_from is not None:
             pos = part.body_start
             for child in part.children:
                 gap = mv[pos : child.header_start]
@@ -452,10 +455,12 @@ class CopyMaker:
                     segs.append(self.nl)
                 self._emit(child, segs, mv)
                 pos = child.end
-            if part.close_missing:
-                segs.append(self._b(b"\n--" + part.boundary + b"--\n"))
-            else:
+            if not part.close_missing:
                 segs.append(mv[pos : part.end])
+                return
+            if part.unread_from is not None:
+                segs.append(mv[pos : part.end])
+            segs.append(self._b(b"\n--" + part.boundary + b"--\n"))
         else:
             segs.append(mv[part.body_start : part.end])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from email.message import Message
 
 from routemail.author import Author, author_of
-from routemail.rewrite.headers import split_block
+from routemail.rewrite.headers import MAX_PARSED, split_block
 
 SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 # Headers by which auto-responders mark themselves (RFC 3834 and common practice).
@@ -31,9 +31,12 @@ def parse_headers(raw: bytes) -> Message:
 
 
 def text_of(value: object) -> str:
-    """A header value decoded from RFC 2047 into one line of text."""
+    """A header value decoded from RFC 2047 into one line of text (a value longer than
+    MAX_PARSED is left encoded: decoding is quadratic in its number of encoded words)."""
     if value is None:
         return ""
+    if len(str(value)) > MAX_PARSED:
+        return " ".join(str(value).split())
     try:
         parts = email.header.decode_header(str(value))
         text = str(email.header.make_header(parts))

@@ -104,18 +104,34 @@ def test_long_content_fields_are_dropped_not_parsed() -> None:
 
 
 def test_parts_past_the_budget_are_sent_unread() -> None:
-    """A message with more parts than MAX_PARTS gets its copy; the rest go as they are,
-    labelled application/octet-stream so no reader looks into what was not repaired."""
+    """A message with more parts than MAX_PARTS gets its copy: the parts past the budget
+    go byte for byte, unread, closing delimiter included."""
     raw = BY_NAME["many_parts"].build((mime.MAX_PARTS + 5) * 60)
     maker, data = make_copy(raw)
     assert any(f"more than {mime.MAX_PARTS} MIME parts" in p for p in maker.problems)
     check_wire(data)
+    tail = raw[raw.index(b'charset="x-%d"' % (mime.MAX_PARTS - 1)) :]
+    assert data.endswith(tail)
     # compat32 records the same structure defects as policy.strict, ten times faster here.
     parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data)
     assert not [d for p in parsed.walk() for d in p.defects]
-    types = [p.get_content_type() for p in parsed.walk()]
-    assert types.count(mime.UNREAD) >= 5
-    assert types[2] == "text/plain"  # the first part, read and decorated
+    assert len(parsed.get_payload()) == mime.MAX_PARTS + 5
+
+
+def test_parts_past_the_budget_without_a_close_get_one() -> None:
+    """With the closing delimiter missing, the unread parts are kept and the close added."""
+    raw = BY_NAME["many_parts"].build((mime.MAX_PARTS + 5) * 60).removesuffix(b"--b--\n")
+    _, data = make_copy(raw)
+    assert data.endswith(raw[-200:] + b"\n--b--\n")
+
+
+def test_long_lines_past_the_budget_hold_the_message() -> None:
+    """A line over 998 octets among the unread parts cannot be sent: no copy, a reason."""
+    raw = BY_NAME["many_parts"].build((mime.MAX_PARTS + 5) * 60)
+    raw = raw.replace(b"part\n--b--", b"x" * 1000 + b"\n--b--")
+    with pytest.raises(CopyError, match="lines over 998 octets") as info:
+        make_copy(raw)
+    assert not info.value.unexpected
 
 
 def test_parts_nested_past_the_limit_are_sent_unread() -> None:
@@ -186,3 +202,15 @@ def test_routemail_run_copies_a_hostile_message_within_a_cpu_bound(project: Proj
         data = path.read_bytes()
         assert b"list-footer" in data
         check_wire(data.split(b"\n", 2)[2])  # past Return-Path and Delivered-To
+
+
+def test_long_header_values_are_left_encoded() -> None:
+    """Encoded words in a value over MAX_PARSED stay as they are (decoding them is
+    quadratic in their number); shorter values are decoded as before."""
+    long_subject = fill(b"=?utf-8?q?caf=C3=A9?= ", headers.MAX_PARSED + 1)
+    raw = BY_NAME["long_subject"].build(0).replace(b"Subject: ", b"Subject: " + long_subject)
+    assert Headers.of(raw).subject == long_subject.decode().strip()
+    assert headers.decode_words(long_subject.decode()) == long_subject.decode().strip()
+    short = b"Subject: =?utf-8?q?caf=C3=A9?=\n\nx\n"
+    assert Headers.of(short).subject == "café"
+    assert headers.decode_words("=?utf-8?q?caf=C3=A9?=") == "café"

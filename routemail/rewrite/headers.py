@@ -146,7 +146,11 @@ def valid_date(f: Field) -> bool:
 
 def decode_words(text: str) -> str:
     """RFC 2047 encoded words decoded, whitespace collapsed; text around them kept as is
-    (even when it is 8-bit text that was never encoded, which the email package rejects)."""
+    (even when it is 8-bit text that was never encoded, which the email package rejects).
+    Longer than MAX_PARSED, the words are left encoded: decode_header pops the first of its
+    pieces at every step, quadratic in their number."""
+    if len(text) > MAX_PARSED:
+        return " ".join(text.split())
     try:
         chunks = email.header.decode_header(text)
     except Exception:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import email.message
 import email.parser
 import email.policy
-import functools
 import re
 from dataclasses import dataclass, field
 
 from routemail.rewrite.headers import MAX_PARSED, Field, replace_field, split_block
 
 MAX_DEPTH = 30  # deeper nesting is left as it is, unread
-# Parts read with the email package, per message; the rest are sent as they are (their
-# long lines still re-encoded). Bounds the work of a message of tiny parts, each with
-# fields of its own, to about a second; real messages have a few dozen parts.
+# Parts read, per message; the rest are sent as they are, unread. Bounds the work of a
+# message of tiny parts, each with fields of its own, to about a second (the email
+# package reads each part's fields in ~100 us); real messages have a few dozen parts.
 MAX_PARTS = 10_000
 UNREAD = "application/octet-stream"
 OPAQUE = frozenset({"multipart/signed", "multipart/encrypted"})
@@ -25,6 +24,10 @@ MULTIPART_ENCODINGS = frozenset({"7bit", "8bit", "binary"})
 # starts after a bare CR): unanchored, a search reads on to the end of the line from
 # every byte of it, 500 steps a byte on lines just under the limit.
 _LONG_LINE = re.compile(rb"(?m)^[^\r\n]{999}")
+
+
+class TooComplex(Exception):
+    """The message's structure cannot be made sendable within the bounds of reading it."""
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Part:
     info: ContentInfo
     children: list[Part] = field(default_factory=list)
     close_missing: bool = False  # a multipart whose closing delimiter is absent
+    unread_from: int | None = None  # a multipart's parts from here on are sent unread
     boundary: bytes = b""
     new_fields: list[Field] | None = None  # rewritten header block, when repaired
     new_body: list[object] | None = None  # rewritten body segments, when repaired
@@ -67,19 +71,9 @@ class Part:
         return out
 
 
-def content_info(fields: list[Field], default: str = "text/plain") -> ContentInfo:
+def _read_content_fields(data: bytes, default: str) -> ContentInfo:
     """The Content-* fields read with the email package (compat32 never raises on reading;
     the guard is for whatever it does on hostile input)."""
-    data = b"".join(f.to_bytes() for f in fields if f.key.startswith("content-"))
-    if not data:
-        return ContentInfo(ctype=default)
-    # A copy: callers change the info of their part.
-    return dataclasses.replace(_read_content_fields(data, default))
-
-
-@functools.lru_cache(maxsize=256)
-def _read_content_fields(data: bytes, default: str) -> ContentInfo:
-    """Cached: the parser costs ~100 us a part, and parts mostly repeat their fields."""
     info = ContentInfo(ctype=default)
     try:
         msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
@@ -97,6 +91,25 @@ def _read_content_fields(data: bytes, default: str) -> ContentInfo:
     return info
 
 
+@dataclass
+class _Reading:
+    """What reading one message's structure may still spend: parts left to read, and
+    the Content-* fields read so far (the parser costs ~100 us a part, and a message's
+    parts mostly repeat their fields)."""
+
+    parts_left: int = MAX_PARTS
+    seen: dict[tuple[bytes, str], ContentInfo] = field(default_factory=dict)
+
+    def content_info(self, fields: list[Field], default: str) -> ContentInfo:
+        data = b"".join(f.to_bytes() for f in fields if f.key.startswith("content-"))
+        if not data:
+            return ContentInfo(ctype=default)
+        key = (data, default)
+        if key not in self.seen:
+            self.seen[key] = _read_content_fields(data, default)
+        return copy.copy(self.seen[key])  # callers change the info of their part
+
+
 def scan(
     buf: bytes,
     nl: bytes,
@@ -106,27 +119,20 @@ def scan(
     top: bool = False,
     depth: int = 0,
     default: str = "text/plain",
-    budget: list[int] | None = None,
+    reading: _Reading | None = None,
 ) -> Part:
     """The entity in buf[start:end] and, for multiparts, its children, repaired where
-    Python's email parser would report a defect (so every copy re-parses cleanly).
-    budget holds the number of parts still to be read (MAX_PARTS for the message)."""
-    budget = [MAX_PARTS] if budget is None else budget
+    Python's email parser would report a defect (so every copy re-parses cleanly)."""
+    reading = _Reading() if reading is None else reading
     block = split_block(buf, start, end, top=top)
-    budget[0] -= 1
-    if budget[0] < 0:
-        part = Part(block.fields, start, block.body_start, end, ContentInfo(UNREAD))
-        if budget[0] == -1:
-            part.problems.append(f"more than {MAX_PARTS} MIME parts: the rest sent unread")
-        _unread(buf, nl, part, ENCODINGS)
-        return part
+    reading.parts_left -= 1
     fields, problems = block.fields, list(block.problems)
     if sum(len(f.value) for f in fields if f.key.startswith("content-")) > MAX_PARSED:
         # Never handed to the email package's parameter parser (quadratic): dropped, so
         # the part is read, and sent, as the default type.
         fields = [f for f in fields if not f.key.startswith("content-")]
         problems.append(f"dropped Content-* fields longer than {MAX_PARSED} bytes")
-    part = Part(fields, start, block.body_start, end, content_info(fields, default))
+    part = Part(fields, start, block.body_start, end, reading.content_info(fields, default))
     part.problems.extend(problems)
     if fields is not block.fields or (block.problems and not top):
         part.new_fields = list(fields)
@@ -136,9 +142,9 @@ def scan(
         return part
     if depth >= MAX_DEPTH:
         part.problems.append(f"MIME parts nested deeper than {MAX_DEPTH} levels sent unread")
-        _unread(buf, nl, part, MULTIPART_ENCODINGS)
+        _unread(buf, nl, part)
         return part
-    if part.info.boundary is None or not _split(buf, nl, part, depth, budget):
+    if part.info.boundary is None or not _split(buf, nl, part, depth, reading):
         _as_text(buf, part)
         return part
     if part.info.cte and part.info.cte not in MULTIPART_ENCODINGS:
@@ -156,7 +162,7 @@ def scan(
     return part
 
 
-def _split(buf: bytes, nl: bytes, part: Part, depth: int, budget: list[int]) -> bool:
+def _split(buf: bytes, nl: bytes, part: Part, depth: int, reading: _Reading) -> bool:
     """Find part's children between its boundary delimiters; False when there are none."""
     boundary = part.info.boundary
     assert boundary is not None
@@ -172,13 +178,16 @@ def _split(buf: bytes, nl: bytes, part: Part, depth: int, budget: list[int]) -> 
         return False
     default = "message/rfc822" if part.ctype == "multipart/digest" else "text/plain"
     ends = [s for s, _ in starts[1:]] + [close if close is not None else part.end]
-    for (_, content), next_delimiter in zip(starts, ends, strict=True):
+    for (line_start, content), next_delimiter in zip(starts, ends, strict=True):
+        if reading.parts_left <= 0:
+            _unread_tail(buf, part, line_start)
+            break
         child_end = (
             next_delimiter
             if next_delimiter == part.end and close is None
             else max(content, next_delimiter - len(nl))
         )
-        child = scan(buf, nl, content, child_end, depth=depth + 1, default=default, budget=budget)
+        child = scan(buf, nl, content, child_end, depth=depth + 1, default=default, reading=reading)
         if child.header_start == child.end:
             # An empty part: give it the empty header block and line break it lacks.
             child.new_fields, child.new_body, child.broken = [], [nl], True
@@ -211,19 +220,27 @@ def _as_text(buf: bytes, part: Part) -> None:
         part.info.cte = ""
 
 
-def _unread(buf: bytes, nl: bytes, part: Part, encodings: frozenset[str]) -> None:
-    """A part not looked into is sent as application/octet-stream, so that no reader
-    looks into it either (a reader that did would find what was never repaired)."""
-    fields = part.new_fields or part.fields
-    ctes = [f.value.strip().lower() for f in fields if f.key == "content-transfer-encoding"]
-    cte = ctes[0].decode("ascii", errors="replace") if ctes else ""
-    if cte not in encodings:
-        fields = [f for f in fields if f.key != "content-transfer-encoding"]
-        cte = ""
+def _unread(buf: bytes, nl: bytes, part: Part) -> None:
+    """A multipart nested too deep is sent as application/octet-stream, so that no
+    reader looks into it either (a reader that did would find what was never repaired)."""
+    cte = part.info.cte if part.info.cte in MULTIPART_ENCODINGS else ""
+    fields = [f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"]
+    if cte:
+        fields.append(Field("Content-Transfer-Encoding", f" {cte}".encode()))
     part.new_fields = replace_field(fields, Field("Content-Type", f" {UNREAD}".encode()))
     part.info = ContentInfo(UNREAD, cte=cte)
     part.broken = True
     _fix_long_lines(buf, nl, part)
+
+
+def _unread_tail(buf: bytes, part: Part, start: int) -> None:
+    """The parts of a multipart from start on are past the message's MAX_PARTS: sent
+    byte for byte, unread (a reader sees them as the author sent them). Their lines are
+    still checked, as one scan: a line over 998 octets cannot be sent."""
+    if _LONG_LINE.search(buf, start, part.end):
+        raise TooComplex(f"more than {MAX_PARTS} MIME parts, with lines over 998 octets past them")
+    part.unread_from = start
+    part.problems.append(f"more than {MAX_PARTS} MIME parts: the rest sent unread")
 
 
 def _fix_long_lines(buf: bytes, nl: bytes, part: Part) -> None:
