@@ -105,10 +105,14 @@ def document() -> dict[str, Any]:
             **{"from": EMAIL},
         ),
     }
-    account_in = _obj(
-        ["email", "password"], email=EMAIL, password={"type": "string", "minLength": 10}
-    )
-    verify_in = _obj(["email", "token"], email=EMAIL, token=TOKEN)
+    account_in = {
+        **_obj(["email"], email=EMAIL),
+        "description": "No password: whoever verifies the account with the mailed token"
+        " chooses it (a password here answers 400).",
+    }
+    email_in = _obj(["email"], email=EMAIL)
+    password = {"type": "string", "minLength": 10, "maxLength": 1024}
+    verify_in = _obj(["email", "token", "password"], email=EMAIL, token=TOKEN, password=password)
     address_in = _obj(["address"], address=EMAIL)
     confirm_in = _obj(["address", "token"], address=EMAIL, token=TOKEN)
     list_in = _obj(
@@ -138,6 +142,12 @@ def document() -> dict[str, Any]:
         },
         "/accounts/verify": {
             "post": _op("Verify a moderator account", 200, "Account", (*IN, 403, 404), verify_in)
+        },
+        "/accounts/password-reset": {
+            "post": _op("Ask for a password reset", 202, "Account", IN, email_in)
+        },
+        "/accounts/password-reset/confirm": {
+            "post": _op("Reset the password", 200, "Account", (*IN, 403), verify_in)
         },
         "/lists": {
             "get": _op("List the lists", 200, "Lists", ()),

@@ -1,8 +1,10 @@
 """Small HTML pages behind the links in confirmation mails: one button each.
 
-A GET only shows the page (mail scanners follow links); the button POSTs.
-List mail's own one-click unsubscribe links (RFC 8058) are served by
-mailrecv.feedback at /unsubscribe/<list>.
+A GET only shows the page (mail scanners follow links); the button POSTs,
+and only from this site's own page (a browser's Sec-Fetch-Site says so).
+The account pages ask the person who holds the mailed token for the
+account's password. List mail's own one-click unsubscribe links (RFC 8058)
+are served by mailrecv.feedback at /unsubscribe/<list>.
 """
 
 from __future__ import annotations
@@ -21,8 +23,22 @@ from routemail.config import MailingList, load
 from routemail.errors import ConfigError
 
 MAX_FORM_BYTES = 64 * 1024
+# Sec-Fetch-Site values of a form sent from our own page, or typed in (no header: not a
+# browser, which forged requests from other sites always come from).
+OWN_SITE = ("same-origin", "none")
 
 blueprint = Blueprint("pages", __name__, template_folder="templates")
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the button's POST carries."""
+
+    ctx: Context
+    mlist: MailingList | None
+    who: str
+    token: str
+    password: str
 
 
 @dataclass(frozen=True)
@@ -33,36 +49,46 @@ class Action:
     question: str
     button: str
     done: str
-    perform: Callable[[Context, MailingList | None, str, str], Any]
+    perform: Callable[[Confirmation], Any]
+    asks_password: bool = False
 
 
 ACCOUNT = Action(
     "Verify your account",
-    "Verify the moderator account {address}?",
+    "Verify the moderator account {address} and choose its password.",
     "Verify account",
     "The account {address} is verified. You can now create lists with it.",
-    lambda ctx, mlist, who, token: accounts.verify_account(ctx, who, token),
+    lambda c: accounts.verify_account(c.ctx, c.who, c.token, c.password),
+    asks_password=True,
+)
+RESET = Action(
+    "Choose a new password",
+    "Choose a new password for the moderator account {address}.",
+    "Set password",
+    "The password of {address} is changed; the old one no longer works.",
+    lambda c: accounts.reset_password(c.ctx, c.who, c.token, c.password),
+    asks_password=True,
 )
 SUBSCRIBE = Action(
     "Confirm subscription",
     "Subscribe {address} to the list {list}?",
     "Confirm subscription",
     "{address} is now subscribed to {list}.",
-    lambda ctx, mlist, who, token: members.confirm_subscription(ctx, _known(mlist), who, token),
+    lambda c: members.confirm_subscription(c.ctx, _known(c.mlist), c.who, c.token),
 )
 UNSUBSCRIBE = Action(
     "Leave the list",
     "Remove {address} from the list {list}?",
     "Unsubscribe",
     "{address} has been removed from {list}.",
-    lambda ctx, mlist, who, token: members.unsubscribe(ctx, _known(mlist), who, token),
+    lambda c: members.unsubscribe(c.ctx, _known(c.mlist), c.who, c.token),
 )
 POST = Action(
     "Send your message",
     "Send the message from {address} to the list {list}?",
     "Send message",
     "Your message to {list} is on its way (the list's posting rules still apply).",
-    lambda ctx, mlist, who, token: posting.confirm_post(ctx, _known(mlist), who, token),
+    lambda c: posting.confirm_post(c.ctx, _known(c.mlist), c.who, c.token),
 )
 
 
@@ -90,6 +116,11 @@ def verify_account() -> Response:
     return _page(ACCOUNT, None)
 
 
+@blueprint.route("/accounts/reset", methods=["GET", "POST"])
+def reset_password() -> Response:
+    return _page(RESET, None)
+
+
 @blueprint.route("/lists/<name>/confirm", methods=["GET", "POST"])
 def confirm_subscription(name: str) -> Response:
     return _page(SUBSCRIBE, name)
@@ -114,18 +145,34 @@ def _page(action: Action, name: str | None) -> Response:
     ctx = context()
     mlist = existing_list(ctx, name) if name is not None else None
     words = {"address": who, "list": mlist.name if mlist else ""}
-    if request.method == "GET":
+
+    def form(status: int, error: str = "") -> Response:
         return _render(
             "confirm.html",
-            200,
+            status,
             title=action.title,
             question=action.question.format(**words),
             button=action.button,
             action=request.path,
             address=who,
             token=token,
+            password=action.asks_password,
+            min_password=accounts.MIN_PASSWORD,
+            max_password=accounts.MAX_PASSWORD,
+            error=error,
         )
-    action.perform(ctx, mlist, who, token)
+
+    if request.method == "GET":
+        return form(200)
+    if request.headers.get("Sec-Fetch-Site", "none") not in OWN_SITE:
+        raise ApiError(403, "This form only works from its own page. Open the link in the mail.")
+    password = ""
+    if action.asks_password:
+        try:
+            password = accounts.new_password(request.form.get("password"))
+        except ApiError as exc:
+            return form(exc.status, exc.message.removeprefix("password: ").capitalize() + ".")
+    action.perform(Confirmation(ctx, mlist, who, token, password))
     return _render("done.html", 200, title=action.title, message=action.done.format(**words))
 
 

@@ -1,4 +1,5 @@
-"""data/state.sqlite3: moderator accounts, emailed tokens, list administrators, rate limits.
+"""data/state.sqlite3: moderator accounts, emailed tokens, list administrators, and the
+connection that routemail.ratelimits, routemail.suppression and others work through.
 
 Several gunicorn workers share the file: WAL journal, a busy timeout, and
 every change inside `BEGIN IMMEDIATE`, so a read-check-write is atomic.
@@ -7,7 +8,6 @@ The schema is versioned with `PRAGMA user_version`; MIGRATIONS only grows.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -23,7 +23,6 @@ from routemail.errors import RoutemailError
 
 FILENAME = "state.sqlite3"
 TOKEN_BYTES = 24  # 192 bits
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # 16 MiB and about 50 ms a hash
 PENDING, VERIFIED = "pending", "verified"
 
 MIGRATIONS: tuple[str, ...] = (
@@ -126,32 +125,6 @@ class Issued:
     expires: float
 
 
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        kind, n, r, p, salt, digest = stored.split("$")
-        expected = base64.b64decode(digest)
-        given = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
-    except ValueError:
-        return False
-    return kind == "scrypt" and hmac.compare_digest(expected, given)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32
-    )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
@@ -239,20 +212,37 @@ class State:
         ).fetchone()
         return (Account(row[0], row[1], row[2]), row[3]) if row else None
 
-    def put_pending_account(self, email: str, password_hash: str) -> None:
+    def put_pending_account(self, email: str) -> None:
+        """An account waiting for its owner, with no password: whoever verifies it with
+        the mailed token chooses one (an empty hash matches no password)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO accounts (email, password_hash, status, created) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash,"
+                "INSERT INTO accounts (email, password_hash, status, created) VALUES (?, '', ?, ?)"
+                " ON CONFLICT (email) DO UPDATE SET password_hash = '',"
                 " created = excluded.created WHERE status = 'pending'",
-                (email, password_hash, PENDING, self.clock()),
+                (email, PENDING, self.clock()),
             )
 
-    def verify_account(self, db: sqlite3.Connection, email: str) -> None:
-        db.execute(
-            "UPDATE accounts SET status = ?, verified = ? WHERE email = ?",
-            (VERIFIED, self.clock(), email),
-        )
+    def verify_account(self, db: sqlite3.Connection, email: str, password_hash: str) -> bool:
+        """Inside a transaction: verify a pending account with the password its owner
+        chose; its other verification tokens stop working. False if none is pending."""
+        done = db.execute(
+            "UPDATE accounts SET status = ?, verified = ?, password_hash = ?"
+            " WHERE email = ? AND status = 'pending'",
+            (VERIFIED, self.clock(), password_hash, email),
+        ).rowcount
+        db.execute("DELETE FROM tokens WHERE purpose = 'verify' AND email = ?", (email,))
+        return done == 1
+
+    def set_password(self, db: sqlite3.Connection, email: str, password_hash: str) -> bool:
+        """Inside a transaction: a verified account's new password; every password reset
+        token of the account stops working. False if there is no such account."""
+        done = db.execute(
+            "UPDATE accounts SET password_hash = ? WHERE email = ? AND status = 'verified'",
+            (password_hash, email),
+        ).rowcount
+        db.execute("DELETE FROM tokens WHERE purpose = 'reset' AND email = ?", (email,))
+        return done == 1
 
     # -- tokens --------------------------------------------------------------
 
@@ -319,47 +309,6 @@ class State:
             (listname, email, self.clock()),
         )
 
-    # -- rate limits -------------------------------------------------------
-
-    def count(self, key: str, window: float) -> int:
-        """Events counted under key in the current fixed window."""
-        row = self.db.execute(
-            "SELECT window_start, count FROM counters WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None or row[0] + window <= self.clock():
-            return 0
-        return int(row[1])
-
-    def bump(self, key: str, window: float) -> int:
-        """Count one more event under key; the new count in this window."""
-        now = self.clock()
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO counters (key, window_start, count) VALUES (?, ?, 1)"
-                " ON CONFLICT (key) DO UPDATE SET"
-                " count = CASE WHEN window_start + ? <= ? THEN 1 ELSE count + 1 END,"
-                " window_start = CASE WHEN window_start + ? <= ? THEN ? ELSE window_start END",
-                (key, now, window, now, window, now, now),
-            )
-            row = db.execute("SELECT count FROM counters WHERE key = ?", (key,)).fetchone()
-        return int(row[0])
-
-    def claim_mail(self, email: str, interval: float) -> float:
-        """Reserve the right to send a mail under key email (an address, perhaps qualified
-        by a kind) now: 0, or the seconds until it may be sent again."""
-        now = self.clock()
-        with self.transaction() as db:
-            row = db.execute("SELECT sent FROM last_mail WHERE email = ?", (email,)).fetchone()
-            if row is not None and row[0] + interval > now:
-                return float(row[0] + interval - now)
-            db.execute("INSERT OR REPLACE INTO last_mail (email, sent) VALUES (?, ?)", (email, now))
-        return 0.0
-
-    def release_mail(self, email: str) -> None:
-        """Undo claim_mail when the mail could not be sent after all."""
-        with self.transaction() as db:
-            db.execute("DELETE FROM last_mail WHERE email = ?", (email,))
-
     # -- SNS notifications -------------------------------------------------
 
     def first_sight(self, message_id: str, keep_seconds: float) -> bool:
@@ -380,14 +329,12 @@ class State:
 
     # -- membership --------------------------------------------------------
 
-    def membership_changed(self, listname: str, address: str) -> None:
-        """Note that address joined or left listname now."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO membership_changes (list, address, changed)"
-                " VALUES (?, ?, ?)",
-                (listname, address, self.clock()),
-            )
+    def membership_changed(self, db: sqlite3.Connection, listname: str, address: str) -> None:
+        """Inside a transaction: note that address joined or left listname now."""
+        db.execute(
+            "INSERT OR REPLACE INTO membership_changes (list, address, changed) VALUES (?, ?, ?)",
+            (listname, address, self.clock()),
+        )
 
     def membership_changed_at(self, listname: str, address: str) -> float:
         """When address last joined or left listname through routemail; 0 if never."""

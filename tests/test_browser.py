@@ -61,3 +61,28 @@ def test_subscription_confirmed_by_clicking_the_mailed_link(
             browser.close()
     assert members(project, "club") == [ADMIN, "zoe@example.net"]
     assert (ARTIFACTS / "subscription-confirmed.png").stat().st_size > 1000
+
+
+def test_account_verified_with_a_password_typed_in_the_browser(
+    api: Receiver, project: Project
+) -> None:
+    """The mailed verification link asks for the password; the one typed there, and no
+    other, opens the account."""
+    assert call(api.url, "POST", "/accounts", {"email": ADMIN}).status == 202
+    link, _ = mailed_token(mails_to(project.data_dir, ADMIN)[-1])
+    parts = urlsplit(link)
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+            page.goto(f"{api.url}{parts.path}?{parts.query}")
+            page.get_by_label("New password").fill("typed in the browser")
+            page.get_by_role("button", name="Verify account").click()
+            page.wait_for_load_state()
+            assert f"The account {ADMIN} is verified." in page.inner_text("main")
+        finally:
+            browser.close()
+    assert (
+        call(api.url, "POST", "/lists", {"name": "club"}, (ADMIN, "typed in the browser")).status
+        == 201
+    )

@@ -1,4 +1,10 @@
-"""Moderator accounts: creation, verification by mailed token, and authentication."""
+"""Moderator accounts: creation, verification and password reset by mailed token,
+and authentication.
+
+An account belongs to whoever reads its address's mail: the password is
+chosen by the person who verifies the account with the mailed token (or
+resets it with another), never by whoever asked for the account.
+"""
 
 from __future__ import annotations
 
@@ -6,72 +12,118 @@ from typing import Any
 
 from flask import Response, jsonify, request
 
-from mailrecv.api.confirmations import guard_interval, lifetime_text, link, send_mail
-from mailrecv.api.context import ApiError, Context, blueprint, context
-from mailrecv.api.fields import address, body, text_field, token_field
-from mailrecv.api.limits import check_guesses, failed_guess
-from routemail import addresses, state
+from mailrecv.api.confirmations import claim, deliver, lifetime_text, link
+from mailrecv.api.context import PREFIX, ApiError, Context, blueprint, context
+from mailrecv.api.fields import address, body, token_field
+from mailrecv.api.limits import reserve_guess, right_guess
+from routemail import addresses, passwords, state
 from routemail.config import MailingList
 
 MAX_PASSWORD = 1024
 MIN_PASSWORD = 10
-# A hash that no password matches: checked when the account does not exist,
-# so a wrong address costs as much time as a wrong password.
-_DUMMY_HASH = state.hash_password("no account has this password")
+RESET_SECONDS = 3600.0  # a reset token lives this long at most (less if api.token_hours is)
+# A hash that no password matches: checked when the account does not exist or has no
+# password yet, so a wrong address costs as much time as a wrong password.
+_DUMMY_HASH = passwords.hash_password("no account has this password")
 
 
-def create_account(ctx: Context, email: str, password: str) -> dict[str, Any]:
-    if len(password) < MIN_PASSWORD:
+def new_password(value: Any) -> str:
+    """A password someone chose, checked for length."""
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, "password: choose a password (a non-empty string)")
+    if len(value) < MIN_PASSWORD:
         raise ApiError(400, f"password: use at least {MIN_PASSWORD} characters")
+    if len(value) > MAX_PASSWORD:
+        raise ApiError(400, f"password: longer than {MAX_PASSWORD} characters")
+    return value
+
+
+def create_account(ctx: Context, email: str) -> dict[str, Any]:
+    """Mail email a token with which its owner verifies the account and chooses its
+    password; asking again mails another (within the mail limits)."""
     found = ctx.state.account(email)
-    if found is not None:
-        account, stored = found
-        if account.status == state.VERIFIED:
-            raise ApiError(409, f"an account for {email} exists already")
-        # Only whoever chose the pending password may ask again, so nobody can
-        # swap in a password of their own before the owner verifies.
-        check_guesses(ctx, email)
-        if not state.check_password(password, stored):
-            failed_guess(ctx, email)
-            raise ApiError(
-                409,
-                f"an account for {email} is waiting for verification; repeat the request with"
-                " the same password to have the mail sent again, or wait until it expires",
-            )
-    else:
-        ctx.state.put_pending_account(email, state.hash_password(password))
+    if found is not None and found[0].status == state.VERIFIED:
+        raise ApiError(
+            409,
+            f"an account for {email} exists already; if its password is lost, ask for a"
+            f" reset (POST {PREFIX}/accounts/password-reset)",
+        )
+    key = claim(ctx, email, "verify-account")
+    ctx.state.put_pending_account(email)
     lifetime = ctx.api.token_hours * 3600
-    guard_interval(ctx, email, "verify-account")
     issued = ctx.state.issue("verify", email, lifetime)
     url = link(ctx, "/accounts/verify", address=email, token=issued.token)
-    send_mail(
+    deliver(
         ctx,
+        key,
         email,
         f"Verify your moderator account at {ctx.config.site.name}",
         f"Someone, probably you, asked for a moderator account for {email}.\n\n"
-        f"To verify it, open\n\n  {url}\n\nand press the button, or give this token to the"
-        f" API:\n\n  {issued.token}\n\nThe token is valid for"
-        f" {lifetime_text(lifetime)}. If you did not ask, ignore this mail.\n",
-        "verify-account",
+        f"To verify it and choose its password, open\n\n  {url}\n\nor give this token and"
+        f" your new password to the API:\n\n  {issued.token}\n\nThe token is valid for"
+        f" {lifetime_text(lifetime)}. If you did not ask, ignore this mail: without it,"
+        " nobody can use the account.\n",
     )
     return {"email": email, "status": state.PENDING}
 
 
-def verify_account(ctx: Context, email: str, token: str) -> dict[str, Any]:
-    check_guesses(ctx, email)
+def verify_account(ctx: Context, email: str, token: str, password: str) -> dict[str, Any]:
+    """Verify a pending account with its mailed token; password becomes its password."""
+    reservation = reserve_guess(ctx, email)
+    hashed = passwords.hash_password(password)
+    verified = False
     with ctx.state.transaction() as db:
         taken = ctx.state.take(db, "verify", email, token)
         if taken is not None:
-            ctx.state.verify_account(db, email)
+            verified = ctx.state.verify_account(db, email, hashed)
     if taken is None:
-        failed_guess(ctx, email)
         raise ApiError(
             403, "wrong or expired token; ask for a new one by creating the account again"
         )
-    found = ctx.state.account(email)
-    if found is None:
+    right_guess(ctx, reservation)
+    if not verified:
         raise ApiError(404, f"no pending account for {email}; create it again")
-    return {"email": email, "status": found[0].status}
+    return {"email": email, "status": state.VERIFIED}
+
+
+def request_reset(ctx: Context, email: str) -> dict[str, Any]:
+    """Mail a verified account a password reset token. The answer, its limits
+    included, is the same for every address, so it tells nobody who has an account."""
+    key = claim(ctx, email, "password-reset")
+    found = ctx.state.account(email)
+    if found is not None and found[0].status == state.VERIFIED:
+        lifetime = min(ctx.api.token_hours * 3600, RESET_SECONDS)
+        issued = ctx.state.issue("reset", email, lifetime)
+        url = link(ctx, "/accounts/reset", address=email, token=issued.token)
+        deliver(
+            ctx,
+            key,
+            email,
+            f"Reset the password of your moderator account at {ctx.config.site.name}",
+            f"Someone, probably you, asked to reset the password of the moderator account"
+            f" {email}.\n\nTo choose a new password, open\n\n  {url}\n\nor give this token and"
+            f" the new password to the API:\n\n  {issued.token}\n\nThe token is valid for"
+            f" {lifetime_text(lifetime)} and works once. If you did not ask, ignore this"
+            " mail: your password stays as it is.\n",
+            quiet=True,
+        )
+    return {"email": email, "status": state.PENDING}
+
+
+def reset_password(ctx: Context, email: str, token: str, password: str) -> dict[str, Any]:
+    """Give a verified account a new password with a mailed reset token; the old
+    password and every other reset token stop working."""
+    reservation = reserve_guess(ctx, email)
+    hashed = passwords.hash_password(password)
+    changed = False
+    with ctx.state.transaction() as db:
+        taken = ctx.state.take(db, "reset", email, token)
+        if taken is not None:
+            changed = ctx.state.set_password(db, email, hashed)
+    if taken is None or not changed:
+        raise ApiError(403, "wrong, used or expired token; ask for a new password reset")
+    right_guess(ctx, reservation)
+    return {"email": email, "status": state.VERIFIED}
 
 
 def authenticate(ctx: Context) -> str:
@@ -82,12 +134,12 @@ def authenticate(ctx: Context) -> str:
     email = addresses.normalize(auth.username or "")
     if email is None:
         raise ApiError(401, "the Basic auth user name must be the account's email address")
-    check_guesses(ctx, email)
+    reservation = reserve_guess(ctx, email)
     found = ctx.state.account(email)
-    ok = state.check_password(auth.password or "", found[1] if found else _DUMMY_HASH)
-    if found is None or not ok:
-        failed_guess(ctx, email)
+    stored = found[1] if found and found[1] else _DUMMY_HASH
+    if found is None or not passwords.check_password(auth.password or "", stored):
         raise ApiError(401, "wrong address or password")
+    right_guess(ctx, reservation)
     if found[0].status != state.VERIFIED:
         raise ApiError(403, f"the account {email} is not verified yet; use the token mailed to it")
     return email
@@ -109,12 +161,33 @@ def require_administrator(ctx: Context, mlist: MailingList) -> str:
 def accounts_create() -> tuple[Response, int]:
     data = body()
     email = address(data.get("email"), "email")
-    password = text_field(data, "password", MAX_PASSWORD)
-    return jsonify(create_account(context(), email, password)), 202
+    if "password" in data:
+        raise ApiError(
+            400,
+            "password: the password is chosen when the account is verified, by whoever"
+            f" received the mailed token (POST {PREFIX}/accounts/verify with the token and"
+            " the password); ask without one",
+        )
+    return jsonify(create_account(context(), email)), 202
 
 
 @blueprint.post("/accounts/verify")
 def accounts_verify() -> Response:
     data = body()
-    email = address(data.get("email"), "email")
-    return jsonify(verify_account(context(), email, token_field(data)))
+    email, token = address(data.get("email"), "email"), token_field(data)
+    password = new_password(data.get("password"))
+    return jsonify(verify_account(context(), email, token, password))
+
+
+@blueprint.post("/accounts/password-reset")
+def password_reset_create() -> tuple[Response, int]:
+    email = address(body().get("email"), "email")
+    return jsonify(request_reset(context(), email)), 202
+
+
+@blueprint.post("/accounts/password-reset/confirm")
+def password_reset_confirm() -> Response:
+    data = body()
+    email, token = address(data.get("email"), "email"), token_field(data)
+    password = new_password(data.get("password"))
+    return jsonify(reset_password(context(), email, token, password))

@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mailrecv.settings import Settings
 from routemail.config import Config, load
 from routemail.errors import ConfigError
+from routemail.ratelimits import RateLimits
 from routemail.state import State, StateError
 
 PREFIX = "/api/v1"
@@ -58,6 +59,10 @@ class Context:
     @property
     def api(self) -> Any:
         return self.config.api
+
+    @property
+    def limits(self) -> RateLimits:
+        return RateLimits(self.state)
 
 
 def context() -> Context:

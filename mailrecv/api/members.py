@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from flask import Response, jsonify
 
 from mailrecv.api.accounts import administrator, require_administrator
-from mailrecv.api.confirmations import guard_interval, lifetime_text, link, send_mail
+from mailrecv.api.confirmations import (
+    claim,
+    deliver,
+    guard_interval,
+    lifetime_text,
+    link,
+    send_mail,
+)
 from mailrecv.api.context import ApiError, Context, blueprint, context
 from mailrecv.api.fields import address, body, existing_list, token_field
-from mailrecv.api.limits import check_guesses, failed_guess
+from mailrecv.api.limits import reserve_guess, right_guess
 from routemail import listedit
 from routemail.config import MailingList
 
@@ -39,34 +47,36 @@ def subscribe(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
 
 
 def confirm_subscription(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[str, Any]:
-    check_guesses(ctx, who)
+    reservation = reserve_guess(ctx, who)
     with ctx.state.transaction() as db:
         taken = ctx.state.take(db, "subscribe", who, token, mlist.name)
         if taken is not None:
-            _edit_members(ctx, mlist, who, add=True)
+            _edit_members(ctx, db, mlist, who, add=True)
     if taken is None:
-        failed_guess(ctx, who)
         raise ApiError(403, "wrong or expired token; subscribe again for a new one")
+    right_guess(ctx, reservation)
     return {"list": mlist.name, "address": who, "status": "member"}
 
 
 def request_unsubscribe(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
-    """Mail a member a token that removes them; the answer is the same for non-members."""
+    """Mail a member a token that removes them. The answer, its limits included, is the
+    same for non-members, so it tells nobody who is on the list."""
     _protect_administrator(ctx, mlist, who)
+    key = claim(ctx, who, "unsubscribe")
     if who in mlist.members:
-        guard_interval(ctx, who, "unsubscribe")
         lifetime = ctx.api.token_hours * 3600
         issued = ctx.state.issue("unsubscribe", who, lifetime, mlist.name)
         url = link(ctx, f"/lists/{mlist.name}/unsubscribe", address=who, token=issued.token)
-        send_mail(
+        deliver(
             ctx,
+            key,
             who,
             f"Confirm leaving {mlist.name}",
             f"Someone, probably you, asked to remove {who} from the list {mlist.name}.\n\n"
             f"To leave, open\n\n  {url}\n\nand press the button, or give this token to the"
             f" API:\n\n  {issued.token}\n\nIt is valid for {lifetime_text(lifetime)}."
             " If you want to stay, ignore this mail.\n",
-            "unsubscribe",
+            quiet=True,
         )
     return {"list": mlist.name, "address": who, "status": "pending"}
 
@@ -75,14 +85,14 @@ def unsubscribe(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[
     """Remove who with a mailed token (list mail's own one-click links go to
     /unsubscribe/<list>, mailrecv.feedback)."""
     _protect_administrator(ctx, mlist, who)
-    check_guesses(ctx, who)
+    reservation = reserve_guess(ctx, who)
     with ctx.state.transaction() as db:
         taken = ctx.state.take(db, "unsubscribe", who, token, mlist.name)
         if taken is not None:
-            _edit_members(ctx, mlist, who, add=False)
+            _edit_members(ctx, db, mlist, who, add=False)
     if taken is None:
-        failed_guess(ctx, who)
         raise ApiError(403, "wrong or expired token; ask to unsubscribe again for a new one")
+    right_guess(ctx, reservation)
     return {"list": mlist.name, "address": who, "status": "removed"}
 
 
@@ -91,7 +101,8 @@ def remove_member(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
     _protect_administrator(ctx, mlist, who)
     if who not in mlist.members:
         raise ApiError(404, f"{who} is not a member of {mlist.name}")
-    _edit_members(ctx, mlist, who, add=False)
+    with ctx.state.transaction() as db:
+        _edit_members(ctx, db, mlist, who, add=False)
     return {"list": mlist.name, "address": who, "status": "removed"}
 
 
@@ -100,13 +111,16 @@ def _protect_administrator(ctx: Context, mlist: MailingList, who: str) -> None:
         raise ApiError(409, f"{who} administers {mlist.name} and cannot be unsubscribed")
 
 
-def _edit_members(ctx: Context, mlist: MailingList, who: str, add: bool) -> None:
+def _edit_members(
+    ctx: Context, db: sqlite3.Connection, mlist: MailingList, who: str, add: bool
+) -> None:
+    """Add or remove who in lists.toml, inside the state transaction db; a change
+    retires the one-click unsubscribe links of copies sent before it."""
     path = ctx.settings.config_path
     try:
-        if add:
-            listedit.add_member(path, mlist.name, who)
-        else:
-            listedit.remove_member(path, mlist.name, who)
+        edit = listedit.add_member if add else listedit.remove_member
+        if edit(path, mlist.name, who):
+            ctx.state.membership_changed(db, mlist.name, who)
     except listedit.NoSuchList as exc:
         raise ApiError(404, f"no list named {mlist.name!r}") from exc
     except listedit.ListEditError as exc:

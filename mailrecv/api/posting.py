@@ -16,7 +16,7 @@ from mailrecv.api.accounts import require_administrator
 from mailrecv.api.confirmations import guard_interval, lifetime_text, link, send_mail
 from mailrecv.api.context import PREFIX, ApiError, Context, blueprint, context
 from mailrecv.api.fields import MAX_SUBJECT, address, body, existing_list, text_field, token_field
-from mailrecv.api.limits import check_guesses, failed_guess
+from mailrecv.api.limits import reserve_guess, right_guess
 from mailrecv.receive import start_routemail
 from routemail.config import VERDICT_NAMES, MailingList
 from routemail.errors import SpoolError
@@ -56,12 +56,12 @@ def post(ctx: Context, mlist: MailingList, data: Mapping[str, Any]) -> tuple[dic
 
 
 def confirm_post(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[str, Any]:
-    check_guesses(ctx, who)
+    reservation = reserve_guess(ctx, who)
     with ctx.state.transaction() as db:
         payload = ctx.state.take(db, "post", who, token, mlist.name)
     if payload is None:
-        failed_guess(ctx, who)
         raise ApiError(403, "wrong, used or expired token; post the message again")
+    right_guess(ctx, reservation)
     pending = json.loads(payload)
     return queue_post(ctx, mlist, who, pending["subject"], pending["body"], "mailed token")
 

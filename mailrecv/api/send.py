@@ -10,7 +10,7 @@ from flask import Response, jsonify, request
 
 from mailrecv.api.context import ApiError, Context, blueprint, context
 from mailrecv.api.fields import MAX_SUBJECT, address, body, text_field
-from mailrecv.api.limits import check_guesses, failed_guess
+from mailrecv.api.limits import reserve_guess, right_guess
 from mailrecv.receive import start_routemail
 from routemail import addresses, outgoing
 from routemail.errors import SpoolError
@@ -23,24 +23,24 @@ def require_send_key(ctx: Context) -> None:
     expected = os.environ.get(ctx.api.send_key_env, "")
     if not expected:
         raise ApiError(503, f"sending is off: {ctx.api.send_key_env} is not set on the server")
+    # Counted per client only: a shared counter would let anyone lock every client out.
+    reservation = reserve_guess(ctx, f"send-key:{ctx.client}")
     auth = request.headers.get("Authorization", "")
     scheme, _, given = auth.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode("utf-8", "replace"), expected.encode("utf-8")
     ):
-        failed_guess(ctx, f"send-key:{ctx.client}")
         raise ApiError(
             401,
             "give the API key as Authorization: Bearer <key>",
             challenge='Bearer realm="routemail"',
         )
+    right_guess(ctx, reservation)
 
 
 @blueprint.post("/send")
 def send_create() -> tuple[Response, int]:
     ctx = context()
-    # Counted per client only: a shared counter would let anyone lock every client out.
-    check_guesses(ctx, f"send-key:{ctx.client}")
     require_send_key(ctx)
     data = body()
     to = data.get("to")
