@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 Output = IO[bytes] | int
 
 
@@ -62,25 +61,27 @@ def start(
     stdout: Output = subprocess.DEVNULL,
     stderr: Output = subprocess.DEVNULL,
     timeout: float = 30,
+    python: str = sys.executable,
+    root: Path = ROOT,
 ) -> LocalReceiver:
     """gunicorn with deploy/gunicorn.conf.py (and further gunicorn options),
     returned once /healthz answers at all: an unhealthy answer is the caller's
-    to look at."""
+    to look at. python and root choose another installation (a fresh clone's)."""
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
             "gunicorn",
             "-c",
-            str(GUNICORN_CONF),
+            str(root / "deploy" / "gunicorn.conf.py"),
             "--workers",
             str(workers),
             *options,
             "--bind",
             f"127.0.0.1:{port}",
             "--chdir",
-            str(ROOT),
+            str(root),
             app,
         ],
         env=dict(env),

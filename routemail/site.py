@@ -12,7 +12,6 @@ import os
 import pwd
 import re
 import secrets
-import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ CONFIG_NAME = "lists.toml"
 ENV_NAME = "env"
 DATA_MODE = 0o750  # the service user and its group: queued mail is private
 ENV_MODE = 0o600  # secrets: readable by its owner only (systemd reads it as root)
+ENV_GROUP_MODE = 0o640  # with --user: the service user reads it through its group
 CONFIG_MODE = 0o644
 SECRET_BYTES = 32
 # Characters an environment file value may hold unquoted (systemd and sh agree on these).
@@ -133,7 +133,7 @@ def create(config_dir: Path, data_dir: Path, answers: Answers, user: str | None 
     data_dir.chmod(DATA_MODE)
     Spool(data_dir / "maillist").ensure()
     if owner is not None:
-        _give(owner, config_dir, site.config_path, data_dir)
+        _give(owner, site)
     return site
 
 
@@ -193,11 +193,13 @@ def _user(name: str | None) -> pwd.struct_passwd | None:
     return owner
 
 
-def _give(owner: pwd.struct_passwd, config_dir: Path, config_path: Path, data_dir: Path) -> None:
+def _give(owner: pwd.struct_passwd, site: NewSite) -> None:
     """The service user edits lists.toml (the API does, beside it) and owns the data;
-    the environment file stays with whoever ran init."""
-    for path in (config_dir, config_path):
-        shutil.chown(path, owner.pw_uid, owner.pw_gid)
-    for root, dirs, files in os.walk(data_dir):
+    it may read the environment file through its group, never write it."""
+    for path in (site.config_path.parent, site.config_path):
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    os.chown(site.env_path, -1, owner.pw_gid)
+    site.env_path.chmod(ENV_GROUP_MODE)
+    for root, dirs, files in os.walk(site.data_dir):
         for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
             os.chown(name, owner.pw_uid, owner.pw_gid)

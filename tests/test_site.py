@@ -285,3 +285,26 @@ def test_top_level_lists_toml_is_what_init_writes() -> None:
     """The repository's lists.toml is the starting point init writes, with example answers."""
     answers = Answers("lists.example.org", "admin@example.org", "https://lists.example.org")
     assert (ROOT / "lists.toml").read_text() == render_config(answers)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files away needs root")
+def test_init_gives_the_site_to_the_service_user(tmp_path: Path) -> None:
+    """With --user, the service user owns lists.toml and the data, and reads the
+    environment file through its group (0640) without owning it."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    site = tmp_path / "etc"
+    result = init(str(site), "--domain", "lists.example.org", "--admin", "a@example.org",
+                  "--user", "nobody")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert b"env (mode 640)" in result.stdout
+    for path in (site, site / "lists.toml", site / "data", site / "data" / "maillist"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid), path
+    env = (site / "env").stat()
+    assert (env.st_uid, env.st_gid, stat.S_IMODE(env.st_mode)) == (0, nobody.pw_gid, 0o640)
+    refused = init(str(tmp_path / "x"), "--domain", "lists.example.org", "--admin",
+                   "a@example.org", "--user", "no-such-user-here")  # fmt: skip
+    assert refused.returncode == 1
+    assert b"no user 'no-such-user-here'; create it first" in refused.stderr
+    assert not (tmp_path / "x").exists()

@@ -9,7 +9,7 @@ import click
 
 from routemail import addresses
 from routemail.cli.app import cli
-from routemail.site import DATA_MODE, ENV_MODE, Answers, create
+from routemail.site import DATA_MODE, ENV_GROUP_MODE, ENV_MODE, Answers, create
 
 
 def _ask(value: str | None, flag: str, question: str, default: str | None = None) -> str:
@@ -34,7 +34,11 @@ def _ask(value: str | None, flag: str, question: str, default: str | None = None
     type=click.Path(path_type=Path),
     help="The data directory: spool and state (default DIR/data; e.g. /var/lib/routemail).",
 )
-@click.option("--user", help="Give lists.toml and the data directory to this service user.")
+@click.option(
+    "--user",
+    help="The service user: it gets lists.toml and the data directory, and reads env "
+    "through its group (mode 0640). Needs root.",
+)
 def init(
     directory: Path,
     domain: str | None,
@@ -57,8 +61,9 @@ def init(
     base_url = _ask(base_url, "--base-url", "Public URL of the receiver", f"https://{domain}")
     site = create(directory, data_dir or directory / "data", Answers(domain, admin, base_url), user)
     click.echo(f"created {site.config_path}: the site's lists; edit it, then `routemail check`")
+    mode = ENV_GROUP_MODE if user else ENV_MODE
     click.echo(
-        f"created {site.env_path} (mode {ENV_MODE:o}): ROUTEMAIL_CONFIG, ROUTEMAIL_DATA and "
+        f"created {site.env_path} (mode {mode:o}): ROUTEMAIL_CONFIG, ROUTEMAIL_DATA and "
         "the receiver's secret, MAILRECV_SECRET"
     )
     click.echo(f"created {site.data_dir} (mode {DATA_MODE:o}): the spool and state")
