@@ -75,8 +75,12 @@ class Site:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; comments and blank lines skipped (what EnvironmentFile= takes)."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines())
-    return {k: v.strip('"') for k, *v in ([*p, ""][:2] for p in pairs) if k and k[0] != "#"}
+    env = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            env[name] = value.strip('"')
+    return env
 
 
 @pytest.fixture(scope="module")
