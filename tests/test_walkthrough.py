@@ -112,7 +112,15 @@ def site(install: Install) -> Site:
     assert made.returncode == 0, made.stderr
     with (etc / "lists.toml").open("a") as f:
         f.write(TEST_LIST)
-    return Site(install, etc, var, read_env_file(etc / "env"))
+    # The guide's SES step: AWS credentials in the env file (moto's fake ones here).
+    env_file = etc / "env"
+    env_file.write_text(
+        env_file.read_text()
+        .replace("#AWS_ACCESS_KEY_ID=", "AWS_ACCESS_KEY_ID=testing")
+        .replace("#AWS_SECRET_ACCESS_KEY=", "AWS_SECRET_ACCESS_KEY=testing")
+        .replace("#AWS_DEFAULT_REGION=", "AWS_DEFAULT_REGION=us-east-1")
+    )
+    return Site(install, etc, var, read_env_file(env_file))
 
 
 @pytest.fixture(scope="module")
