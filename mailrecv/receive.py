@@ -1,7 +1,7 @@
 """POST /mailrecv: a signed message becomes a durable queue entry.
 
 This is the receiver's one hot path, so it is answered in plain WSGI in
-front of Flask: the checks of DESIGN.md, the spool, and a line of JSON,
+front of Flask: the checks of docs/receiver-protocol.md, the spool, and a line of JSON,
 without a request context, routing or a response object. Every other path
 falls through to the Flask app.
 """

@@ -4,7 +4,7 @@ only what differs for each recipient (address, unsubscribe URL, rendered templat
 Pure: bytes and settings in, bytes out. The copy is assembled from segments: shared
 byte strings (most of them views into the original message, never copied) and a few
 slots that render a recipient's bytes. What the copy contains is described in
-DESIGN.md, "The per-recipient copy"; choices made here where it is silent:
+docs/deliverability.md and docs/routing.md ("Delivery"); choices made here besides:
 
 - A message without a usable From gets the list as its sender, with the reason in the
   display name ("unknown sender (no From header) via volunteers").

@@ -1,6 +1,6 @@
 """Routing: what happens to each destination of a message that needs processing.
 
-The route of a message, in order (DESIGN.md "Routing rules"):
+The route of a message, in order (docs/routing.md states each rule):
 
     approve+…@        → record the approval on the held message, deliver it now
     <list>-bounces+…@ → a DSN: score the bounce of the recipient the VERP token names

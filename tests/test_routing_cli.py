@@ -67,7 +67,7 @@ def routemail(project: Project, *args: str) -> Result:
 
 
 def msg_id(message_id: str) -> str:
-    """The queue id DESIGN.md defines: base64url of the MD5 of the Message-ID, no padding."""
+    """The queue id of docs/spool-format.md: base64url of the Message-ID's MD5, no padding."""
     digest = hashlib.md5(message_id.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
