@@ -93,7 +93,7 @@ def small_filesystem(project: Project) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted as the project's data directory (root only)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    project.data_dir.mkdir()
+    project.data_dir.mkdir(exist_ok=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(project.data_dir)],
         capture_output=True,
