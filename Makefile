@@ -60,6 +60,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/receive.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/slow_clients.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda

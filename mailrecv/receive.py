@@ -8,10 +8,11 @@ falls through to the Flask app.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
@@ -35,6 +36,9 @@ CHUNK = 1 << 16
 # A body whose digest the sender did not declare is read before its signature
 # can be checked; up to this size the spool holds it in memory meanwhile.
 UNDECLARED_LIMIT = SPILL_BYTES
+# A refused body is read into nothing up to this size (see _ThenDiscard); past
+# it the connection is simply closed. Above nginx's client_max_body_size.
+DISCARD_LIMIT = 64 * 1024 * 1024
 log = logging.getLogger("mailrecv")
 
 
@@ -61,7 +65,7 @@ class MailrecvEndpoint:
             f"{status} {HTTPStatus(status).phrase}",
             [*headers, ("Content-Length", str(len(body)))],
         )
-        return [body]
+        return [body] if status == 200 else _ThenDiscard(body, environ)
 
     def answer(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:
         """The status and JSON answer, with one log line saying what happened."""
@@ -184,6 +188,33 @@ def _body_limit(max_size: int, declared: str) -> tuple[int, Rejected]:
         f"a body over {UNDECLARED_LIMIT} bytes needs {signing.BODY_SHA256} (signed), so "
         "that the signature is checked before the body is read: upgrade mailxfer",
     )
+
+
+class _ThenDiscard:
+    """A refusal's answer, after which what is left of the request body is read into
+    nothing, up to DISCARD_LIMIT: the sender has its answer before any of that.
+
+    A server that closes a connection with input still unread resets it, and
+    the refusal may never reach the sender: nginx, still sending the body it
+    buffered, answers 502 instead. Only where the server ends the input at
+    the body's end (gunicorn); a CGI server has had the whole body already.
+    """
+
+    def __init__(self, body: bytes, environ: WSGIEnvironment) -> None:
+        self.body = body
+        self.environ = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body
+
+    def close(self) -> None:
+        if not self.environ.get("wsgi.input_terminated"):
+            return
+        stream = self.environ["wsgi.input"]
+        left = DISCARD_LIMIT
+        with contextlib.suppress(OSError, ValueError, HTTPException):
+            while left > 0 and (chunk := stream.read(min(CHUNK, left))):
+                left -= len(chunk)
 
 
 def _client(environ: WSGIEnvironment) -> str:

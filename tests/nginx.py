@@ -1,4 +1,5 @@
-"""deploy/nginx.conf run by a real nginx on loopback, in front of a receiver under gunicorn."""
+"""deploy/nginx.conf run by a real nginx on loopback, in front of a receiver under gunicorn,
+and the slow clients it is there to hold off."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +23,11 @@ NGINX = shutil.which("nginx") or next(
 )
 # What the tests change in the shipped site: a loopback port instead of 443,
 # the receiver's port, and a certificate of their own or plain HTTP.
+BYTE_EVERY = 2.0  # seconds between two bytes of a slow client
+SLOW_REQUEST_HEAD = (
+    b"POST /mailrecv HTTP/1.1\r\nHost: lists.example.org\r\nContent-Type: message/rfc822\r\n"
+    b"Content-Length: 4096\r\nX-Mailrecv-Timestamp: 1700000000\r\n\r\n"
+)
 TLS_LINES = ("listen [::]:443 ssl;", "ssl_certificate ", "ssl_certificate_key ")
 
 
@@ -126,3 +133,31 @@ def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError("nginx did not listen within 30 s")
+
+
+class SlowClient(threading.Thread):
+    """A client that sends a request a byte every BYTE_EVERY seconds: from the start of its
+    head, or (with body=True) from the start of its body, the head sent at once."""
+
+    def __init__(self, port: int, *, body: bool) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.body = body
+        self.sent = 0
+        self.cut_at: float | None = None  # when the server dropped it
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            if self.body:
+                sock.sendall(SLOW_REQUEST_HEAD)
+            payload = b"x" * 4096 if self.body else SLOW_REQUEST_HEAD
+            for byte in payload:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    self.cut_at = time.monotonic()
+                    return
+                self.sent += 1
+                if self.done.wait(BYTE_EVERY):
+                    return

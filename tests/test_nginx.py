@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,7 @@ import pytest
 
 from mailxfer.post import PostResult, post_message, receipt_of
 from tests.conftest import SECRET, Project, Receiver, free_port, running_receiver
-from tests.nginx import NGINX, running_nginx, self_signed
+from tests.nginx import NGINX, SlowClient, running_nginx, self_signed
 
 # CI installs nginx (`make system-deps`), so there a missing one is a failure, not a skip.
 pytestmark = pytest.mark.skipif(
@@ -26,11 +24,6 @@ PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 SLOW_HEADERS = 8
 SLOW_BODIES = 4
 POSTS = 10
-BYTE_EVERY = 2.0  # seconds between two bytes of a slow client
-SLOW_REQUEST_HEAD = (
-    b"POST /mailrecv HTTP/1.1\r\nHost: lists.example.org\r\nContent-Type: message/rfc822\r\n"
-    b"Content-Length: 4096\r\nX-Mailrecv-Timestamp: 1700000000\r\n\r\n"
-)
 
 
 def message(n: int) -> bytes:
@@ -38,34 +31,6 @@ def message(n: int) -> bytes:
         f"From: ann@example.com\r\nTo: volunteers@lists.example.org\r\nSubject: Post {n}\r\n"
         f"Message-ID: <proxied-{n}@example.com>\r\n\r\nHello through nginx.\r\n"
     ).encode()
-
-
-class SlowClient(threading.Thread):
-    """A client that sends a request a byte every BYTE_EVERY seconds: from the start of its
-    head, or (with body=True) from the start of its body, the head sent at once."""
-
-    def __init__(self, port: int, *, body: bool) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.body = body
-        self.sent = 0
-        self.cut_at: float | None = None  # when the server dropped it
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            if self.body:
-                sock.sendall(SLOW_REQUEST_HEAD)
-            payload = b"x" * 4096 if self.body else SLOW_REQUEST_HEAD
-            for byte in payload:
-                try:
-                    sock.sendall(bytes([byte]))
-                except OSError:
-                    self.cut_at = time.monotonic()
-                    return
-                self.sent += 1
-                if self.done.wait(BYTE_EVERY):
-                    return
 
 
 @pytest.fixture
@@ -117,9 +82,9 @@ def test_slow_clients_do_not_starve_legitimate_posts(
 
 
 def test_refusals_pass_through_the_proxy(proxied: str, small_receiver: Receiver) -> None:
-    """Through nginx, a 3 MiB post signed with another secret is answered 401 (refused from
+    """Through nginx, a 16 MiB post signed with another secret is answered 401 (refused from
     its headers, not a proxy error), and the same post correctly signed is stored whole."""
-    body = message(0) + b"y" * (3 * 1024 * 1024)
+    body = message(0) + b"y" * (16 * 1024 * 1024)
     refused = post(proxied, body, secret="not-the-secret")
     assert (refused.status, refused.body) == (401, '{"error":"bad signature"}\n')
     assert small_receiver.project.spool.ids() == []

@@ -194,6 +194,27 @@ def test_wrong_signature_is_refused_before_the_body_is_read(receiver: Receiver) 
     assert_nothing_written(receiver.project)
 
 
+def test_a_refused_body_is_read_to_its_end_before_the_connection_closes(
+    receiver: Receiver,
+) -> None:
+    """After answering 401 from the headers, the receiver reads the rest of the body into
+    nothing before closing: a connection closed with input unread is reset, and the proxy
+    in front, still sending the body, would answer 502 instead of the 401."""
+    body = MESSAGE + b"x" * (32 * 1024 * 1024)
+    headers = signed(body, secret="not-the-secret", declare=True)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (
+        f"POST /mailrecv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n{head}\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=60) as sock:
+        sock.sendall(request + body)  # reset mid-body if the receiver stopped reading
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert answer.endswith(b'{"error":"bad signature"}\n')
+    assert_nothing_written(receiver.project)
+
+
 def test_declared_digest_lets_a_large_body_in(receiver: Receiver) -> None:
     """A 3 MiB body (past what is held in memory) with its signed digest is queued whole."""
     body = MESSAGE + b"y" * (3 * 1024 * 1024)
