@@ -20,6 +20,7 @@ from routemail import config as configmod
 from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, running_receiver
 from tests.test_receiver import MESSAGE, post
 from tests.test_receiver import PASS as PASSING
+from tests.test_run_visibility import closed_port, queue_post
 
 
 def test_monitoring_section_is_validated(project: Project) -> None:
@@ -191,3 +192,57 @@ def test_metrics_only_on_this_host_unless_a_token_is_set(project: Project) -> No
         status, text = scrape(r, {"Authorization": f"Bearer {token}"})
         assert status == 200
         assert "routemail_queue_entries" in text
+
+
+# -- routemail status ----------------------------------------------------------------------
+
+
+def test_status_tells_queue_last_run_transport_and_suppressions(
+    project: Project, routemail_cli: RunCli
+) -> None:
+    """After a good run, after a run with the relay down, and with lists.toml broken."""
+    queue_post(project, 1, "volunteers")
+    held = queue_post(project, 2, "board")  # Ann may not post to board
+    assert routemail_cli("suppression", "add", "gone@example.com").returncode == 0
+    assert routemail_cli("run").returncode == 0
+    done = routemail_cli("status", "--json")
+    assert done.returncode == 0, done.stdout
+    status = json.loads(done.stdout)
+    assert status["config"]["valid"] is True
+    assert status["queue"] == {"pending": 0, "held": 1, "done": 1, "discarded": 0}
+    assert status["held"] == 1
+    assert status["last_run"]["result"] == "ok"
+    assert status["last_run"]["counts"]["sent"] == 3
+    assert status["last_run"]["counts"]["held"] == 1
+    assert status["transport"]["name"] == "outbox"
+    assert status["transport"]["last_success"] is not None
+    assert status["transport"]["circuit_open"] is False
+    assert status["suppressed"] == 1
+    assert status["problems"] == []
+    assert held
+
+    project.write_config(
+        BASE_CONFIG
+        + '\n[delivery]\ntransport = "smtp"\nretries = 0\n'
+        + f'\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {closed_port()}\ntls = "none"\n'
+    )
+    waiting = queue_post(project, 3, "volunteers")
+    assert routemail_cli("run").returncode == 3
+    text = routemail_cli("status")
+    assert text.returncode == 0, text.stdout
+    assert "queue:       1 pending, 1 held, 1 done, 0 discarded" in text.stdout
+    assert "undelivered" in text.stdout
+    assert "ConnectionRefusedError" in text.stdout
+    assert "circuit open" in text.stdout
+    assert "failing since" in text.stdout
+    status = json.loads(routemail_cli("status", "--json").stdout)
+    assert status["oldest_pending_age_seconds"] is not None
+    assert status["last_run"]["counts"]["deferred"] == 3
+    assert status["transport"]["circuit_open"] is True
+    assert waiting
+
+    project.write_config(BASE_CONFIG + "\n[lists.broken]\nmembers = [42]\n")
+    broken = routemail_cli("status")
+    assert broken.returncode == 1
+    assert "config:" in broken.stdout and "INVALID" in broken.stdout
+    assert "problem:     lists.toml does not validate" in broken.stdout

@@ -8,6 +8,7 @@ from routemail.cli import (  # noqa: F401  (imported to register their commands)
     moderation,
     queue,
     run,
+    status,
     suppression,
     webhooks,
 )
