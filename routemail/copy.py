@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from routemail import tokens
 from routemail.config import MailingList, Site
 from routemail.errors import RoutemailError
-from routemail.rewrite import headers
+from routemail.rewrite import encode, headers
 from routemail.rewrite.decorate import DecoratedPart, Kind, Texts, Undecoratable, html_block
 from routemail.rewrite.headers import Field
 from routemail.rewrite.mime import Part, TooComplex, scan
@@ -374,10 +374,8 @@ class CopyMaker:
         ):
             out.append(original)
         out.append(Field("Sender", f" {ident.bounces}".encode()))
-        list_id = f"<{ident.list_id}>"
-        if mlist.description:
-            list_id = headers.format_address(mlist.description, ident.list_id)
-            list_id = list_id if list_id.endswith(">") else f"<{ident.list_id}>"
+        shown = encode.phrase(mlist.description)
+        list_id = f"{shown} <{ident.list_id}>" if shown else f"<{ident.list_id}>"
         out.append(Field("List-Id", headers.fold("List-Id", list_id.split())))
         segs.append(self._b(b"".join(f.to_bytes() for f in out)))
         segs.append(_Unsubscribe(ident.unsubscribe_address, self.nl))
@@ -402,7 +400,11 @@ class CopyMaker:
             originals = [f for f in base if f.key == "reply-to"]
             if originals:
                 text = headers.decode_8bit(originals[0].value).replace("\n", " ")
-                pairs = [p for p in headers.parse_addresses(text) if "@" in p[1]]
+                pairs = [
+                    (headers.decode_words(n), a)
+                    for n, a in headers.parse_addresses(text)
+                    if "@" in a
+                ]
             if not pairs and author.address:
                 pairs = [(author.name, author.address)]
         if policy in ("list", "both"):

@@ -6,18 +6,12 @@ sender), marked Auto-Submitted so vacation responders stay quiet.
 
 from __future__ import annotations
 
-import email.policy
-import email.utils
-from email.message import EmailMessage
-
+from routemail import compose
 from routemail.config import Config
 from routemail.spool import Spool
 from routemail.transports import PERMANENT, Result, open_transport
 
 SENDER_LOCAL = "no-reply"
-# SMTP policy: CRLF line ends and a header refolding that never lets a value
-# smuggle in a header of its own.
-POLICY = email.policy.SMTP.clone(max_line_length=78)
 
 
 def sender(config: Config) -> str:
@@ -27,16 +21,15 @@ def sender(config: Config) -> str:
 def build(config: Config, to: str, subject: str, text: str) -> bytes:
     """A text/plain message from the site to one address."""
     site = config.site
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = email.utils.formataddr((site.name, sender(config)))
-    msg["To"] = to
-    msg["Reply-To"] = site.admin
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.formatdate(usegmt=True)
-    msg["Message-ID"] = email.utils.make_msgid(domain=site.domain)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(text, charset="utf-8")
-    return msg.as_bytes()
+    fields = [
+        compose.addresses("From", [(site.name, sender(config))]),
+        compose.addresses("To", [("", to)]),
+        compose.addresses("Reply-To", [("", site.admin)]),
+        compose.subject(subject),
+        *compose.standard(site.domain),
+        compose.made("Auto-Submitted", "auto-generated"),
+    ]
+    return compose.message(fields, text)
 
 
 def send(config: Config, spool: Spool, to: str, subject: str, text: str, tag: str) -> Result:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterable, Sequence
-from email.message import EmailMessage
 
 from routemail import addresses
+from routemail import compose as composing
 from routemail.author import author_of
 from routemail.config import Config
 from routemail.errors import RoutemailError
 from routemail.message import from_values, parse_headers, text_of
-from routemail.notify import POLICY
 from routemail.spool import Receipt, Spool, header_end
 
 RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
@@ -100,16 +99,13 @@ def compose(
     reply_to: str | None = None,
 ) -> bytes:
     """A message from fields, as the HTTP API receives them."""
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = email.utils.formataddr((config.site.name, f"{from_local}@{config.site.domain}"))
-    msg["To"] = ", ".join(to)
-    if reply_to:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.formatdate(usegmt=True)
-    msg["Message-ID"] = email.utils.make_msgid(domain=config.site.domain)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(text, charset="utf-8")
-    if html:
-        msg.add_alternative(html, subtype="html", charset="utf-8")
-    return msg.as_bytes()
+    site = config.site
+    fields = [
+        composing.addresses("From", [(site.name, f"{from_local}@{site.domain}")]),
+        composing.addresses("To", [("", a) for a in to]),
+        *([composing.addresses("Reply-To", [("", reply_to)])] if reply_to else []),
+        composing.subject(subject),
+        *composing.standard(site.domain),
+        composing.made("Auto-Submitted", "auto-generated"),
+    ]
+    return composing.message(fields, text, html)

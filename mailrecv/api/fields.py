@@ -10,6 +10,7 @@ from flask import request
 from mailrecv.api.context import ApiError, Context
 from routemail import addresses
 from routemail.config import LIST_NAME, MailingList
+from routemail.rewrite import encode
 
 MAX_SUBJECT = 200
 
@@ -29,6 +30,15 @@ def text_field(data: Mapping[str, Any], key: str, limit: int, required: bool = T
         raise ApiError(400, f"{key}: expected a non-empty string")
     if len(value) > limit:
         raise ApiError(400, f"{key}: longer than {limit} characters")
+    return value
+
+
+def line_field(data: Mapping[str, Any], key: str, limit: int, required: bool = True) -> str:
+    """A text field shown on one line (a subject, a description): no line breaks
+    (U+2028 and NEL included) and no control characters."""
+    value = text_field(data, key, limit, required)
+    if encode.has_unwanted(value):
+        raise ApiError(400, f"{key}: line breaks and control characters are not allowed")
     return value
 
 

@@ -10,7 +10,7 @@ from flask import Response, jsonify
 
 from mailrecv.api.accounts import authenticate
 from mailrecv.api.context import ApiError, Context, blueprint, context
-from mailrecv.api.fields import body, existing_list, list_name, text_field
+from mailrecv.api.fields import body, existing_list, line_field, list_name, text_field
 from routemail import addresses, listedit, notify
 from routemail.config import MailingList, load, reserved_name
 
@@ -33,9 +33,7 @@ def list_info(ctx: Context, mlist: MailingList) -> dict[str, Any]:
 
 def create_list(ctx: Context, admin: str, data: Mapping[str, Any]) -> dict[str, Any]:
     name = list_name(text_field(data, "name", 64))
-    description = text_field(data, "description", MAX_DESCRIPTION, required=False)
-    if any(ch < " " for ch in description):
-        raise ApiError(400, "description: control characters are not allowed")
+    description = line_field(data, "description", MAX_DESCRIPTION, required=False)
     posters = data.get("posters", "members")
     if posters not in POSTERS:
         raise ApiError(400, "posters: expected members, moderators or anyone")

@@ -9,7 +9,7 @@ import os
 from flask import Response, jsonify, request
 
 from mailrecv.api.context import ApiError, Context, blueprint, context
-from mailrecv.api.fields import MAX_SUBJECT, address, body, text_field
+from mailrecv.api.fields import MAX_SUBJECT, address, body, line_field, text_field
 from mailrecv.api.limits import reserve_guess, right_guess
 from mailrecv.receive import start_routemail
 from routemail import addresses, outgoing
@@ -54,7 +54,7 @@ def send_create() -> tuple[Response, int]:
     raw = outgoing.compose(
         ctx.config,
         recipients,
-        text_field(data, "subject", MAX_SUBJECT),
+        line_field(data, "subject", MAX_SUBJECT),
         text_field(data, "text", ctx.api.max_request_bytes),
         html=text_field(data, "html", ctx.api.max_request_bytes, required=False) or None,
         from_local=sender,

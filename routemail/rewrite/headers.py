@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 
 from routemail.author import Author
 from routemail.author import author_of as read_author
+from routemail.rewrite import encode
+from routemail.rewrite.encode import FOLD_AT, MAX_LINE, MAX_NAME_CHARS, fold
 
-MAX_LINE = 998  # RFC 5322 2.1.1, not counting the line break
-FOLD_AT = 78
+__all__ = ["FOLD_AT", "MAX_LINE", "MAX_NAME_CHARS", "fold"]
+
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
-# 8-bit bytes and control characters (NUL, bare CR, ...) that no header may carry.
-_UNSENDABLE = re.compile(rb"[^\x00-\x7f]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)")
+# 8-bit bytes, control characters (NUL, bare CR, ...) and line breaks that do not fold
+# (a LF not followed by a space would start a field of its own): no header may carry them.
+_UNSENDABLE = re.compile(rb"[^\x00-\x7f]|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|\n(?![ \t])")
+# A field name so long that not even one encoded word fits beside it on a line.
+MAX_FIELD_NAME = MAX_LINE - 2 - 75
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Tried only where a line starts (unanchored, every byte of a long line would start a
 # search that reads to the line's end: quadratic in the line's length).
@@ -28,14 +33,12 @@ _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
 ADDRESS_FIELDS = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc"}
 )
-_CHUNK = 900  # longest unbroken run in a folded line, leaving room for the name
 # The email package's structured parsers cost tens of microseconds a byte and more as a
 # value grows (its address parser slices the rest of the value at every token; get_params
 # recounts quotes from the start at every ';'). A value longer than this is never handed
 # to them: an address field is rebuilt with getaddresses (linear), a Content-* field is
 # treated as unreadable. Real fields are far shorter (a To of 100 addresses is ~4 KB).
 MAX_PARSED = 8192
-MAX_NAME_CHARS = 100
 MESSAGE_ID_FIELDS = frozenset({"message-id", "in-reply-to", "references"})
 _MIME_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]+(?:/[A-Za-z0-9!#$%&'*+.^_`{|}~-]+)?")
 _MSG_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
@@ -145,16 +148,17 @@ def valid_date(f: Field) -> bool:
 
 
 def decode_words(text: str) -> str:
-    """RFC 2047 encoded words decoded, whitespace collapsed; text around them kept as is
-    (even when it is 8-bit text that was never encoded, which the email package rejects).
-    Longer than MAX_PARSED, the words are left encoded: decode_header pops the first of its
-    pieces at every step, quadratic in their number."""
+    """RFC 2047 encoded words decoded, on one line without control characters (encode.
+    one_line); text around them kept as is (even when it is 8-bit text that was never
+    encoded, which the email package rejects). Longer than MAX_PARSED, the words are left
+    encoded: decode_header pops the first of its pieces at every step, quadratic in their
+    number."""
     if len(text) > MAX_PARSED:
-        return " ".join(text.split())
+        return encode.one_line(text)
     try:
         chunks = email.header.decode_header(text)
     except Exception:
-        return " ".join(text.split())
+        return encode.one_line(text)
     out = []
     for chunk, charset in chunks:
         if isinstance(chunk, str):
@@ -166,7 +170,7 @@ def decode_words(text: str) -> str:
                 out.append(chunk.decode(charset, errors="replace"))
             except LookupError:
                 out.append(chunk.decode("latin-1"))
-    return " ".join("".join(out).split())
+    return encode.one_line("".join(out))
 
 
 def replace_field(fields: list[Field], new: Field) -> list[Field]:
@@ -189,22 +193,63 @@ def needs_cleaning(f: Field) -> bool:
         return True
     if f.key in ADDRESS_FIELDS and not _readable_addresses(f):
         return True
-    return bool(_UNSENDABLE.search(f.value) or _LONG_LINE.search(f.value))
+    return bool(
+        _UNSENDABLE.search(f.value)
+        or _first_line_too_long(f)
+        or _LONG_LINE.search(f.value)
+        or _hides_unwanted(f.value)
+    )
+
+
+def _first_line_too_long(f: Field) -> bool:
+    """Whether "Name:" and the value's first line make more than 998 octets."""
+    if len(f.name) + 1 + len(f.value) <= MAX_LINE:
+        return False
+    eol = f.value.find(b"\n")
+    return len(f.name) + 1 + (eol if eol >= 0 else len(f.value)) > MAX_LINE
+
+
+def _hides_unwanted(value: bytes) -> bool:
+    """Whether RFC 2047 encoded words in the value decode to a line break or a control
+    character, which a reader that decodes and writes the field again would let out."""
+    if b"=?" not in value:
+        return False
+    if len(value) > MAX_PARSED:
+        return True  # too long to decode (see decode_words): rewritten with words literal
+    try:
+        chunks = email.header.decode_header(_UNFOLD.sub("", decode_8bit(value)))
+    except Exception:
+        return True  # words the email package cannot read: rewrite them
+    for chunk, charset in chunks:
+        if charset is None or isinstance(chunk, str):
+            continue  # text outside encoded words: the byte checks cover it
+        try:
+            text = chunk.decode(charset, errors="replace")
+        except LookupError:
+            text = chunk.decode("latin-1")
+        if encode.has_unwanted(text):
+            return True
+    return False
 
 
 def clean(f: Field) -> Field | None:
-    """The field with 8-bit bytes encoded (RFC 2047) and lines no longer than 998
-    characters; None for an address field left with no usable address."""
+    """The field as it may be sent: text RFC 2047-encoded by the header encoder, no control
+    character (not even one hidden in an encoded word), no line over 998 octets with the
+    name; None for a field with nothing usable left (an address field without a usable
+    address, a name too long for any line)."""
     if not needs_cleaning(f):
         return f
+    if len(f.name) > MAX_FIELD_NAME:
+        return None
     text = _CONTROL.sub("", _UNFOLD.sub("", decode_8bit(f.value)).replace("\r", " ")).strip()
     if f.key in ADDRESS_FIELDS:
-        return address_field(f.name, parse_addresses(text))
+        pairs = parse_addresses(text)
+        return address_field(f.name, [(decode_words(n), a) for n, a in pairs])
     if f.key in ("content-type", "content-disposition"):
         return mime_field(f.name, text)
     if f.key in MESSAGE_ID_FIELDS:
         return message_id_field(f.name, text)
-    return text_field(f.name, text)
+    return text_field(f.name, decode_words(text))
 
 
 def parse_addresses(text: str) -> list[tuple[str, str]]:
@@ -243,8 +288,12 @@ def mime_field(name: str, text: str) -> Field | None:
 
 
 def message_id_field(name: str, text: str) -> Field | None:
-    """Message-ID, In-Reply-To or References with only its well-formed <ids> kept."""
-    ids = [i for i in _MSG_ID.findall(text) if i.isascii() and i.isprintable()]
+    """Message-ID, In-Reply-To or References with only its well-formed <ids> kept (an id
+    too long to share a line with the field name is not well-formed)."""
+    longest = MAX_LINE - len(name) - 2
+    ids = [
+        i for i in _MSG_ID.findall(text) if i.isascii() and i.isprintable() and len(i) <= longest
+    ]
     if not ids:
         return None
     return Field(name, fold(name, ids[:1] if name.lower() == "message-id" else ids))
@@ -255,48 +304,20 @@ def is_message_id(value: bytes) -> bool:
 
 
 def text_field(name: str, text: str) -> Field:
-    """An unstructured field holding text, RFC 2047-encoded when it is not ASCII, folded."""
-    if text.isascii():
-        return Field(name, fold(name, text.split()))
-    try:
-        encoded = email.header.Header(text, "utf-8", header_name=name).encode(linesep="\n")
-    except Exception:  # the email package gives up on some inputs; fall back to plain words
-        # Lines of bounded length: with maxlinelen=0 (no limit) the encoder re-encodes the
-        # whole line so far at every character, quadratic in the length of the text.
-        encoded = email.header.Header(text, "utf-8").encode(splitchars="", maxlinelen=FOLD_AT)
-    return Field(name, fold(name, encoded.split()))
+    """An unstructured field showing text, through the header encoder."""
+    return Field(name, encode.unstructured(name, text))
 
 
 def address_field(name: str, pairs: list[tuple[str, str]]) -> Field | None:
-    """A field listing addresses, display names RFC 2047-encoded; unusable addresses left out."""
-    items = [format_address(n, a) for n, a in pairs if a and a.isascii() and a.isprintable()]
-    return Field(name, fold(name, [i + "," for i in items[:-1]] + items[-1:])) if items else None
+    """A field listing addresses with their display names, through the header encoder;
+    addresses that cannot stand in a header are left out (None when none is left)."""
+    value = encode.address_list(name, pairs)
+    return Field(name, value) if value is not None else None
 
 
 def format_address(name: str, address: str) -> str:
-    name = " ".join(name.split())[:MAX_NAME_CHARS]
-    try:
-        return email.utils.formataddr((name, address), charset="utf-8")
-    except Exception:
-        return f"<{address}>"
-
-
-def fold(name: str, words: list[str]) -> bytes:
-    """Words joined by spaces into lines of at most 78 characters where possible and
-    never more than 998; a word too long even for that is cut (the only change of meaning)."""
-    lines: list[str] = []
-    cur = ""
-    width = len(name) + 2  # "Name: " on the first line, one space on the others
-    for word in words:
-        for chunk in [word[i : i + _CHUNK] for i in range(0, len(word), _CHUNK)]:
-            if cur and width + len(cur) + 1 + len(chunk) > FOLD_AT:
-                lines.append(cur)
-                cur, width = chunk, 1
-            else:
-                cur = f"{cur} {chunk}" if cur else chunk
-    if cur:
-        lines.append(cur)
-    return (" " + "\n ".join(lines)).encode("ascii", errors="replace") if lines else b""
+    """'Display Name <address>' through the header encoder."""
+    return encode.mailbox(name, address)
 
 
 # -- the rewritten fields -------------------------------------------------------------
@@ -313,12 +334,16 @@ def munged_from(author: Author, listname: str, list_address: str) -> Field:
         shown = f"unknown sender ({author.problem})"
     else:
         shown = author.name or author.address.rpartition("@")[0] or author.address
-    return Field("From", b" " + format_address(f"{shown} via {listname}", list_address).encode())
+    value = encode.address_list("From", [(f"{shown} via {listname}", list_address)])
+    if value is None:
+        raise ValueError(f"list address {list_address!r} cannot stand in a header")
+    return Field("From", value)
 
 
 def prefixed_subject(fields: list[Field], prefix: str) -> Field | None:
     """Subject with the list prefix put in front once; an encoded subject stays encoded."""
     subjects = [f for f in fields if f.key == "subject"]
+    prefix = encode.one_line(prefix)
     if not prefix:
         return clean(subjects[0]) if subjects else None
     if not subjects:
@@ -327,7 +352,7 @@ def prefixed_subject(fields: list[Field], prefix: str) -> Field | None:
     if prefix.casefold() in " ".join(f.text().split()).casefold():
         return f
     rest = f.value.lstrip(b" \t")
-    if prefix.isascii():
+    if prefix.isascii() and "=?" not in prefix:
         value = prefix.encode("ascii") + (b" " + rest if rest else b"")
         return clean(Field("Subject", b" " + value))
     return text_field("Subject", f"{prefix} {f.text()}".strip())
