@@ -55,6 +55,8 @@ class Headers:
     loops: tuple[str, ...]
     message_id: str
     automatic: bool  # an auto-reply or bulk mail: never an approval
+    auto_submitted: str  # its Auto-Submitted keyword unless "no" (RFC 3834), else ""
+    report: bool  # a delivery (or read) report: multipart/report, or a null Return-Path
 
     @classmethod
     def of(cls, raw: bytes) -> Headers:
@@ -66,7 +68,18 @@ class Headers:
             loops=tuple(text_of(v).lower() for v in msg.get_all("X-Loop", [])),
             message_id=text_of(msg.get("Message-ID")),
             automatic=_automatic(msg),
+            auto_submitted=_auto_submitted(msg),
+            report=_report(msg),
         )
+
+    @property
+    def machine_made(self) -> str | None:
+        """Why no person sent this (a report, or Auto-Submitted), or None."""
+        if self.report:
+            return "a delivery status notification"
+        if self.auto_submitted:
+            return f"an automatic message (Auto-Submitted: {self.auto_submitted})"
+        return None
 
 
 def from_values(raw: bytes) -> list[bytes]:
@@ -74,6 +87,19 @@ def from_values(raw: bytes) -> list[bytes]:
     and the copy read the same field."""
     block = split_block(raw, 0, len(raw), top=True)
     return [f.value for f in block.fields if f.key == "from"]
+
+
+def _auto_submitted(msg: Message) -> str:
+    for value in msg.get_all("Auto-Submitted", []):
+        keyword = text_of(value).lower().split(";")[0].strip()
+        if keyword != "no":
+            return keyword or "(empty)"
+    return ""
+
+
+def _report(msg: Message) -> bool:
+    return_path = text_of(msg.get("Return-Path", "x")).replace(" ", "")
+    return msg.get_content_type() == "multipart/report" or return_path == "<>"
 
 
 def _automatic(msg: Message) -> bool:

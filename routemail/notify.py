@@ -9,7 +9,7 @@ from __future__ import annotations
 from routemail import compose
 from routemail.config import Config
 from routemail.spool import Spool
-from routemail.transports import PERMANENT, Result, open_transport
+from routemail.transports import NULL_SENDER, PERMANENT, Result, open_transport
 
 SENDER_LOCAL = "no-reply"
 
@@ -44,6 +44,6 @@ def send(config: Config, spool: Spool, to: str, subject: str, text: str, tag: st
         return Result(PERMANENT, f"suppressed: {reason}")
     transport = open_transport(config, spool)
     try:
-        return transport.send(sender(config), to, build(config, to, subject, text), {"kind": tag})
+        return transport.send(NULL_SENDER, to, build(config, to, subject, text), {"kind": tag})
     finally:
         transport.close()

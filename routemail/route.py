@@ -36,6 +36,7 @@ from routemail.spool import Spool
 from routemail.state import State
 from routemail.suppression import Suppression
 from routemail.transports import (
+    NULL_SENDER,
     PERMANENT,
     Result,
     Transport,
@@ -44,7 +45,6 @@ from routemail.transports import (
     open_transport,
 )
 
-NULL_SENDER = ""  # MAIL FROM:<>: nothing may answer a notice (RFC 3834, RFC 5321 4.5.5)
 OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 ADMIN = "-"  # the pseudo-list of mail forwarded to the admin, in tags and counts
 # F lines whose detail starts so count toward max_attempts; the others record a copy
@@ -191,7 +191,9 @@ class Router:
             if mlist is not None:
                 self._list(work, mlist)
                 return
-        if not work.history.has(sidecar.UNKNOWN, destination):
+        if work.headers.machine_made:
+            self._drop_automatic(work, destination)
+        elif not work.history.has(sidecar.UNKNOWN, destination):
             self._forward_unknown(work, destination)
 
     def _is_loop(self, work: Work) -> bool:
@@ -224,6 +226,9 @@ class Router:
             reasons = moderate.verdict_reasons(h.verdicts, self.config.moderation)
             if reason := moderate.poster_reason(mlist, work.headers.author):
                 reasons.append(reason)
+            if machine := work.headers.machine_made:
+                # An out-of-office reply to a list copy must not reach every member.
+                reasons.append(f"{machine}, not a post (RFC 3834)")
             if reasons:
                 self._hold(work, mlist, reasons)
                 return
@@ -240,8 +245,7 @@ class Router:
             work.msg_id, mlist, reasons, work.headers, work.virus, self.config.moderation.hold_days
         )
         message = moderate.request(held, work.raw, self.config.site, self.secret, moderators)
-        sender = f"{mlist.name}-owner@{self.config.site.domain}"
-        results = [self._send(work, sender, m, message, mlist.name) for m in moderators]
+        results = [self._send(work, NULL_SENDER, m, message, mlist.name) for m in moderators]
         if not any(r.sent for r in results):
             for moderator, result in zip(moderators, results, strict=True):
                 self._notice_failed(
@@ -396,6 +400,17 @@ class Router:
 
     # -- unknown destinations ----------------------------------------------
 
+    def _drop_automatic(self, work: Work, destination: str) -> None:
+        """A report or auto-reply to one of our addresses that is no list (a bounce of a
+        notice, an out-of-office answer to one): logged once, never forwarded, so no
+        two machines can mail each other round after round."""
+        if work.history.has(sidecar.SKIPPED, destination):
+            return
+        why = f"{work.headers.machine_made} to an address that is no list: dropped"
+        self._record(work, sidecar.SKIPPED, destination, why)
+        self.tally.message(work.msg_id, tally.DISCARDED)
+        self.log.write(work.msg_id, f"{destination}: {why}")
+
     def _forward_unknown(self, work: Work, destination: str) -> None:
         site = self.config.site
         author = moderate.shown(work.headers.author)
@@ -423,7 +438,7 @@ class Router:
             headers_only=work.virus,
             domain=site.domain,
         ).as_bytes()
-        result = self._send(work, f"routemail@{site.domain}", site.admin, notice, ADMIN)
+        result = self._send(work, NULL_SENDER, site.admin, notice, ADMIN)
         if result.sent:
             self._record(work, sidecar.UNKNOWN, destination)
             self.tally.message(work.msg_id, tally.FORWARDED, ADMIN)

@@ -17,6 +17,7 @@ import pytest
 
 from routemail import config as configuration
 from routemail.transports import (
+    NULL_SENDER,
     PERMANENT,
     SENT,
     TEMPORARY,
@@ -381,3 +382,25 @@ configuration_set = "lists-outbound"
     ]
     assert sorted(sent) == members
     assert not project.spool.is_pending(msg_id)
+
+
+def test_a_notice_with_a_null_sender_goes_out_as_its_from_identity(
+    project: Project, front: Front, moto_url: str
+) -> None:
+    """A notice has a null envelope sender: SES is given no FromEmailAddress and sends it as
+    its From header's verified identity; an unverified one keeps the notice (TEMPORARY)."""
+    transport = open_ses(project, front.url, retries=1)
+    notice = (
+        b"From: routemail <routemail@lists.example.org>\nTo: admin@example.org\n"
+        b"Subject: Unknown destination\nAuto-Submitted: auto-generated\n\nSee attached.\n"
+    )
+    unverified = notice.replace(b"@lists.example.org>", b"@unverified.example>")
+    try:
+        sent = transport.send(NULL_SENDER, "admin@example.org", notice, {"list": "-"})
+        kept = transport.send(NULL_SENDER, "admin@example.org", unverified, {"list": "-"})
+    finally:
+        transport.close()
+    assert sent.outcome == SENT
+    assert "FromEmailAddress" not in front.sends[0]
+    assert [m["raw_data"].encode() for m in sent_by_moto(moto_url)] == [notice]
+    assert kept.outcome == TEMPORARY and "verify the sending domain" in kept.detail

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from routemail.config import Config
     from routemail.spool import Spool
 
+# The envelope sender of notices (MAIL FROM:<>): nothing answers them, so a notice
+# that bounces cannot come back as new mail (RFC 5321 4.5.5, RFC 3834).
+NULL_SENDER = ""
 SENT = "sent"
 TEMPORARY = "temporary"
 PERMANENT = "permanent"

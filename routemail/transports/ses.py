@@ -11,6 +11,8 @@ import botocore.config
 import botocore.exceptions
 
 from routemail import sestags
+from routemail.author import author_of
+from routemail.message import from_values
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
 
 if TYPE_CHECKING:
@@ -92,7 +94,6 @@ class SesTransport:
 
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
         request: dict[str, Any] = {
-            "FromEmailAddress": sender,
             "Destination": {"ToAddresses": [recipient]},
             "Content": {"Raw": {"Data": message}},
             "EmailTags": [
@@ -101,10 +102,15 @@ class SesTransport:
         }
         if self.settings.configuration_set:
             request["ConfigurationSetName"] = self.settings.configuration_set
+        if sender:
+            # SES's envelope sender is its own either way; this names the verified
+            # identity. A notice (null sender) is sent from its From header's identity.
+            request["FromEmailAddress"] = sender
         try:
             answer = self.client.send_email(**request)
         except botocore.exceptions.ClientError as exc:
-            return self._refused(exc, sender)
+            # A notice has no envelope sender: SES sends it as its From address.
+            return self._refused(exc, sender or author_of(from_values(message)).address)
         except botocore.exceptions.NoCredentialsError as exc:
             return Result(
                 TEMPORARY,
@@ -119,7 +125,7 @@ class SesTransport:
             return Result(TEMPORARY, f"ses: {exc}", halt=True)
         return Result(SENT, str(answer.get("MessageId", "")))
 
-    def _refused(self, exc: botocore.exceptions.ClientError, sender: str) -> Result:
+    def _refused(self, exc: botocore.exceptions.ClientError, identity: str | None) -> Result:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         text = str(error.get("Message", ""))
@@ -130,7 +136,7 @@ class SesTransport:
             return Result(TEMPORARY, detail, throttled=not daily, halt=daily)
         if code in ACCOUNT_PROBLEMS:
             return Result(TEMPORARY, detail, halt=True)
-        if code == "MessageRejected" and sender.lower() in text.lower():
+        if code == "MessageRejected" and identity and identity.lower() in text.lower():
             # Refused for our own sender (an unverified identity, no authority to
             # send from it): a person fixes the identity, the mail waits.
             return Result(TEMPORARY, detail + "; verify the sending domain in SES", halt=True)

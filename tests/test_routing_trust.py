@@ -1,5 +1,5 @@
-"""The author decides routing, end to end: the receiver under gunicorn, `routemail run`
-as a process, and its mail caught by an SMTP server on loopback."""
+"""Nobody acts as someone else, and no mail loops, end to end: the receiver under
+gunicorn, `routemail run` as a process, and its mail caught by an SMTP server on loopback."""
 
 from __future__ import annotations
 
@@ -237,3 +237,111 @@ def test_an_aligned_dkim_pass_approves_without_dmarc(
     assert project.spool.history(msg_id).approver("board") == "chair@example.org"
     assert project.spool.history(msg_id).has(sidecar.LIST_SENT, "board")
     assert sorted(to for _, to, _ in sent(smtp)) == ["ann@example.com", "chair@example.org"]
+
+
+# -- no loops ----------------------------------------------------------------------------
+
+
+def test_notices_go_out_with_a_null_envelope_sender(
+    receiver: Receiver, smtp: Recorder, routemail_cli: RunCli
+) -> None:
+    """Moderation requests and forwards to the admin are sent with MAIL FROM:<> and marked
+    Auto-Submitted: auto-generated, so nothing answers them."""
+    post(receiver, message("eve@outside.example", BOARD, "<n-1@outside.example>"), BOARD)
+    stray = "nobody@lists.example.org"
+    post(receiver, message("eve@outside.example", stray, "<n-2@outside.example>"), stray)
+    run(routemail_cli)
+    notices = sorted(sent(smtp), key=lambda s: s[1])
+    assert [(envelope, to) for envelope, to, _ in notices] == [
+        ("<>", "admin@example.org"),
+        ("<>", "chair@example.org"),
+    ]
+    assert {str(m["Auto-Submitted"]) for _, _, m in notices} == {"auto-generated"}
+
+
+def bounce_of(original: bytes, to: str) -> bytes:
+    """A delivery status notification (RFC 3464) returning original, addressed to `to`."""
+    return (
+        b"Return-Path: <>\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.org>\n"
+        + f"To: {to}\n".encode()
+        + b"Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn-1@mx.example.org>\n"
+        b"Auto-Submitted: auto-replied\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nThe mailbox is full.\n"
+        b"--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+        b"Final-Recipient: rfc822; admin@example.org\nAction: failed\nStatus: 5.2.2\n\n"
+        b"--b\nContent-Type: message/rfc822\n\n" + original + b"\n--b--\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "to", ["routemail@lists.example.org", "board-owner@lists.example.org", "x@lists.example.org"]
+)
+def test_a_bounced_admin_forward_is_dropped_not_forwarded_again(
+    receiver: Receiver, smtp: Recorder, routemail_cli: RunCli, to: str
+) -> None:
+    """A DSN for a forward to the admin, addressed to one of the site's own addresses, is
+    logged and dropped: the admin gets the first forward only, however often it runs."""
+    project = receiver.project
+    stray = "nobody@lists.example.org"
+    post(receiver, message("eve@outside.example", stray, "<f-1@outside.example>"), stray)
+    run(routemail_cli)
+    [(_, _, forward)] = sent(smtp)
+    dsn_id = post(receiver, bounce_of(forward.as_bytes(), to), to)
+    for _ in range(2):
+        run(routemail_cli)
+        project.spool.set_pending(dsn_id, True)
+    assert len(sent(smtp)) == 1
+    history = project.spool.history(dsn_id)
+    assert history.has(sidecar.SKIPPED, to)
+    assert not history.has(sidecar.UNKNOWN, to)
+    dropped = f"{dsn_id} {to}: a delivery status notification to an address that is no list"
+    assert log_text(project).count(dropped) == 1
+
+
+def test_an_auto_reply_to_an_own_address_is_dropped(
+    receiver: Receiver, smtp: Recorder, routemail_cli: RunCli
+) -> None:
+    """An out-of-office answer to a notice (Auto-Submitted: auto-replied) is not forwarded."""
+    project = receiver.project
+    to = "routemail@lists.example.org"
+    raw = message("chair@example.org", to, "<ooo-1@example.org>", "Auto-Submitted: auto-replied\n")
+    msg_id = post(receiver, raw, to)
+    run(routemail_cli)
+    assert sent(smtp) == []
+    assert "an automatic message (Auto-Submitted: auto-replied) to an address" in log_text(project)
+    assert project.spool.history(msg_id).has(sidecar.SKIPPED, to)
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ("Auto-Submitted: auto-replied\n", "an automatic message (Auto-Submitted: auto-replied)"),
+        ("Auto-Submitted: auto-generated; owner-email=x@y\n", "(Auto-Submitted: auto-generated)"),
+        ("Return-Path: <>\n", "a delivery status notification"),
+    ],
+    ids=["auto-replied", "auto-generated", "null-return-path"],
+)
+def test_an_automatic_list_post_is_held(
+    receiver: Receiver, smtp: Recorder, routemail_cli: RunCli, extra: str, reason: str
+) -> None:
+    """A member's out-of-office reply to a list copy (Auto-Submitted other than no, RFC
+    3834) or a bounce sent to the list is held for the moderators, not sent to everyone."""
+    project = receiver.project
+    raw = message("Ann <ann@example.com>", VOLUNTEERS, "<auto-1@example.com>", extra)
+    msg_id = post(receiver, raw, VOLUNTEERS)
+    run(routemail_cli)
+    [(envelope, to, request)] = sent(smtp)
+    assert (envelope, to) == ("<>", "coordinator@example.org")
+    assert f"{reason}" in text_of(request)
+    assert project.spool.history(msg_id).held_lists == {"volunteers"}
+
+
+def test_auto_submitted_no_is_a_post(
+    receiver: Receiver, smtp: Recorder, routemail_cli: RunCli
+) -> None:
+    """Auto-Submitted: no is what a person's mail says: it is delivered."""
+    extra = "Auto-Submitted: no\n"
+    post(receiver, message("ann@example.com", VOLUNTEERS, "<no-1@example.com>", extra), VOLUNTEERS)
+    run(routemail_cli)
+    assert len(sent(smtp)) == 3
