@@ -67,18 +67,30 @@ def run(
     started = time.time()
     _work(config, spool, report, progress)
     if report.scans:
-        try:
-            runstate.record(
-                spool.root.parent,
-                report.tally,
-                started=started,
-                finished=time.time(),
-                processed=report.processed,
-                circuit=report.circuit_open,
-            )
-        except OSError as exc:
-            report.tally.problem(tally.ERROR, runstate.FILENAME, f"cannot write: {exc}")
+        _record(config, spool, report, started)
     return report
+
+
+def _record(config: Config, spool: Spool, report: RunReport, started: float) -> None:
+    """Keep the run's record (status, /metrics) and mail the admin if delivery has
+    been failing too long."""
+    from routemail import alerts
+
+    try:
+        state = runstate.record(
+            spool.root.parent,
+            report.tally,
+            started=started,
+            finished=time.time(),
+            processed=report.processed,
+            circuit=report.circuit_open,
+        )
+        alerts.remember_config(config, spool.root.parent)
+    except OSError as exc:
+        report.tally.problem(tally.ERROR, "run record", f"cannot write: {exc}")
+        return
+    if why := alerts.after_run(config, spool, state):
+        report.tally.problem(tally.UNDELIVERED, "alerts", why)
 
 
 def _work(config: Config, spool: Spool, report: RunReport, progress: Progress | None) -> None:

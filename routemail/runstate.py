@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from routemail.atomic import replace_file
 from routemail.tally import DEFERRED, GAVE_UP, SENT, Tally
 
 FILENAME = "run-state.json"
@@ -83,7 +84,8 @@ def record(
     """Fold one finished run into the record and write it; returns the new record."""
     with _locked(data_dir):
         state = _fold(load(data_dir), tally, started, finished, processed, circuit)
-        _write(data_dir / FILENAME, state)
+        data = json.dumps(state.as_dict(), indent=1, sort_keys=True).encode()
+        replace_file(data_dir / FILENAME, data)
     return state
 
 
@@ -130,16 +132,3 @@ def _fold(
         for outcome in COUNTED:
             kept[outcome] = kept.get(outcome, 0) + getattr(counts, outcome)
     return state
-
-
-def _write(path: Path, state: RunState) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        with temp.open("w", encoding="utf-8") as f:
-            json.dump(state.as_dict(), f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()

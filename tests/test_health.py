@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 from routemail import config as configmod
-from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, running_receiver
+from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, free_port, running_receiver
+from tests.mailbox import outbox
 from tests.test_receiver import MESSAGE, post
 from tests.test_receiver import PASS as PASSING
-from tests.test_run_visibility import closed_port, queue_post
+from tests.test_run_visibility import Refusing, closed_port, queue_post
 
 
 def test_monitoring_section_is_validated(project: Project) -> None:
@@ -246,3 +248,67 @@ def test_status_tells_queue_last_run_transport_and_suppressions(
     assert broken.returncode == 1
     assert "config:" in broken.stdout and "INVALID" in broken.stdout
     assert "problem:     lists.toml does not validate" in broken.stdout
+
+
+# -- mail to the admin ---------------------------------------------------------------------
+
+
+class Recording(Refusing):
+    """Refusing, keeping each accepted message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_admin_is_mailed_once_a_day_when_delivery_keeps_failing(
+    project: Project, routemail_cli: RunCli
+) -> None:
+    """Every member's server says 451: runs defer and send nothing; once that has lasted
+    longer than delivery_alert_minutes, the admin gets one mail, and no second that day."""
+    handler = Recording()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        project.write_config(
+            BASE_CONFIG
+            + '\n[delivery]\ntransport = "smtp"\nretries = 0\n'
+            + f'\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {controller.port}\ntls = "none"\n'
+            + "\n[monitoring]\ndelivery_alert_minutes = 0.01\n"
+            + '\n[lists.helpers]\nposters = "anyone"\nmembers = ["busy1@example.com", '
+            + '"busy2@example.com"]\n'
+        )
+        queue_post(project, 1, "helpers")
+        assert routemail_cli("run").returncode == 3
+        time.sleep(1)  # longer than 0.01 minutes
+        assert routemail_cli("run").returncode == 3
+        assert routemail_cli("run").returncode == 3
+    finally:
+        controller.stop()
+    alerts = [content for to, content in handler.messages if to == ["admin@example.org"]]
+    assert len(alerts) == 1, handler.messages
+    assert b"Subject: routemail: delivery failing since " in alerts[0]
+    assert b"451 4.2.1 Mailbox busy" in alerts[0]
+    assert b"Auto-Submitted: auto-generated" in alerts[0]
+
+
+def test_admin_is_mailed_once_when_lists_toml_stops_validating(
+    project: Project, routemail_cli: RunCli
+) -> None:
+    """The run keeps the last lists.toml that validated; when the file breaks, the admin
+    is told through that copy's transport (the outbox here), once, with the problems."""
+    assert routemail_cli("run").returncode == 0
+    project.write_config(BASE_CONFIG + "\n[lists.broken]\nmembers = [42]\n")
+    for _ in range(2):
+        broken = routemail_cli("run")
+        assert broken.returncode == 2
+        assert "lists.broken.members" in broken.stderr
+    mails = [m for m in outbox(project.data_dir) if m.recipient == "admin@example.org"]
+    assert len(mails) == 1
+    assert mails[0].subject == "routemail: lists.toml does not validate"
+    body = mails[0].message.get_body(("plain",))
+    assert body is not None and "lists.broken.members" in body.get_content()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from routemail.cli.app import Context, cli, emit_json, pass_context
+from routemail.config import Config
+from routemail.errors import ConfigError
 from routemail.tally import Tally
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ def run(obj: Context, quiet: bool, as_json: bool) -> None:
 
     meter = ProgressLine() if not quiet and not as_json and sys.stderr.isatty() else None
     report = do_run(
-        obj.config,
+        _config(obj),
         obj.spool,
         progress=meter.message if meter else None,
         on_copy=meter.copy if meter else None,
@@ -69,6 +71,19 @@ def run(obj: Context, quiet: bool, as_json: bool) -> None:
     for problem in report.tally.problems:
         click.echo(problem.line(), err=True)
     sys.exit(status)
+
+
+def _config(obj: Context) -> Config:
+    """The config; when it does not validate, the admin is told (once a day) before
+    the problems are shown and the run exits 2."""
+    try:
+        return obj.config
+    except ConfigError as exc:
+        from routemail import alerts
+
+        if why := alerts.config_broken(obj.config_path, obj.site_data, exc.problems):
+            click.echo(f"error: alerts: {why}", err=True)
+        raise
 
 
 def exit_status(t: Tally) -> int:
