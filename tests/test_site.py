@@ -308,3 +308,29 @@ def test_init_gives_the_site_to_the_service_user(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert b"no user 'no-such-user-here'; create it first" in refused.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_init_refuses_a_path_the_environment_file_cannot_hold(tmp_path: Path) -> None:
+    """A directory name with a quote, $ or backquote would be read differently by systemd
+    and sh: init refuses it before writing anything."""
+    site = tmp_path / "bad$HOME"
+    result = init(str(site), "--domain", "lists.example.org", "--admin", "a@example.org")
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"Error: {site}/env: choose a path without quotes, $, ` or backslashes\n"
+    )
+    assert not site.exists()
+
+
+def test_init_quotes_a_path_with_spaces(tmp_path: Path) -> None:
+    """A path with a space is written quoted, as both systemd and sh read it."""
+    site = tmp_path / "my site"
+    assert (
+        init(str(site), "--domain", "lists.example.org", "--admin", "a@example.org").returncode == 0
+    )
+    assert f'ROUTEMAIL_CONFIG="{site}/lists.toml"' in (site / "env").read_text()
+    sourced = subprocess.run(
+        ["sh", "-c", f'set -a; . "{site}/env"; printf %s "$ROUTEMAIL_DATA"'],
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert sourced.stdout == f"{site}/data"
