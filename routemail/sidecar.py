@@ -7,6 +7,7 @@ code that knows how lines look.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,8 +44,15 @@ def format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", re.ASCII)
+
+
 def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    # Checked, then read by fromisoformat: strptime costs ~20 us a line, most of the time
+    # spent reading a big list's sidecar (one S line per recipient).
+    if not _TIME.fullmatch(text):
+        raise ValueError(f"not a sidecar time: {text[:40]!r}")
+    return dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
