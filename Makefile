@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8025
 
-.PHONY: demo test lint typecheck unit serve bench lambda-zip system-deps clean
+.PHONY: demo test lint typecheck unit fuzz serve bench lambda-zip system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,12 +54,20 @@ unit: $(STAMP) system-deps examples/serv.sqlite3
 
 test: lint typecheck unit
 
+# The fuzz targets (tests/test_fuzz_*.py) and the hostile shapes, with FUZZ times the
+# examples `make test` gives them; failures are kept in .hypothesis/ and replayed first.
+FUZZ ?= 100
+fuzz: $(STAMP) examples/serv.sqlite3
+	ROUTEMAIL_FUZZ=$(FUZZ) $(BIN)/pytest tests/test_fuzz_copy.py tests/test_fuzz_notices.py \
+	  tests/test_fuzz_sidecar.py tests/test_fuzz_receiver.py tests/test_linear.py
+
 serve: $(STAMP)
 	$(BIN)/gunicorn -c deploy/gunicorn.conf.py --bind 127.0.0.1:$(PORT) mailrecv.wsgi:app
 
 bench: $(STAMP)
 	$(BIN)/python bench/receive.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/linear.py
 	$(BIN)/python bench/slow_clients.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).

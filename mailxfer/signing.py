@@ -58,4 +58,7 @@ def valid(
     secret: bytes, given: str, timestamp: str, recipients: str, verdicts: str, body_sha256: str
 ) -> bool:
     expected = signature(secret, timestamp, recipients, verdicts, body_sha256)
-    return hmac.compare_digest(expected, given.strip().lower())
+    given = given.strip().lower()
+    # compare_digest raises TypeError on a str with non-ASCII characters; such a value
+    # is no hex signature (saying so leaks nothing about the expected one).
+    return given.isascii() and hmac.compare_digest(expected, given)
