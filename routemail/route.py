@@ -588,6 +588,10 @@ class Router:
             result = self._send(work, NULL_SENDER, moderator, notice, refusal.listname)
             outcome = "sent" if result.sent else f"not sent ({result.detail})"
             self.log.write(work.msg_id, f"refused approval: notice to {moderator} {outcome}")
+            if not result.sent:  # never retried: the reply is discarded
+                why = f"refused-approval notice not sent: {result.detail}"
+                self._record(work, sidecar.GAVE_UP, moderator, why)
+                self.tally.copy(work.msg_id, refusal.listname, tally.GAVE_UP, why)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import BASE_CONFIG, Project, free_port, running_receiver
+from tests.mailbox import moderation_requests
 from tests.test_receiver import MESSAGE, post
 
 SMTP_NEEDS_A_PASSWORD = """
@@ -312,3 +313,27 @@ def test_progress_on_a_terminal(project: Project) -> None:
     os.close(main)
     assert done.returncode == 0
     assert re.search(rb"message 1/1  copies \d/3  [\d.]+/s  ETA \d\d:\d\d:\d\d", shown), shown
+
+
+def test_a_refused_approval_notice_that_cannot_be_sent_is_a_g_line(project: Project) -> None:
+    """The notice about a refused approval is sent once (the reply is then discarded): if
+    the transport is down, the reply's sidecar says so with a G line and the run exits 3."""
+    held = queue_post(project, 1, "board")  # Ann may not post to board: held
+    assert routemail(project, "run").returncode == 0
+    [request] = moderation_requests(project.data_dir)
+    address = str(request.message["Reply-To"])
+    project.write_config(smtp_config(closed_port()))
+    reply = project.spool.receive(
+        (
+            "From: =?us-ascii?q?chair=40example.org?= <mallory@evil.example>\n"
+            f"To: {address}\nSubject: Re: ok\nMessage-ID: <reply-9@example.org>\n\nok\n"
+        ).encode(),
+        [address],
+        PASSING,
+    ).id
+    done = routemail(project, "run", "--quiet")
+    assert done.returncode == 3, done.stderr
+    assert f"undelivered: {reply}: board: given up: refused-approval notice not sent" in done.stderr
+    gave_up = [ln for ln in project.spool.read_sidecar(reply).splitlines() if ln.startswith("G ")]
+    assert len(gave_up) == 1 and gave_up[0].split()[2] == "chair@example.org"
+    assert project.spool.history(held).held_lists == {"board"}
