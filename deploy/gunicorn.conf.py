@@ -39,9 +39,12 @@ logger_class = ReceiverLogger
 def on_starting(server):  # type: ignore[no-untyped-def]
     """Counts start again with the server: remove the files of an earlier one."""
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    except OSError as exc:  # metrics are worth a warning, never a receiver that is down
+        server.log.warning("metrics directory %s unusable: %s", directory, exc)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from prometheus_client.registry import Collector
 from mailrecv.settings import Settings
 from routemail import health, runstate
 
+log = logging.getLogger("mailrecv")
 TOKEN_ENV = "MAILRECV_METRICS_TOKEN"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -36,7 +38,11 @@ POSTS = Counter(
 
 
 def count_post(status: int) -> None:
-    POSTS.labels(status=str(status)).inc()
+    """Count a post's answer; a failure to count never changes the answer."""
+    try:
+        POSTS.labels(status=str(status)).inc()
+    except Exception:  # e.g. PROMETHEUS_MULTIPROC_DIR not writable
+        log.warning("cannot count a post for /metrics", exc_info=True)
 
 
 def register(app: Flask, settings: Settings) -> None:

@@ -312,3 +312,15 @@ def test_admin_is_mailed_once_when_lists_toml_stops_validating(
     assert mails[0].subject == "routemail: lists.toml does not validate"
     body = mails[0].message.get_body(("plain",))
     assert body is not None and "lists.broken.members" in body.get_content()
+
+
+def test_posts_are_answered_when_the_metrics_directory_is_unusable(project: Project) -> None:
+    """Counting is never worth a refused post: with PROMETHEUS_MULTIPROC_DIR a plain
+    file, the receiver starts, queues mail and answers 200."""
+    in_the_way = project.root / "metrics-in-the-way"
+    in_the_way.write_text("not a directory\n")
+    with running_receiver(project, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(in_the_way)}) as r:
+        status, answer = post(r, MESSAGE)
+        assert status == 200
+        assert project.spool.is_pending(str(answer["id"]))
+        assert healthz(r)[0] == 200
