@@ -6,8 +6,7 @@ and <token> an HMAC over (message id, list) with the server secret, both in
 lower-case base32 so an MTA that folds case cannot break them. The reply
 counts only if the token verifies for a list the message is held for, its
 author (routemail.author) moderates that list, and DMARC passed or DKIM
-passed for a domain aligned with the author's (routemail.alignment). A
-refused reply whose token verifies gets a notice saying why.
+passed for a domain aligned with the author's (routemail.approvals).
 """
 
 from __future__ import annotations
@@ -137,37 +136,6 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
         original=raw,
         headers_only=held.virus,
         reply_to=reply,
-        domain=site.domain,
-    ).as_bytes()
-
-
-def refusal(
-    listname: str, reason: str, reply: bytes, headers: Headers, site: Site, to: list[str]
-) -> bytes:
-    """The notice telling a moderator why their approval reply did not count."""
-    text = "\n".join(
-        [
-            f"A reply approving a message held for {listname}@{site.domain} did not count:",
-            f"  {reason}",
-            "",
-            f"From:    {shown(headers.author)}",
-            f"Subject: {headers.subject or '(none)'}",
-            "",
-            "Nothing changed. Reply to the moderation request again from the address"
-            " routemail knows you by, through a mail service that signs your mail"
-            " (DKIM) and publishes DMARC, or approve from a shell with `routemail approve`.",
-            "",
-            "The headers of the reply are attached.",
-        ]
-    )
-    return Notice(
-        from_addr=f"{listname}-owner@{site.domain}",
-        from_name=f"{listname} moderation",
-        to=to,
-        subject=f"Approval not accepted for {listname}: {headers.subject or '(no subject)'}",
-        text=text,
-        original=reply,
-        headers_only=True,
         domain=site.domain,
     ).as_bytes()
 

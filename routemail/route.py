@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from routemail import alignment, feedback, moderate, sidecar, tally, tokens, webhooks
+from routemail import approvals, feedback, moderate, sidecar, tally, tokens, webhooks
 from routemail.actionlog import ActionLog
+from routemail.approvals import Refusal
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
 from routemail.errors import RoutemailError, UnknownMessage
@@ -546,66 +547,31 @@ class Router:
             held = self.spool.history(held_id)
         except UnknownMessage:
             return Refusal(f"no queue entry {held_id}")
-        listname = next(
-            (
-                name
-                for name in sorted(held.lists_with(sidecar.MODERATION))
-                if tokens.matches(tokens.moderation_token(self.secret, held_id, name), token)
-            ),
-            None,
-        )
+        listname = approvals.held_list(held, held_id, token, self.secret)
         if listname is None:
             return Refusal("the token does not verify")
         if work.headers.automatic:
-            # Never answered: a notice to an auto-responder could start a loop.
             return Refusal("an automatic reply (Auto-Submitted or Precedence) never approves")
         mlist = self.directory.resolve(listname)
-        moderators = list(mlist.moderators) if mlist else []
-        if (
-            held.approver(listname)
-            or held.has(sidecar.REJECTED, listname)
-            or held.has(sidecar.EXPIRED, listname)
-        ):
-            return Refusal(f"{held_id} is no longer held for {listname}", listname, moderators)
-        approver = work.headers.author.address
-        if approver is None or mlist is None or not mlist.is_moderator(approver):
-            who = approver or f"the sender (unknown: {work.headers.author.problem})"
-            return Refusal(f"{who} is not a moderator of {listname}", listname, moderators)
-        if why := alignment.unvouched(work.history.verdicts, work.raw, work.headers.author):
-            return Refusal(f"the reply is not vouched for: {why}", listname, moderators)
-        return listname, approver
+        verdicts = work.history.verdicts
+        judged = approvals.judge(work.headers, verdicts, work.raw, held, held_id, listname, mlist)
+        return judged if isinstance(judged, Refusal) else (listname, judged)
 
     def _tell_refused(self, work: Work, refusal: Refusal) -> None:
-        """The notice to the moderator who replied, or (when the reply's author is no
-        moderator) to the list's moderators; once, as the reply is then discarded."""
-        author = work.headers.author.address
-        to = [author] if author and author in refusal.moderators else list(refusal.moderators)
-        to = to or [self.config.site.admin]
-        notice = moderate.refusal(
-            refusal.listname, refusal.reason, work.raw, work.headers, self.config.site, to
+        """A notice saying why, once: the reply is discarded after it."""
+        to = refusal.notice_to(work.headers.author.address, self.config.site.admin)
+        site, listname = self.config.site, refusal.listname
+        notice = approvals.refusal_notice(
+            listname, refusal.reason, work.raw, work.headers, site, to
         )
         for moderator in to:
-            result = self._send(work, NULL_SENDER, moderator, notice, refusal.listname)
+            result = self._send(work, NULL_SENDER, moderator, notice, listname)
             outcome = "sent" if result.sent else f"not sent ({result.detail})"
             self.log.write(work.msg_id, f"refused approval: notice to {moderator} {outcome}")
             if not result.sent:  # never retried: the reply is discarded
                 why = f"refused-approval notice not sent: {result.detail}"
                 self._record(work, sidecar.GAVE_UP, moderator, why)
                 self.tally.copy(work.msg_id, refusal.listname, tally.GAVE_UP, why)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a reply is not an approval; tell is whether to send the moderators a notice
-    (only once the token verified: it came from someone who got the request)."""
-
-    reason: str
-    listname: str = ""
-    moderators: Sequence[str] = ()
-
-    @property
-    def tell(self) -> bool:
-        return bool(self.listname)
 
 
 def _detail_starts(failure: sidecar.Event, prefix: str) -> bool:
