@@ -94,7 +94,7 @@ def obvious(raw: bytes, rcpts: list[str]) -> float:
     for r in rcpts:
         msg = copy.deepcopy(parsed)
         assert isinstance(msg, email.message.EmailMessage)
-        url = tokens.unsubscribe_url(SITE, SECRET, MLIST.name, r)
+        url = tokens.unsubscribe_url(SITE, SECRET, MLIST.name, r, int(time.time()))
         footer = MLIST.footer.format(list=MLIST.name, recipient=r, unsubscribe_url=url)
         author = msg["From"]
         for name in ("DKIM-Signature", "From", "Reply-To", "Sender", "Subject"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 
@@ -134,15 +134,20 @@ def one_click(listname: str) -> tuple[str, int]:
     address = addresses.normalize(request.args.get("a", "")) or ""
     given = request.args.get("t", "")
     listname = listname.lower()
+    issued = _issued(request.args.get("i"))
     secret = tokens.load_secret(settings.data_dir)
-    expected = tokens.unsubscribe_token(secret, listname, address)
     try:
         config: Config | None = _config()
     except ConfigError:
         config = None
     site = config.site.name if config else ""
-    if not address or not tokens.matches(expected, given):
+    if not address or issued is False:
         return _page("Link not valid", "This unsubscribe link is not valid.", site, 400)
+    expected = tokens.unsubscribe_token(secret, listname, address, issued)
+    if not tokens.matches(expected, given):
+        return _page("Link not valid", "This unsubscribe link is not valid.", site, 400)
+    if config is None:
+        return _page("Try again later", "The list service is being configured.", site, 503)
     if request.method == "GET":
         return render_template(
             "unsubscribe.html",
@@ -153,22 +158,46 @@ def one_click(listname: str) -> tuple[str, int]:
         ), 200
     if request.form.get("List-Unsubscribe") != ONE_CLICK:
         return _page("Not understood", "Expected List-Unsubscribe=One-Click.", site, 400)
-    if config is None:
-        return _page("Try again later", "The list service is being configured.", site, 503)
-    done = _unsubscribe(config, listname, address)
-    return _page("Unsubscribed", done, site, 200)
+    title, message, status = _unsubscribe(config, listname, address, issued or 0)
+    return _page(title, message, site, status)
 
 
-def _unsubscribe(config: Config, listname: str, address: str) -> str:
-    """Remove a named list's member; suppress a dynamic list's recipient for that list."""
+def _issued(value: str | None) -> int | Literal[False] | None:
+    """When the link's copy was made: None for links from before copies said so, False
+    for a value that is not a time."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() and len(value) <= 12 else False
+
+
+def _unsubscribe(config: Config, listname: str, address: str, issued: int) -> tuple[str, str, int]:
+    """Remove a named list's member, suppress a dynamic list's recipient for that list:
+    the page's title, words and status."""
     feedback = _feedback(config)
     try:
+        mlist = config.lists.get(listname)
+        if mlist is not None and feedback.state.list_administrator(mlist) == address:
+            return (
+                "Still subscribed",
+                f"{address} administers {listname}, so it stays subscribed: the list's"
+                " administrator cannot leave it.",
+                409,
+            )
+        rejoined = feedback.state.membership_changed_at(listname, address)
+        if issued < rejoined and (mlist is None or address in mlist.members):
+            return (
+                "Link out of date",
+                f"This link is from a message sent before {address} last joined or left"
+                f" {listname}, so it no longer unsubscribes. Use the link in a newer message.",
+                400,
+            )
         feedback.unsubscribe(address, listname, "one-click")
     except RoutemailError as exc:
-        return str(exc)
+        log.error("one-click unsubscribe of %s from %s failed: %s", address, listname, exc)
+        return "Try again later", f"{address} could not be unsubscribed just now.", 503
     finally:
         feedback.state.close()
-    return f"{address} will no longer receive mail from {listname}."
+    return "Unsubscribed", f"{address} will no longer receive mail from {listname}.", 200
 
 
 def _page(title: str, message: str, site: str, status: int) -> tuple[str, int]:

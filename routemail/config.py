@@ -239,8 +239,13 @@ RESERVED_NAMES = ("outgoing", "routemail", "no-reply", "postmaster", "mailer-dae
 
 def reserved_name(name: str) -> str | None:
     """Why name cannot be a list, or None."""
-    if name.endswith(RESERVED_SUFFIXES):
-        return f"names ending in {', '.join(RESERVED_SUFFIXES)} are routemail's own addresses"
+    # Mail to x-bounces+token@ is a bounce for list x: a name that only adds a +detail
+    # to a reserved address is that address too, and could never receive a post.
+    if name.partition("+")[0].endswith(RESERVED_SUFFIXES):
+        return (
+            f"names ending in {', '.join(RESERVED_SUFFIXES)} (with or without a +detail)"
+            " are routemail's own addresses"
+        )
     if name.startswith("approve+"):
         return "approve+ addresses carry moderators' approvals"
     if name in RESERVED_NAMES:

@@ -208,7 +208,9 @@ class CopyMaker:
         except ValueError as exc:
             raise CopyError(f"list {identity.mlist.name}: bad header or footer: {exc}") from None
         try:
-            self._build(raw, eol, time.time() if now is None else now)
+            now = time.time() if now is None else now
+            self.issued = int(now)  # in every unsubscribe link: the copy's age
+            self._build(raw, eol, now)
         except CopyError:
             raise
         except Exception as exc:  # a bug here must hold one message, not stop the run
@@ -473,7 +475,9 @@ class CopyMaker:
         if not isinstance(recipient, str) or not _RECIPIENT.fullmatch(recipient):
             raise CopyError(f"{recipient!r} is not an email address a copy can be made for")
         ident = self.identity
-        url = tokens.unsubscribe_url(ident.site, ident.secret, ident.mlist.name, recipient)
+        url = tokens.unsubscribe_url(
+            ident.site, ident.secret, ident.mlist.name, recipient, self.issued
+        )
         r = _Recipient(recipient, url, self._texts(recipient, url))
         parts = self._segments.copy()
         for i, dyn in self._dynamic:

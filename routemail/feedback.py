@@ -136,7 +136,7 @@ class Feedback:
         mlist = self.config.lists.get(listname)
         if mlist is None:
             self.suppression.add(address, listname, source, f"unsubscribed ({why})")
-            self.webhooks.emit("unsubscribed", address=address, list=listname, source=source)
+            self._left(address, listname, source)
             return True
         if self.state.list_administrator(mlist) == address:
             raise RoutemailError(f"{address} administers {listname} and cannot be unsubscribed")
@@ -146,8 +146,14 @@ class Feedback:
             return False
         if removed:
             self.suppression.record(address, listname, "unsubscribe", source, f"removed ({why})")
-            self.webhooks.emit("unsubscribed", address=address, list=listname, source=source)
+            self._left(address, listname, source)
         return removed
+
+    def _left(self, address: str, listname: str, source: str) -> None:
+        with self.state.transaction() as db:
+            # One-click links in copies made before now stop working if address rejoins.
+            self.state.membership_changed(db, listname, address)
+        self.webhooks.emit("unsubscribed", address=address, list=listname, source=source)
 
     def ses_event(self, event: Mapping[str, Any], source: str) -> list[str]:
         """Apply an SES notification or event-publishing record; what was done."""

@@ -136,6 +136,8 @@ class Suppression:
                 "DELETE FROM suppressions WHERE address = ? AND list = ?",
                 (address, listname.lower()),
             ).rowcount
+            if gone and listname:  # back on a list: older one-click links stay retired
+                self.state.membership_changed(db, listname.lower(), address)
             if listname == ALL_LISTS:
                 db.execute("DELETE FROM bounce_scores WHERE address = ?", (address,))
             if gone:

@@ -1,8 +1,9 @@
 """Unforgeable tokens: HMACs with the server secret in data/secret.key.
 
 Moderation tokens cover (message id, list); unsubscribe tokens cover
-(list, address). Neither is stored: the receiver recomputes and compares
-in constant time.
+(list, address, when the copy was made), so the receiver can refuse a link
+from a copy made before the member last left or joined. Neither is stored:
+the receiver recomputes and compares in constant time.
 """
 
 from __future__ import annotations
@@ -64,16 +65,20 @@ def moderation_token(secret: bytes, msg_id: str, listname: str) -> str:
     return base64.b32encode(digest).decode("ascii").lower()[:MODERATION_TOKEN_CHARS]
 
 
-def unsubscribe_token(secret: bytes, listname: str, address: str) -> str:
-    return _mac(secret, "unsubscribe", listname.lower(), address, chars=UNSUBSCRIBE_TOKEN_CHARS)
+def unsubscribe_token(secret: bytes, listname: str, address: str, issued: int | None) -> str:
+    """The token of a copy made at issued (unix seconds); None for links in copies made
+    before the time was part of them, which carry no i= parameter."""
+    parts = (listname.lower(), address) + (() if issued is None else (str(issued),))
+    return _mac(secret, "unsubscribe", *parts, chars=UNSUBSCRIBE_TOKEN_CHARS)
 
 
-def unsubscribe_url(site: Site, secret: bytes, listname: str, address: str) -> str:
-    """The one-click unsubscribe URL for address on listname (RFC 8058 POSTs go here too)."""
-    token = unsubscribe_token(secret, listname, address)
+def unsubscribe_url(site: Site, secret: bytes, listname: str, address: str, issued: int) -> str:
+    """The one-click unsubscribe URL for address on listname in a copy made at issued
+    (RFC 8058 POSTs go here too)."""
+    token = unsubscribe_token(secret, listname, address, issued)
     return (
         f"{site.base_url}/unsubscribe/{urllib.parse.quote(listname, safe='')}"
-        f"?a={urllib.parse.quote(address, safe='@')}&t={token}"
+        f"?a={urllib.parse.quote(address, safe='@')}&i={issued}&t={token}"
     )
 
 

@@ -410,7 +410,18 @@ def test_list_names_are_checked(api: Receiver, project: Project) -> None:
     """Unsafe or reserved list names are refused before lists.toml is touched."""
     verified_account(api.url, project)
     before = project.config_path.read_text()
-    for name in ("../etc", "Club Room", "club\nx", "-club", "club-owner", "a..b", "a" * 65, ""):
+    for name in (
+        "../etc",
+        "Club Room",
+        "club\nx",
+        "-club",
+        "club-owner",
+        "a..b",
+        "a" * 65,
+        "",
+        "x-bounces+y",  # mail to it is a bounce for list x: it could never receive a post
+        "club-owner+news",
+    ):
         answer = call(api.url, "POST", "/lists", {"name": name}, (ADMIN, PASSWORD))
         assert answer.status == 400, (name, answer.body)
     assert project.config_path.read_text() == before
@@ -574,3 +585,14 @@ def test_concurrent_confirmations_are_all_kept(api: Receiver, project: Project) 
         )
     assert [a.status for a in answers] == [200] * len(people)
     assert sorted(members(project, "club")) == sorted([ADMIN, *people])
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"address": ' * 20_000 + b"1" + b"}" * 20_000],
+)
+def test_deeply_nested_json_is_a_400(api: Receiver, payload: bytes) -> None:
+    """JSON nested deeper than the parser's recursion limit answers 400, not 503."""
+    answer = call(api.url, "POST", "/lists/volunteers/subscriptions", raw=payload)
+    assert answer.status == 400, answer.body
+    assert "Traceback" not in api.log_path.read_text()

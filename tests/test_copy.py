@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from routemail import tokens
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker
 from routemail.message import Headers
-from tests.copy_support import RECIPIENT, SECRET, SITE, check_sendable, identity
+from tests.copy_support import NOW, RECIPIENT, SECRET, SITE, check_sendable, identity
 
 IN = Path(__file__).parent / "data" / "copy" / "in"
 PLAIN = (
@@ -31,8 +32,8 @@ def test_copies_differ_only_in_what_is_per_recipient() -> None:
     """Two recipients' copies are the same bytes apart from address and token."""
     maker = CopyMaker((IN / "05-mixed-attachment.eml").read_bytes(), identity())
     a, b = maker.copy_for("ann@example.com"), maker.copy_for("bob@example.net")
-    ta = tokens.unsubscribe_token(SECRET, "volunteers", "ann@example.com").encode()
-    tb = tokens.unsubscribe_token(SECRET, "volunteers", "bob@example.net").encode()
+    ta = tokens.unsubscribe_token(SECRET, "volunteers", "ann@example.com", maker.issued).encode()
+    tb = tokens.unsubscribe_token(SECRET, "volunteers", "bob@example.net", maker.issued).encode()
     assert a != b
     assert a.replace(b"ann@example.com", b"X").replace(ta, b"T") == b.replace(
         b"bob@example.net", b"X"
@@ -40,16 +41,22 @@ def test_copies_differ_only_in_what_is_per_recipient() -> None:
 
 
 def test_unsubscribe_url_carries_a_verifiable_token() -> None:
-    """List-Unsubscribe names the recipient and a token the receiver can recompute."""
-    msg = check_sendable(copy_of(PLAIN, "bob+lists@example.net"))
+    """List-Unsubscribe names the recipient, when the copy was made, and a token over
+    both that the receiver can recompute."""
+    maker = CopyMaker(PLAIN, identity(), now=NOW)
+    msg = check_sendable(maker.copy_for("bob+lists@example.net"))
     value = str(msg["List-Unsubscribe"])
     url = value.split("<", 1)[1].split(">", 1)[0]
     assert url.startswith(
-        "https://lists.example.org/unsubscribe/volunteers?a=bob%2Blists@example.net&t="
+        "https://lists.example.org/unsubscribe/volunteers?a=bob%2Blists@example.net"
+        f"&i={int(NOW)}&t="
     )
     token = url.rsplit("t=", 1)[1]
-    assert tokens.matches(
-        tokens.unsubscribe_token(SECRET, "volunteers", "bob+lists@example.net"), token
+    expected = tokens.unsubscribe_token(SECRET, "volunteers", "bob+lists@example.net", int(NOW))
+    assert tokens.matches(expected, token)
+    assert not tokens.matches(
+        tokens.unsubscribe_token(SECRET, "volunteers", "bob+lists@example.net", int(NOW) - 1),
+        token,
     )
     assert value.endswith("<mailto:volunteers-unsubscribe@lists.example.org>")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -179,3 +186,33 @@ def test_bad_template_is_refused() -> None:
     """A footer with an unknown placeholder is a CopyError naming the list."""
     with pytest.raises(CopyError, match=r"volunteers.*unknown placeholder"):
         CopyMaker(PLAIN, identity(footer="{nope}"))
+
+
+HOSTILE_CHARSETS = ["quopri", "base64", "rot13", "a\x00b", '"utf-8\x00"', "x-unknown"]
+
+
+@pytest.mark.parametrize("charset", HOSTILE_CHARSETS)
+@pytest.mark.parametrize("cte", ["8bit", "quoted-printable", "base64"])
+@pytest.mark.parametrize("kind", ["plain", "html"])
+def test_hostile_charset_names_never_raise(charset: str, cte: str, kind: str) -> None:
+    """A charset naming a bytes codec (quopri, base64, rot13), or holding a NUL, in a
+    part or in encoded words is an unknown charset: the copy is built, with its footer."""
+    text = "Caf\xe9 \xe0 midi.\n".encode("latin-1")
+    body = {
+        "8bit": text,
+        "quoted-printable": b"Caf=E9 =E0 midi.\n",
+        "base64": base64.encodebytes(text),
+    }[cte]
+    word = charset.strip('"').encode("latin-1")
+    raw = (
+        b"From: =?" + word + b"?q?Ann_Author?= <ann@example.com>\n"
+        b"To: volunteers@lists.example.org\n"
+        b"Subject: =?" + word + b"?q?Caf=E9?=\n"
+        b"Message-ID: <charset@example.com>\n"
+        b"MIME-Version: 1.0\n"
+        b"Content-Type: text/" + kind.encode() + b"; charset=" + charset.encode("latin-1") + b"\n"
+        b"Content-Transfer-Encoding: " + cte.encode() + b"\n\n" + body
+    )
+    msg = check_sendable(copy_of(raw))
+    texts = (p.get_payload(decode=True) for p in msg.walk() if not p.is_multipart())
+    assert b"You are on volunteers as member@example.net." in b"".join(texts)

@@ -67,7 +67,7 @@ def test_copy_is_sendable_and_decorated(path: Path) -> None:
     maker, copy = make(path)
     msg = check_sendable(copy)
     mlist = maker.identity.mlist
-    url = tokens.unsubscribe_url(SITE, SECRET, "volunteers", RECIPIENT)
+    url = tokens.unsubscribe_url(SITE, SECRET, "volunteers", RECIPIENT, int(NOW))
     assert f"<{url}>" in str(msg["List-Unsubscribe"])
     assert msg["List-Id"].endswith("<volunteers.lists.example.org>")
     assert msg["X-Loop"] == "lists.example.org"

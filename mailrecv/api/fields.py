@@ -16,7 +16,10 @@ MAX_SUBJECT = 200
 
 
 def body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes; silent= covers ValueError only
+        raise ApiError(400, "the JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "expected a JSON object body with Content-Type: application/json")
     return data

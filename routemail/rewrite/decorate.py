@@ -61,6 +61,16 @@ def html_block(slot: Slot, fragment: str) -> str:
     return f'<div class="list-footer"><hr>\n{fragment}</div>\n'
 
 
+def text_codec(charset: str) -> codecs.CodecInfo | None:
+    """The text codec a charset names; None for an unknown name, one Python cannot look
+    up (a NUL in it), or one naming a bytes-to-bytes codec (quopri, base64, rot13)."""
+    try:
+        codec = codecs.lookup(charset)
+    except (LookupError, ValueError):
+        return None
+    return codec if getattr(codec, "_is_text_encoding", True) else None
+
+
 def ascii_compatible(codec: codecs.CodecInfo) -> bool:
     if codec.name.startswith(("iso2022", "iso-2022", "utf-16", "utf-32", "utf-7", "hz")):
         return False
@@ -106,10 +116,7 @@ class DecoratedPart:
             self.text_nl = b"\n"
 
         charset = info.charset or "us-ascii"
-        try:
-            codec: codecs.CodecInfo | None = codecs.lookup(charset)
-        except LookupError:
-            codec = None
+        codec = text_codec(charset)
         if codec is None:
             if not data.isascii():
                 raise Undecoratable(f"its charset {charset!r} is unknown")

@@ -168,7 +168,7 @@ def decode_words(text: str) -> str:
         else:
             try:
                 out.append(chunk.decode(charset, errors="replace"))
-            except LookupError:
+            except (LookupError, ValueError):  # unknown, not a text codec, or a NUL in it
                 out.append(chunk.decode("latin-1"))
     return encode.one_line("".join(out))
 
