@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/linear.py
 	$(BIN)/python bench/slow_clients.py
+	$(BIN)/python bench/wire.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda

@@ -1,22 +1,26 @@
 """Mail routemail writes itself: moderation requests and forwards to the admin.
 
-The original is carried verbatim as a message/rfc822 part, or only its
-headers as text/rfc822-headers when it must not be passed on (a virus).
+The original is carried as a message/rfc822 part, or only its headers as
+text/rfc822-headers when it must not be passed on (a virus). Every header field
+comes from the header encoder; the original goes in wire form (CRLF line breaks
+only, no NUL), and in base64 when it has a line longer than SMTP carries, as
+application/octet-stream (RFC 2046 allows message/rfc822 no transfer encoding).
 """
 
 from __future__ import annotations
 
-import email.header
+import binascii
 import email.utils
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from routemail.compose import made
+from routemail.rewrite.headers import MAX_LINE, address_field, text_field
 from routemail.spool import header_end
+from routemail.transports.wire import CRLF, LF, wire_form
 
-CRLF = b"\r\n"
-_LINE_END = re.compile(rb"\r?\n")
+BASE64_LINE = 76
 
 
 @dataclass(frozen=True)
@@ -36,19 +40,18 @@ class Notice:
     def as_bytes(self) -> bytes:
         boundary = self._boundary()
         head = [
-            ("From", email.utils.formataddr((self.from_name, self.from_addr))),
-            ("To", ", ".join(self.to)),
-            ("Subject", _encode(self.subject)),
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Message-ID", email.utils.make_msgid(domain=self.domain)),
-            ("Auto-Submitted", "auto-generated"),
-            ("MIME-Version", "1.0"),
-            ("Content-Type", f'multipart/mixed; boundary="{boundary}"'),
+            address_field("From", [(self.from_name, self.from_addr)]),
+            address_field("To", [("", a) for a in self.to]),
+            address_field("Reply-To", [("", self.reply_to)]) if self.reply_to else None,
+            text_field("Subject", self.subject),
+            made("Date", email.utils.formatdate(usegmt=True)),
+            made("Message-ID", email.utils.make_msgid(domain=self.domain)),
+            made("Auto-Submitted", "auto-generated"),
+            made("MIME-Version", "1.0"),
+            made("Content-Type", f'multipart/mixed; boundary="{boundary}"'),
         ]
-        if self.reply_to:
-            head.insert(2, ("Reply-To", self.reply_to))
-        out = [f"{name}: {value}".encode("ascii") for name, value in head]
-        out += [b"", b"--" + boundary.encode(), *self._text_part(), b"--" + boundary.encode()]
+        out = [b"".join(f.to_bytes() for f in head if f is not None).replace(LF, CRLF)]
+        out += [b"--" + boundary.encode(), *self._text_part(), b"--" + boundary.encode()]
         out += self._original_part()
         out += [b"--" + boundary.encode() + b"--", b""]
         return CRLF.join(out)
@@ -60,35 +63,52 @@ class Notice:
                 return candidate
 
     def _text_part(self) -> list[bytes]:
-        body = _LINE_END.sub(CRLF, self.text.encode("utf-8")).rstrip(CRLF)
+        body = wire_form(self.text.encode("utf-8", errors="replace")).rstrip(CRLF)
+        if _fits(body):
+            encoding = b"7bit" if body.isascii() else b"8bit"
+        else:  # a very long line (a huge subject, say): SMTP carries 998 octets at most
+            encoding = b"quoted-printable"
+            body = binascii.b2a_qp(body.replace(CRLF, LF), istext=True).replace(LF, CRLF)
         return [
             b"Content-Type: text/plain; charset=utf-8",
-            b"Content-Transfer-Encoding: 8bit",
+            b"Content-Transfer-Encoding: " + encoding,
             b"",
             body,
         ]
 
     def _original_part(self) -> list[bytes]:
-        raw = _LINE_END.sub(CRLF, self.original)
+        raw = wire_form(self.original)
         if self.headers_only:
             end = header_end(raw)
             raw = raw[:end] if end is not None else raw
             kind = b"text/rfc822-headers"
         else:
             kind = b"message/rfc822"
-        encoding = b"7bit" if raw.isascii() else b"8bit"
+        if _fits(raw):
+            encoding = b"7bit" if raw.isascii() else b"8bit"
+            return [
+                b"Content-Type: " + kind,
+                b"Content-Disposition: inline",
+                b"Content-Transfer-Encoding: " + encoding,
+                b"",
+                raw.rstrip(CRLF),
+            ]
+        if not self.headers_only:
+            kind = b'application/octet-stream; name="original.eml"'
         return [
             b"Content-Type: " + kind,
-            b"Content-Disposition: inline",
-            b"Content-Transfer-Encoding: " + encoding,
+            b'Content-Disposition: attachment; filename="original.eml"',
+            b"Content-Transfer-Encoding: base64",
             b"",
-            raw.rstrip(CRLF),
+            _base64_lines(raw),
         ]
 
 
-def _encode(text: str) -> str:
-    """A header value, RFC 2047-encoded when it is not plain ASCII; never folded oddly."""
-    text = " ".join(text.split())
-    if text.isascii():
-        return text
-    return email.header.Header(text, "utf-8").encode(maxlinelen=76, linesep="\r\n")
+def _fits(data: bytes) -> bool:
+    """Whether every CRLF-separated line of data is at most 998 octets long."""
+    return all(len(line) <= MAX_LINE for line in data.split(CRLF))
+
+
+def _base64_lines(data: bytes) -> bytes:
+    encoded = binascii.b2a_base64(data, newline=False)
+    return CRLF.join(encoded[i : i + BASE64_LINE] for i in range(0, len(encoded), BASE64_LINE))

@@ -48,8 +48,11 @@ class Template:
         return bool(self.text)
 
     def render(self, values: Mapping[str, str]) -> str:
-        return "".join(
-            literal + (values[name] if name is not None else "") for literal, name in self.pieces
+        return _line_breaks(
+            "".join(
+                literal + (values[name] if name is not None else "")
+                for literal, name in self.pieces
+            )
         )
 
     def render_html(self, values: Mapping[str, str]) -> str:
@@ -62,4 +65,12 @@ class Template:
                 out.append(f'<a href="{url}">{url}</a>')
             elif name is not None:
                 out.append(html.escape(values[name], quote=False))
-        return "".join(out).replace("\n", "<br>\n")
+        return _line_breaks("".join(out)).replace("\n", "<br>\n")
+
+
+def _line_breaks(text: str) -> str:
+    """text with LF line breaks only and no NUL: a CR from lists.toml (or a value) must
+    not reach the copy's body as a bare CR, which servers read differently."""
+    if "\r" in text or "\0" in text:
+        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "")
+    return text

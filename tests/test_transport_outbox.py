@@ -55,3 +55,18 @@ def test_unwritable_outbox_is_temporary(project: Project) -> None:
     finally:
         transport.close()
     assert result.outcome == TEMPORARY and result.detail.startswith("outbox:")
+
+
+def test_outbox_cleans_bare_line_breaks_and_nul(project: Project) -> None:
+    """A copy with bare CRs, a CRLF and a NUL is written with its own line break (LF
+    here) throughout and without the NUL, as every transport cleans what it sends."""
+    project.write_config(BASE_CONFIG + "\n[delivery]\nrate = 1000\n")
+    transport = open_transport(configuration.load(project.config_path), project.spool)
+    data = b"Subject: x\n\nline\r.\r\nMAIL FROM:<m@evil.example>\nNUL\x00 here\n"
+    try:
+        result = transport.send(SENDER, "ann@example.com", data, {"list": "v"})
+    finally:
+        transport.close()
+    written = (project.spool.root / "outbox" / "new" / result.detail).read_bytes()
+    assert written.endswith(b"Subject: x\n\nline\n.\nMAIL FROM:<m@evil.example>\nNUL here\n")
+    assert b"\r" not in written and b"\x00" not in written

@@ -204,6 +204,25 @@ def test_one_call_per_recipient_with_tags_and_configuration_set(
     assert base64.b64decode(request["Content"]["Raw"]["Data"]) == copy_for(recipients[0])
 
 
+def test_raw_content_goes_to_ses_in_wire_form(project: Project, front: Front) -> None:
+    """A message with bare CRs and LFs and a NUL reaches SES with CRLF line breaks only
+    and without the NUL (the SMTP smuggling pattern cannot ride along)."""
+    transport = open_ses(project, front.url)
+    raw = (
+        b"From: Ann via volunteers <volunteers@lists.example.org>\nTo: ann@example.com\n"
+        b"Subject: x\n\nline\r.\r\nMAIL FROM:<m@evil.example>\nNUL\x00 here\n"
+    )
+    try:
+        result = transport.send(SENDER, "ann@example.com", raw, {"list": "volunteers"})
+    finally:
+        transport.close()
+    assert result.outcome == SENT
+    assert base64.b64decode(front.sends[0]["Content"]["Raw"]["Data"]) == (
+        b"From: Ann via volunteers <volunteers@lists.example.org>\r\nTo: ann@example.com\r\n"
+        b"Subject: x\r\n\r\nline\r\n.\r\nMAIL FROM:<m@evil.example>\r\nNUL here\r\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("status", "code"),
     [

@@ -1,7 +1,9 @@
 """The outbox transport: a Maildir under data/maillist/outbox, no network.
 
 Each copy is written as a local MDA would deliver it, with Return-Path and
-Delivered-To on top, so `mutt -f data/maillist/outbox` reads it.
+Delivered-To on top, so `mutt -f data/maillist/outbox` reads it. A copy keeps its
+own line break (LF or CRLF), used throughout: bare CRs and LFs and NUL bytes are
+cleaned as for SMTP (routemail.transports.wire).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result
+from routemail.transports.wire import line_breaks, own_line_break
 
 
 class Outbox:
@@ -25,7 +28,8 @@ class Outbox:
         self._count = 0
 
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
-        newline = b"\r\n" if message[: message.find(b"\n") + 1].endswith(b"\r\n") else b"\n"
+        newline = own_line_break(message)
+        message = line_breaks(message, newline)
         envelope = b"Return-Path: <%s>%sDelivered-To: %s%s" % (
             sender.encode(),
             newline,

@@ -14,6 +14,7 @@ from routemail import sestags
 from routemail.author import author_of
 from routemail.message import from_values
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
+from routemail.transports.wire import wire_form
 
 if TYPE_CHECKING:
     from routemail.config import Ses
@@ -95,7 +96,7 @@ class SesTransport:
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
         request: dict[str, Any] = {
             "Destination": {"ToAddresses": [recipient]},
-            "Content": {"Raw": {"Data": message}},
+            "Content": {"Raw": {"Data": wire_form(message)}},
             "EmailTags": [
                 {"Name": tag_value(name), "Value": tag_value(value)} for name, value in tags.items()
             ],

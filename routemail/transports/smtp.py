@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import smtplib
 import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
+from routemail.transports.wire import wire_form
 
 if TYPE_CHECKING:
     from routemail.config import Smtp
 
 log = logging.getLogger(__name__)
 
-CRLF = b"\r\n"
-BARE_NEWLINE = re.compile(rb"\r?\n")
 # Replies that concern our login, not the copy: giving up on every recipient
 # because a password expired would lose the whole list's mail.
 AUTH_CODES = frozenset({530, 534, 535, 538})
@@ -92,7 +90,7 @@ class SmtpTransport:
     # -- one copy ------------------------------------------------------------
 
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
-        data = BARE_NEWLINE.sub(CRLF, message)
+        data = wire_form(message)
         fresh = self._conn is None
         try:
             try:
