@@ -421,5 +421,6 @@ def test_a_notice_with_a_null_sender_goes_out_as_its_from_identity(
         transport.close()
     assert sent.outcome == SENT
     assert "FromEmailAddress" not in front.sends[0]
-    assert [m["raw_data"].encode() for m in sent_by_moto(moto_url)] == [notice]
+    sent_raw = [m["raw_data"].encode() for m in sent_by_moto(moto_url)]
+    assert sent_raw == [notice.replace(b"\n", b"\r\n")]  # in wire form
     assert kept.outcome == TEMPORARY and "verify the sending domain" in kept.detail
