@@ -201,3 +201,38 @@ def test_any_display_name_gives_the_one_address(display: str) -> None:
     assert_one_field("Reply-To", value)
     (addr,) = parsed("Reply-To", value)["Reply-To"].addresses
     assert addr.addr_spec == "ann@example.com"
+
+
+def test_mime_part_header_fields_follow_the_same_rule() -> None:
+    """A part's own header fields are held to the message's rule: a 1,100-character
+    token and an encoded word hiding CR LF in a part come out folded within 998
+    octets, encoded, and read back as the token and the cleaned text."""
+    raw = (
+        b"From: Ann <ann@example.com>\n"
+        b"To: volunteers@lists.example.org\n"
+        b"Subject: parts\n"
+        b"Message-ID: <parts@example.com>\n"
+        b"Date: Tue, 04 Mar 2025 09:21:00 -0800\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\n'
+        b"\n"
+        b"--b1\n"
+        b"Content-Type: text/plain\n"
+        b"\n"
+        b"Hello.\n"
+        b"--b1\n"
+        b"Content-Type: application/octet-stream\n"
+        b"Content-Description: =?utf-8?q?a=0D=0ABcc=3A_x?=\n"
+        b"X-Part-Blob: " + b"B" * 1100 + b"\n"
+        b"Content-Transfer-Encoding: base64\n"
+        b"\n"
+        b"AAEC\n"
+        b"--b1--\n"
+    )
+    copy = CopyMaker(raw, identity()).copy_for(RECIPIENT)
+    msg = check_sendable(copy)
+    attachment = [p for p in msg.walk() if p.get_content_type() == "application/octet-stream"]
+    assert len(attachment) == 1
+    assert str(attachment[0]["X-Part-Blob"]) == "B" * 1100
+    assert str(attachment[0]["Content-Description"]) == "a Bcc: x"
+    assert attachment[0].get_payload(decode=True) == b"\x00\x01\x02"

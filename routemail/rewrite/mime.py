@@ -9,7 +9,14 @@ import email.policy
 import re
 from dataclasses import dataclass, field
 
-from routemail.rewrite.headers import MAX_PARSED, Field, replace_field, split_block
+from routemail.rewrite.headers import (
+    MAX_PARSED,
+    Field,
+    clean,
+    needs_cleaning,
+    replace_field,
+    split_block,
+)
 
 MAX_DEPTH = 30  # deeper nesting is left as it is, unread
 # Parts read, per message; the rest are sent as they are, unread. Bounds the work of a
@@ -132,6 +139,11 @@ def scan(
         # the part is read, and sent, as the default type.
         fields = [f for f in fields if not f.key.startswith("content-")]
         problems.append(f"dropped Content-* fields longer than {MAX_PARSED} bytes")
+    if not top and any(needs_cleaning(f) for f in fields):
+        # The same rule as the message's own fields: printable ASCII, lines of at most
+        # 998 octets with the name, no control character hidden in an encoded word.
+        fields = [c for f in fields if (c := clean(f)) is not None]
+        problems.append("repaired the header fields of a MIME part")
     part = Part(fields, start, block.body_start, end, reading.content_info(fields, default))
     part.problems.extend(problems)
     if fields is not block.fields or (block.problems and not top):
