@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/linear.py
 	$(BIN)/python bench/slow_clients.py
 	$(BIN)/python bench/wire.py
+	$(BIN)/python bench/counting.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda
