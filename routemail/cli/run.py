@@ -10,7 +10,7 @@ import click
 
 from routemail.cli.app import Context, cli, emit_json, pass_context
 from routemail.config import Config
-from routemail.errors import ConfigError
+from routemail.errors import ConfigError, RoutemailError
 from routemail.tally import Tally
 
 if TYPE_CHECKING:
@@ -81,7 +81,11 @@ def _config(obj: Context) -> Config:
     except ConfigError as exc:
         from routemail import alerts
 
-        if why := alerts.config_broken(obj.config_path, obj.site_data, exc.problems):
+        try:
+            why = alerts.config_broken(obj.config_path, obj.site_data, exc.problems)
+        except RoutemailError:  # not a site at all: nobody to tell, the problems stand
+            why = None
+        if why:
             click.echo(f"error: alerts: {why}", err=True)
         raise
 
