@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.header
 import email.parser
 import email.policy
+import re
 from dataclasses import dataclass
 from email.message import Message
 
@@ -19,6 +20,7 @@ SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 # Headers by which auto-responders mark themselves (RFC 3834 and common practice).
 AUTO_REPLY_MARKERS = ("X-Autoreply", "X-Autorespond")
 BULK_PRECEDENCE = ("bulk", "junk", "list", "auto_reply")
+_KEYWORD = re.compile(r"\s*([A-Za-z0-9-]+)")
 
 
 def parse_headers(raw: bytes) -> Message:
@@ -90,8 +92,11 @@ def from_values(raw: bytes) -> list[bytes]:
 
 
 def _auto_submitted(msg: Message) -> str:
+    """The first Auto-Submitted keyword other than "no" (comments and parameters after
+    it ignored); "" when every one is "no" or there is none."""
     for value in msg.get_all("Auto-Submitted", []):
-        keyword = text_of(value).lower().split(";")[0].strip()
+        match = _KEYWORD.match(text_of(value))
+        keyword = match.group(1).lower() if match else ""
         if keyword != "no":
             return keyword or "(empty)"
     return ""
