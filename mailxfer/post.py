@@ -30,6 +30,7 @@ CHUNK = 1 << 16
 # the body anyway, for servers that do not answer Expect: 100-continue.
 CONTINUE_WAIT = 1.0
 MAX_INTERIM_LINE = 8192
+MAX_ANSWER = 64 * 1024  # a receipt is a line of JSON; a web page is only quoted
 _QUEUE_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -116,8 +117,8 @@ def receipt_of(result: PostResult) -> Receipt:
 def error_text(result: PostResult) -> str:
     """The receiver's JSON error message, or its raw body."""
     try:
-        return str(json.loads(result.body).get("error", result.body))
-    except (ValueError, AttributeError):
+        return " ".join(str(json.loads(result.body)["error"]).split())[:300]
+    except (ValueError, TypeError, KeyError):
         return _excerpt(result.body)
 
 
@@ -156,7 +157,7 @@ def _exchange(
                 method="POST",
             )
             response.begin()
-        text = response.read().decode("utf-8", "replace")
+        text = response.read(MAX_ANSWER).decode("utf-8", "replace")
         return response.status, text, response.getheader("Location") or ""
     except http.client.HTTPException as exc:
         raise ConnectionError(f"no HTTP answer: {exc!r}") from None
