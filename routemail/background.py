@@ -12,6 +12,10 @@ from routemail.run import LOCK_FD_ENV, lock_for_new_run
 from routemail.spool import Spool
 
 RUN_LOG = "run.log"  # under the data directory
+# Runs started from this process, kept until they are seen to have exited: a
+# Popen dropped while its process runs is a ResourceWarning (an error under the
+# tests' warning filters), and a child nobody waits for stays a zombie.
+_started: list[subprocess.Popen[bytes]] = []
 
 
 def start_run(config_path: Path, data_dir: Path, warn: Callable[[str], None]) -> int | None:
@@ -30,6 +34,7 @@ def start_run(config_path: Path, data_dir: Path, warn: Callable[[str], None]) ->
         lock_fd = -1
     if lock_fd is None:
         return None
+    _started[:] = [p for p in _started if p.poll() is None]
     env = dict(os.environ)
     env["ROUTEMAIL_CONFIG"] = str(config_path)
     env["ROUTEMAIL_DATA"] = str(data_dir)
@@ -55,6 +60,7 @@ def start_run(config_path: Path, data_dir: Path, warn: Callable[[str], None]) ->
             os.close(output)
         if lock_fd >= 0:
             os.close(lock_fd)  # the run holds the lock through its own copy
+    _started.append(process)
     return process.pid
 
 
