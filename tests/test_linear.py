@@ -214,3 +214,12 @@ def test_long_header_values_are_left_encoded() -> None:
     short = b"Subject: =?utf-8?q?caf=C3=A9?=\n\nx\n"
     assert Headers.of(short).subject == "café"
     assert headers.decode_words("=?utf-8?q?caf=C3=A9?=") == "café"
+
+
+def test_charset_with_a_nul_is_an_unknown_charset() -> None:
+    """A charset name holding NUL is unknown (codecs.lookup raised ValueError, so the copy
+    failed as a bug of the router instead of reading the part as ASCII)."""
+    raw = b'From: a@example.org\nContent-Type: text/plain; charset="utf\x00-8"\n\nHi\n'
+    maker, data = make_copy(raw)
+    assert maker.decorated == ["text/plain"]  # ASCII text: decorated as ASCII
+    check_sendable(data)
