@@ -216,3 +216,17 @@ def test_hostile_charset_names_never_raise(charset: str, cte: str, kind: str) ->
     msg = check_sendable(copy_of(raw))
     texts = (p.get_payload(decode=True) for p in msg.walk() if not p.is_multipart())
     assert b"You are on volunteers as member@example.net." in b"".join(texts)
+
+
+def test_text_that_decodes_but_cannot_be_encoded_back_is_left_undecorated() -> None:
+    """An ISO-2022-JP part the codec reads leniently but cannot write back (ESC then an
+    8-bit byte) is left as sent, the header and footer wrapped around it: no crash."""
+    raw = (
+        b"From: Tanaka <tanaka@example.jp>\nTo: volunteers@lists.example.org\n"
+        b"Subject: x\nMessage-ID: <jp@example.jp>\nMIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=ISO-2022-JP\nContent-Transfer-Encoding: 8bit\n"
+        b"\n\x1b\xb2abc\n"
+    )
+    maker = CopyMaker(raw, identity(header="Hi {recipient}"))
+    assert maker.wrapped
+    assert b"\x1b\xb2abc\n" in maker.copy_for(RECIPIENT)

@@ -148,7 +148,12 @@ class DecoratedPart:
                 if needs_utf8 or codec.name.startswith(("utf-16", "utf-32")):
                     codec = codecs.lookup("utf-8")
                     self.new_charset = "utf-8"
-                pieces = self._cut_text(text, codec.name)
+                try:
+                    pieces = self._cut_text(text, codec.name)
+                except UnicodeEncodeError as exc:  # decoded leniently, no way back
+                    raise Undecoratable(
+                        f"its text does not encode back as {charset}: {exc}"
+                    ) from None
         self.codec = codec.name
 
         has_8bit = any(isinstance(p, bytes) and not p.isascii() for p in pieces) or any(

@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from routemail.author import Author
 from routemail.author import author_of as read_author
 from routemail.rewrite import encode
-from routemail.rewrite.encode import FOLD_AT, MAX_LINE, MAX_NAME_CHARS, fold
-
-__all__ = ["FOLD_AT", "MAX_LINE", "MAX_NAME_CHARS", "fold"]
+from routemail.rewrite.encode import MAX_LINE, fold
 
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 # 8-bit bytes, control characters (NUL, bare CR, ...) and line breaks that do not fold
@@ -313,11 +311,6 @@ def address_field(name: str, pairs: list[tuple[str, str]]) -> Field | None:
     addresses that cannot stand in a header are left out (None when none is left)."""
     value = encode.address_list(name, pairs)
     return Field(name, value) if value is not None else None
-
-
-def format_address(name: str, address: str) -> str:
-    """'Display Name <address>' through the header encoder."""
-    return encode.mailbox(name, address)
 
 
 # -- the rewritten fields -------------------------------------------------------------
