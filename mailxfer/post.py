@@ -8,6 +8,7 @@ says what came back.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -20,6 +21,7 @@ import socket
 import ssl
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -134,10 +136,7 @@ def _exchange(
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectionError(f"{url!r} is not an http:// or https:// URL")
-    connection = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = connection(parts.hostname, parts.port, timeout=timeout, blocksize=CHUNK)
+    conn = _connection(parts, timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn.putrequest("POST", path, skip_accept_encoding=True)
@@ -163,6 +162,27 @@ def _exchange(
         raise ConnectionError(f"no HTTP answer: {exc!r}") from None
     finally:
         conn.close()
+
+
+def _connection(parts: urllib.parse.SplitResult, timeout: float) -> http.client.HTTPConnection:
+    """A connection to the URL's host: straight, or tunnelled (CONNECT) through the
+    proxy urllib would use ($https_proxy or $http_proxy, unless $no_proxy names the host)."""
+    https = parts.scheme == "https"
+    connection = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    host = parts.hostname or ""
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(host):
+        return connection(host, parts.port, timeout=timeout, blocksize=CHUNK)
+    via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    conn = connection(via.hostname or "", via.port or 80, timeout=timeout, blocksize=CHUNK)
+    headers = {}
+    if via.username:
+        user = urllib.parse.unquote(via.username)
+        password = urllib.parse.unquote(via.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Proxy-Authorization"] = f"Basic {token}"
+    conn.set_tunnel(host, parts.port or (443 if https else 80), headers)
+    return conn
 
 
 def _interim_answer(sock: socket.socket, wait: float) -> bytes | None:

@@ -1,5 +1,6 @@
 """mailxfer's signed POST against web servers on loopback that behave in other ways than
-the receiver: ones that ignore Expect: 100-continue (over HTTP and HTTPS) and a redirect."""
+the receiver: ones that ignore Expect: 100-continue (over HTTP and HTTPS), a redirect, and
+a forward proxy in between."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import hashlib
 import http.server
 import io
 import json
+import select
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -103,3 +106,57 @@ def test_a_redirect_is_not_a_receipt() -> None:
         result = post(base + "/moved")
     with pytest.raises(NotAReceipt, match=r"answered 301 \(Location: https://lists"):
         receipt_of(result)
+
+
+@contextlib.contextmanager
+def connect_proxy() -> Iterator[tuple[str, list[bytes]]]:
+    """A forward proxy on loopback that tunnels CONNECT requests; its URL and the request
+    heads it was sent."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def tunnel(client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := client.recv(4096)):
+                head += chunk
+            heads.append(head)
+            host, _, port = head.split()[1].decode().rpartition(":")
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                ends = [client, upstream]
+                while True:
+                    for ready in select.select(ends, [], [], 30)[0]:
+                        data = ready.recv(65536)
+                        if not data:
+                            return
+                        (upstream if ready is client else client).sendall(data)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                threading.Thread(target=tunnel, args=(client,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://user:p%40ss@127.0.0.1:{listener.getsockname()[1]}", heads
+    finally:
+        listener.close()
+
+
+def test_posts_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With $http_proxy set, as urllib would, the post is tunnelled through that proxy,
+    with its credentials, and the receipt comes back through it."""
+    with connect_proxy() as (proxy, heads), silent_server() as base:
+        monkeypatch.setenv("http_proxy", proxy)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        receipt_of(post(base + "/mailrecv"))
+    assert Silent.received == [MESSAGE]
+    (head,) = heads
+    target = base.removeprefix("http://").encode()
+    assert head.startswith(b"CONNECT " + target + b" HTTP/1.")
+    assert b"Proxy-Authorization: Basic dXNlcjpwQHNz\r\n" in head
