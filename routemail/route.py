@@ -4,17 +4,20 @@ The route of a message, in order (docs/routing.md states each rule):
 
     approve+…@        → record the approval on the held message, deliver it now
     <list>-bounces+…@ → a DSN: score the bounce of the recipient the VERP token names
-    <list>-unsubscribe@ → unsubscribe the sender (after the usual verdict checks)
+    <list>-unsubscribe@ → unsubscribe the author (after the usual verdict checks)
     our own mail      → dropped (it carries our List-Id or loop header)
     a list address    → already sent, rejected or expired: nothing
                         held and not approved: nothing
-                        needs moderation: request to the moderators (M)
+                        needs moderation (a verdict, no author, may not post,
+                        machine-made): request to the moderators (M)
                         approved or needs none: deliver, one copy per address (S…, L)
-    anything else     → forwarded to the admin once (X)
+    anything else     → machine-made (a DSN, Auto-Submitted): dropped once (K)
+                        otherwise forwarded to the admin once (X)
     O lines           → our own transactional mail, sent as it is (S…, L outgoing)
 
-Every decision is a sidecar line and a log line. The message keeps its
-needs-processing bit while anything is left to retry.
+Notices (requests, forwards) go with the null envelope sender, so nothing
+answers them. Every decision is a sidecar line and a log line. The message
+keeps its needs-processing bit while anything is left to retry.
 """
 
 from __future__ import annotations
