@@ -27,7 +27,7 @@ from routemail import addresses, rfc5322
 from routemail.background import start_run
 from routemail.config import VERDICT_NAMES, VERDICT_VALUES
 from routemail.errors import SpoolError
-from routemail.spool import SPILL_BYTES, Incoming, Receipt
+from routemail.incoming import SPILL_BYTES, Incoming, Receipt
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from routemail.compose import made
+from routemail.identity import header_end
 from routemail.rewrite.headers import MAX_LINE, address_field, text_field
-from routemail.spool import header_end
 from routemail.transports.wire import CRLF, LF, wire_form
 
 BASE64_LINE = 76

@@ -16,8 +16,9 @@ from routemail import compose as composing
 from routemail.author import author_of
 from routemail.config import Config
 from routemail.errors import RoutemailError
+from routemail.identity import header_end
 from routemail.message import from_values, parse_headers, text_of
-from routemail.spool import Receipt, Spool, header_end
+from routemail.spool import Receipt, Spool
 
 RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
 MAX_RECIPIENTS = 1000

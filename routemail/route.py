@@ -68,7 +68,6 @@ class Work:
     finished: set[str] = field(default_factory=set)  # sent, skipped or given up
     sent: set[str] = field(default_factory=set)
     retry: bool = False
-    loop_logged: bool = False
 
     @property
     def virus(self) -> bool:
@@ -159,11 +158,12 @@ class Router:
         )
         if {e.code for e in history.events} <= {sidecar.RECEIVED, sidecar.VERDICTS}:
             self._emit(work, "received", destinations=history.destinations)
-        if not history.discarded:
-            for destination in history.destinations:
+        # A discard settles its own destination only: never the message's other ones.
+        for destination in history.destinations:
+            if destination not in history.discarded_destinations:
                 self._destination(work, destination)
-            if history.outgoing and not history.has(sidecar.LIST_SENT, OUTGOING):
-                self._outgoing(work)
+        if history.outgoing and not history.has(sidecar.LIST_SENT, OUTGOING):
+            self._outgoing(work)
         if not work.retry:
             self.spool.set_pending(msg_id, False)
 
@@ -173,15 +173,20 @@ class Router:
     def _destination(self, work: Work, destination: str) -> None:
         name = self.directory.list_name(destination)
         if name is not None and (approval := moderate.parse_approval_address(name)):
-            self._approval(work, *approval)
+            self._approval(work, destination, *approval)
             return
         if name is not None and (bounce := feedback.parse_bounce_address(name)):
-            self._dsn(work, *bounce)
+            self._dsn(work, destination, *bounce)
             return
         if name is not None and (listname := feedback.parse_unsubscribe_address(name)):
-            self._mailto_unsubscribe(work, listname)
+            self._mailto_unsubscribe(work, destination, listname)
             return
         if self._is_loop(work):
+            self._discard(
+                work,
+                destination,
+                f"dropped: a loop (carries this router's List-Id or {LOOP_HEADER})",
+            )
             return
         if name is not None and not work.history.has(sidecar.UNKNOWN, destination):
             try:
@@ -193,7 +198,7 @@ class Router:
                 work.retry = True
                 return
             if mlist is not None:
-                self._list(work, mlist)
+                self._list(work, mlist, destination)
                 return
         if work.headers.machine_made:
             self._drop_automatic(work, destination)
@@ -202,21 +207,13 @@ class Router:
 
     def _is_loop(self, work: Work) -> bool:
         domain = self.config.site.domain
-        ours = any(i.endswith(f".{domain}>") for i in work.headers.list_ids) or any(
+        return any(i.endswith(f".{domain}>") for i in work.headers.list_ids) or any(
             v == domain for v in work.headers.loops
         )
-        if ours and not work.loop_logged:
-            work.loop_logged = True
-            self._record(
-                work, sidecar.DISCARDED, f"loop: carries this router's List-Id or {LOOP_HEADER}"
-            )
-            self.tally.message(work.msg_id, tally.DISCARDED)
-            self.log.write(work.msg_id, "dropped: a loop (our own List-Id or loop header)")
-        return ours
 
     # -- lists -----------------------------------------------------------
 
-    def _list(self, work: Work, mlist: ResolvedList) -> None:
+    def _list(self, work: Work, mlist: ResolvedList, destination: str) -> None:
         name, h = mlist.name, work.history
         if (
             h.has(sidecar.LIST_SENT, name)
@@ -236,7 +233,7 @@ class Router:
             if reasons:
                 self._hold(work, mlist, reasons)
                 return
-        self._deliver(work, mlist)
+        self._deliver(work, mlist, destination)
 
     def _hold(
         self, work: Work, mlist: ResolvedList, reasons: list[str], to_admin: bool = False
@@ -267,13 +264,13 @@ class Router:
             f"request sent to {', '.join(moderators)}",
         )
 
-    def _deliver(self, work: Work, mlist: ResolvedList) -> None:
+    def _deliver(self, work: Work, mlist: ResolvedList, destination: str) -> None:
         settings = dataclasses.replace(mlist.settings, moderators=mlist.moderators)
         try:
             maker = CopyMaker(work.raw, ListIdentity(settings, self.config.site, self.secret))
         except CopyError as exc:
             if work.history.approver(mlist.name) is not None:
-                self._discard(work, f"{mlist.name}: still cannot build a copy: {exc}")
+                self._discard(work, destination, f"{mlist.name}: still cannot build a copy: {exc}")
             else:
                 # A clear hold, not a crash or a silent drop: the admin is told why, and
                 # `routemail approve` tries again (say, after an upgrade).
@@ -459,11 +456,15 @@ class Router:
 
     # -- feedback by mail -------------------------------------------------
 
-    def _dsn(self, work: Work, listname: str, token: str) -> None:
+    def _dsn(self, work: Work, destination: str, listname: str, token: str) -> None:
         """A bounce to <list>-bounces+<token>: attribute it to the recipient the token names."""
         temporary, permanent = feedback.dsn_failures(work.raw)
         if not (temporary or permanent):
-            self._discard(work, f"mail to {listname}-bounces is not a delivery status notification")
+            self._discard(
+                work,
+                destination,
+                f"mail to {listname}-bounces is not a delivery status notification",
+            )
             return
         try:
             mlist = self.directory.resolve(listname) if token else None
@@ -482,14 +483,16 @@ class Router:
             None,
         )
         if recipient is None:
-            self._discard(work, f"bounce for {listname} without a valid VERP token: ignored")
+            self._discard(
+                work, destination, f"bounce for {listname} without a valid VERP token: ignored"
+            )
             return
         action = self.feedback.bounce(
             recipient, bool(permanent), listname, f"dsn:{work.msg_id}", "DSN"
         )
-        self._discard(work, f"bounce for {recipient} on {listname}: {action}")
+        self._discard(work, destination, f"bounce for {recipient} on {listname}: {action}")
 
-    def _mailto_unsubscribe(self, work: Work, listname: str) -> None:
+    def _mailto_unsubscribe(self, work: Work, destination: str, listname: str) -> None:
         """<list>-unsubscribe@: unsubscribe the sender after the usual inbound checks."""
         author = work.headers.author.address
         reasons = moderate.verdict_reasons(work.history.verdicts, self.config.moderation)
@@ -497,29 +500,31 @@ class Router:
             reasons.append(f"the author is unknown: {work.headers.author.problem}")
         if author is None or reasons:
             why = "; ".join(reasons)
-            self._discard(work, f"unsubscribe request for {listname} refused: {why}")
+            self._discard(work, destination, f"unsubscribe request for {listname} refused: {why}")
             return
         try:
             removed = self.feedback.unsubscribe(author, listname, f"mailto:{work.msg_id}")
         except RoutemailError as exc:
-            self._discard(work, f"unsubscribe request refused: {exc}")
+            self._discard(work, destination, f"unsubscribe request refused: {exc}")
             return
         self._discard(
             work,
+            destination,
             f"unsubscribed {author} from {listname}"
             if removed
             else f"unsubscribe request: {author} is not a member of {listname}",
         )
 
-    def _discard(self, work: Work, why: str) -> None:
-        """Nothing more will happen to this message: one sidecar line, one log line."""
-        self._record(work, sidecar.DISCARDED, why)
+    def _discard(self, work: Work, destination: str, why: str) -> None:
+        """Nothing more will happen for this destination (the message's other
+        destinations go on): one sidecar line, one log line."""
+        self._record(work, sidecar.DISCARDED, destination, why)
         self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(work.msg_id, why)
 
     # -- approvals -------------------------------------------------------
 
-    def _approval(self, work: Work, held_id: str, token: str) -> None:
+    def _approval(self, work: Work, destination: str, held_id: str, token: str) -> None:
         """Record a moderator's reply on the held message, or say why not."""
         try:
             verdict = self._check_approval(work, held_id, token)
@@ -528,9 +533,7 @@ class Router:
             work.retry = True
             return
         if isinstance(verdict, Refusal):
-            self._record(work, sidecar.DISCARDED, f"invalid approval: {verdict.reason}")
-            self.tally.message(work.msg_id, tally.DISCARDED)
-            self.log.write(work.msg_id, f"invalid approval for {held_id}: {verdict.reason}")
+            self._discard(work, destination, f"invalid approval for {held_id}: {verdict.reason}")
             if verdict.tell:
                 self._tell_refused(work, verdict)
             return
@@ -538,7 +541,9 @@ class Router:
         self.spool.append(
             held_id, [sidecar.event(sidecar.APPROVED, listname, approver)], pending=True
         )
-        self._record(work, sidecar.DISCARDED, f"approval of {held_id} for {listname} accepted")
+        self._record(
+            work, sidecar.DISCARDED, destination, f"approval of {held_id} for {listname} accepted"
+        )
         self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(held_id, f"{listname}: approved by {approver}")
         self.webhooks.emit("approved", message=held_id, list=listname, approver=approver)

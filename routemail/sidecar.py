@@ -26,8 +26,9 @@ SKIPPED = "K"  # K timestamp recipient reason    not sent (suppressed, disabled)
 REJECTED = "J"  # J timestamp list by             a moderator rejected it
 EXPIRED = "E"  # E timestamp list                hold expired unapproved
 DEFERRED = "W"  # W timestamp list reason...      list could not be resolved; retried
-DISCARDED = "D"  # D timestamp reason...           nothing further will be done
+DISCARDED = "D"  # D timestamp destination reason... nothing further for that destination
 OUTGOING = "O"  # O timestamp recipient...        our own mail to send as it is
+STORED = "I"  # I sha256                          the stored message file's digest (first line)
 
 VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
 VERDICT_VALUES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
@@ -86,11 +87,11 @@ def _one_line(text: str) -> str:
 
 
 def parse(text: str) -> list[Event]:
-    """Every well-formed line; a torn last line (from a crash) is ignored."""
+    """Every well-formed line. A torn last line (a write cut short) is ignored; lines
+    end only at "\n", so no other line-break character can split or join them."""
     events = []
-    for line in text.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
+    *lines, _torn = text.split("\n")
+    for line in lines:
         parts = line.split()
         if not parts:
             continue
@@ -114,7 +115,8 @@ class History:
 
     @classmethod
     def of(cls, events: Iterable[Event]) -> History:
-        return cls(tuple(events))
+        """The history in these lines; the I line describes the file, not an event."""
+        return cls(tuple(e for e in events if e.code != STORED))
 
     def _with(self, code: str) -> list[Event]:
         return [e for e in self.events if e.code == code]
@@ -189,8 +191,15 @@ class History:
         return self.lists_with(MODERATION) - settled
 
     @property
+    def discarded_destinations(self) -> set[str]:
+        """Destinations settled by a D line: nothing more happens for them."""
+        return self.lists_with(DISCARDED)
+
+    @property
     def discarded(self) -> bool:
-        return bool(self._with(DISCARDED))
+        """Every destination was discarded (each one by its own D line)."""
+        destinations = self.destinations
+        return bool(destinations) and set(destinations) <= self.discarded_destinations
 
     def has(self, code: str, *fields: str) -> bool:
         want = tuple(f.lower() for f in fields)
@@ -203,9 +212,9 @@ def summary_state(history: History, pending: bool) -> str:
     """One word for `routemail queue`: pending, held, done or discarded."""
     if pending:
         return "pending"
-    if history.discarded:
-        return "discarded"
-    return "held" if history.held_lists else "done"
+    if history.held_lists:
+        return "held"
+    return "discarded" if history.discarded else "done"
 
 
 def describe(e: Event) -> str:
@@ -227,7 +236,7 @@ def describe(e: Event) -> str:
         REJECTED: f"rejected for {first} by {rest or '?'}",
         EXPIRED: f"hold for {first} expired without approval",
         DEFERRED: f"could not resolve {first} ({rest}); will retry",
-        DISCARDED: f"discarded: {' '.join(f)}",
+        DISCARDED: f"discarded for {first}: {rest}",
         OUTGOING: f"outgoing mail for {', '.join(f)}",
     }
     return texts.get(e.code, f"{e.code} {' '.join(f)}")

@@ -57,8 +57,9 @@ def test_inject_file(project: Project, message_file: Path) -> None:
     spool = project.spool
     assert spool.read_message(MSG_ID_TEXT) == MESSAGE
     lines = spool.sidecar_path(MSG_ID_TEXT).read_text().splitlines()
-    assert re.fullmatch(f"R {TIME} volunteers@lists.example.org", lines[0])
-    assert lines[1] == "V PASS PASS PASS PASS PASS"
+    assert lines[0] == f"I {hashlib.sha256(MESSAGE).hexdigest()}"
+    assert re.fullmatch(f"R {TIME} volunteers@lists.example.org", lines[1])
+    assert lines[2] == "V PASS PASS PASS PASS PASS"
     assert stat.S_IMODE(spool.sidecar_path(MSG_ID_TEXT).stat().st_mode) == 0o600
 
 
@@ -77,7 +78,7 @@ def test_inject_stdin_with_verdicts(project: Project) -> None:
         input=MESSAGE,
     )
     assert result.exit_code == 0, result.output
-    lines = project.spool.read_sidecar(MSG_ID_TEXT).splitlines()
+    lines = project.spool.read_sidecar(MSG_ID_TEXT).splitlines()[1:]
     assert re.fullmatch(f"R {TIME} volunteers@lists.example.org board@lists.example.org", lines[0])
     assert lines[1] == "V PASS PASS FAIL GRAY PASS"
 
@@ -252,7 +253,7 @@ def test_mailxfer_post_queues_the_file(receiver: Receiver, message_file: Path) -
     assert result.stdout == MSG_ID_TEXT + "\n"
     spool = receiver.project.spool
     assert spool.read_message(MSG_ID_TEXT) == MESSAGE
-    assert spool.read_sidecar(MSG_ID_TEXT).splitlines()[1] == "V PASS PASS PASS GRAY PASS"
+    assert spool.read_sidecar(MSG_ID_TEXT).splitlines()[2] == "V PASS PASS PASS GRAY PASS"
 
 
 def test_mailxfer_post_again_says_duplicate_and_json_gives_the_answer(

@@ -115,7 +115,8 @@ def assert_nothing_written(project: Project) -> None:
 
 
 def test_signed_post_lands_on_disk(receiver: Receiver) -> None:
-    """A signed post answers 200 with the id, after writing the message and a 0600 R+V sidecar."""
+    """A signed post answers 200 with the id, after writing the message and a 0600 I+R+V
+    sidecar (I: the stored file's SHA-256)."""
     status, answer = post(
         receiver,
         MESSAGE,
@@ -130,9 +131,10 @@ def test_signed_post_lands_on_disk(receiver: Receiver) -> None:
     spool = project.spool
     assert spool.message_path(msg_id).read_bytes() == MESSAGE
     lines = spool.sidecar_path(msg_id).read_text().splitlines()
-    assert len(lines) == 2
-    assert re.fullmatch(f"R {TIME} volunteers@lists.example.org board@lists.example.org", lines[0])
-    assert lines[1] == "V PASS PASS GRAY PASS PASS"
+    assert len(lines) == 3
+    assert lines[0] == f"I {hashlib.sha256(MESSAGE).hexdigest()}"
+    assert re.fullmatch(f"R {TIME} volunteers@lists.example.org board@lists.example.org", lines[1])
+    assert lines[2] == "V PASS PASS GRAY PASS PASS"
     assert stat.S_IMODE(spool.sidecar_path(msg_id).stat().st_mode) == 0o600
     assert list(spool.tmp.iterdir()) == []
 
@@ -143,8 +145,8 @@ def test_duplicate_post_is_reported_and_appended(receiver: Receiver) -> None:
     status, answer = post(receiver, MESSAGE, ["board@lists.example.org"])
     assert (status, answer["duplicate"]) == (200, True)
     text = receiver.project.spool.read_sidecar(str(answer["id"]))
-    assert [line.split()[0] for line in text.splitlines()] == ["R", "V", "R", "V"]
-    assert text.splitlines()[2].endswith(" board@lists.example.org")
+    assert [line.split()[0] for line in text.splitlines()] == ["I", "R", "V", "R", "V"]
+    assert text.splitlines()[3].endswith(" board@lists.example.org")
 
 
 def test_wrong_signature_is_401(receiver: Receiver) -> None:
@@ -428,7 +430,8 @@ def test_fifty_concurrent_posts_share_one_entry(receiver: Receiver) -> None:
     lines = project.spool.sidecar_path(msg_id).read_text().splitlines()
     r_lines = [line for line in lines if line.startswith("R ")]
     v_lines = [line for line in lines if line.startswith("V ")]
-    assert len(lines) == 100
+    assert lines[0] == f"I {hashlib.sha256(MESSAGE).hexdigest()}"
+    assert len(lines) == 101
     assert all(re.fullmatch(f"R {TIME} list\\d\\d@lists.example.org", x) for x in r_lines)
     assert v_lines == ["V PASS PASS PASS PASS PASS"] * 50
     assert sorted(line.split()[2] for line in r_lines) == addresses

@@ -15,7 +15,8 @@ import pytest
 
 from mailxfer.post import post_message
 from mailxfer.signing import signed_headers
-from routemail.spool import Spool, id_of_message
+from routemail.identity import id_of_message
+from routemail.spool import Spool
 from tests.conftest import SECRET, Project, Receiver, start_receiver
 
 PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
@@ -49,7 +50,7 @@ def entry_state(spool: Spool, msg_id: str, raw: bytes) -> str:
         return "orphan"
     text = car.read_text()
     assert text.endswith("\n")
-    assert [line.split()[0] for line in text.splitlines()] == ["R", "V"]
+    assert [line.split()[0] for line in text.splitlines()] == ["I", "R", "V"]
     return "complete"
 
 
@@ -129,7 +130,7 @@ def test_kill_mid_write_leaves_all_or_nothing(
     assert spool.read_message(msg_id) == raw
     lines = spool.read_sidecar(msg_id).splitlines()
     codes = [line.split()[0] for line in lines]
-    assert codes == (["R", "V", "R", "V"] if state == "complete" else ["R", "V"])
+    assert codes == (["I", "R", "V", "R", "V"] if state == "complete" else ["I", "R", "V"])
     assert spool.pending_ids() == [msg_id]
     # What the kill left in tmp/ is only temporary files, which clean_temp removes once stale.
     leftovers = list(spool.tmp.iterdir())

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from routemail import sidecar
 from routemail.errors import SpoolError, UnknownMessage
-from routemail.spool import Spool, id_of_message, message_id_header
+from routemail.identity import fingerprint, id_of_message, message_id_header, variant_id
+from routemail.incoming import Receipt
+from routemail.spool import Spool
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 PASS = dict.fromkeys(sidecar.VERDICT_NAMES, "PASS")
@@ -91,39 +93,119 @@ def test_ten_kilobyte_message_id_lands_safely(spool: Spool) -> None:
 
 
 def test_receive_writes_message_and_pending_sidecar(spool: Spool) -> None:
-    """A receipt leaves the exact bytes, an R and a V line, and a 0600 sidecar."""
+    """A receipt leaves the exact bytes, the I line (the file's SHA-256), an R and a V line,
+    and a 0600 sidecar."""
     raw = b"Message-ID: <r@x>\r\n\r\nhello\r\n"
     verdicts = {**PASS, "spf": "GRAY"}
     receipt = spool.receive(raw, ["a@lists.example.org", "b@lists.example.org"], verdicts)
     assert receipt.duplicate is False
     assert spool.message_path(receipt.id).read_bytes() == raw
     lines = spool.sidecar_path(receipt.id).read_text().splitlines()
+    assert lines[0] == "I " + hashlib.sha256(raw).hexdigest()
     assert re.fullmatch(
-        r"R \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ a@lists.example.org b@lists.example.org", lines[0]
+        r"R \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ a@lists.example.org b@lists.example.org", lines[1]
     )
-    assert lines[1] == "V PASS PASS GRAY PASS PASS"
-    assert len(lines) == 2
+    assert lines[2] == "V PASS PASS GRAY PASS PASS"
+    assert len(lines) == 3
     assert mode(spool.sidecar_path(receipt.id)) == 0o600
     assert spool.pending_ids() == [receipt.id]
     assert list(spool.tmp.iterdir()) == []
 
 
-def test_duplicate_keeps_first_message_and_appends(spool: Spool) -> None:
-    """A second receipt keeps the first message file, appends R/V and sets the bit again."""
-    first = b"Message-ID: <dup@x>\r\n\r\nfirst\r\n"
-    second = b"Message-ID: <dup@x>\r\n\r\nsecond copy\r\n"
-    a = spool.receive(first, ["volunteers@lists.example.org"], PASS)
+ORIGINAL = (
+    b"Received: from mx1.example.com by inbound.example; Mon, 23 Nov 2026 10:00:00 +0000\n"
+    b"X-SES-Receipt: first-delivery\n"
+    b"From: Ann Author <ann@example.com>\n"
+    b"To: volunteers@lists.example.org,\n board@lists.example.org\n"
+    b"Subject: Saturday shift\n"
+    b"Date: Mon, 23 Nov 2026 09:59:00 +0000\n"
+    b"Message-ID: <dup@example.com>\n"
+    b"\n"
+    b"Who can cover Saturday?\n"
+    b"-- Ann\n"
+)
+# The same message as a second delivery carries it: other trace fields, CRLF
+# line ends, the To field unfolded.
+REDELIVERED = (
+    b"Received: from mx2.example.com by inbound.example; Mon, 23 Nov 2026 10:05:00 +0000\r\n"
+    b"Received: from relay.example.net by mx2.example.com; Mon, 23 Nov 2026 10:04:00 +0000\r\n"
+    b"X-SES-Receipt: second-delivery\r\n"
+    b"Authentication-Results: amazonses.com; spf=pass\r\n"
+    b"From: Ann Author <ann@example.com>\r\n"
+    b"To: volunteers@lists.example.org, board@lists.example.org\r\n"
+    b"Subject: Saturday shift\r\n"
+    b"Date: Mon, 23 Nov 2026 09:59:00 +0000\r\n"
+    b"Message-ID: <dup@example.com>\r\n"
+    b"\r\n"
+    b"Who can cover Saturday?\r\n"
+    b"-- Ann\r\n"
+)
+
+
+def test_same_message_redelivered_joins_its_entry(spool: Spool) -> None:
+    """A re-delivery of the same message (other Received and X-SES lines, CRLF, a refolded
+    To) joins the first entry: the first file is kept, R/V appended, the bit set again."""
+    a = spool.receive(ORIGINAL, ["volunteers@lists.example.org"], PASS)
     spool.set_pending(a.id, False)
     assert mode(spool.sidecar_path(a.id)) == 0o200
-    b = spool.receive(second, ["board@lists.example.org"], PASS)
+    b = spool.receive(REDELIVERED, ["board@lists.example.org"], PASS)
     assert (a.id, a.duplicate, b.duplicate) == (b.id, False, True)
-    assert spool.read_message(a.id) == first
+    assert spool.read_message(a.id) == ORIGINAL
     assert spool.history(a.id).destinations == [
         "volunteers@lists.example.org",
         "board@lists.example.org",
     ]
     assert spool.is_pending(a.id)
     assert list(spool.tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"Who can cover Saturday?", b"Who can cover Sunday?"),
+        (b"From: Ann Author <ann@example.com>", b"From: Ann Author <mallory@evil.example>"),
+        (b"Subject: Saturday shift", b"Subject: Saturday shift (updated)"),
+        (b"Date: Mon, 23 Nov 2026 09:59:00", b"Date: Tue, 24 Nov 2026 09:59:00"),
+        (b"To: volunteers@lists.example.org,", b"To: board@lists.example.org,"),
+        (b"Subject: Saturday shift\n", b"Subject: Saturday shift\nReply-To: m@evil.example\n"),
+    ],
+    ids=["body", "from", "subject", "date", "to", "reply-to"],
+)
+def test_different_message_reusing_the_message_id_gets_its_own_entry(
+    spool: Spool, old: bytes, new: bytes
+) -> None:
+    """A different message with a queued Message-ID never joins that entry: it gets the
+    variant id of its fingerprint, and its own re-deliveries join it there."""
+    other = ORIGINAL.replace(old, new)
+    a = spool.receive(ORIGINAL, ["volunteers@lists.example.org"], PASS)
+    spool.set_pending(a.id, False)
+    before = spool.read_sidecar(a.id)
+    b = spool.receive(other, ["board@lists.example.org"], PASS)
+    assert b.id == variant_id(a.id, fingerprint(other))
+    assert (b.id != a.id, b.duplicate) == (True, False)
+    assert spool.read_sidecar(a.id) == before
+    assert not spool.is_pending(a.id)
+    assert (spool.read_message(a.id), spool.read_message(b.id)) == (ORIGINAL, other)
+    assert spool.history(b.id).destinations == ["board@lists.example.org"]
+    again = spool.receive(other.replace(b"first-delivery", b"later"), ["x@lists.example.org"], PASS)
+    assert (again.id, again.duplicate) == (b.id, True)
+    assert spool.receive(ORIGINAL, ["y@lists.example.org"], PASS) == Receipt(a.id, True)
+
+
+def test_orphan_file_of_another_message_is_never_adopted(spool: Spool) -> None:
+    """A message file left without a sidecar is not given one by a different message with
+    its Message-ID (that one gets its own entry); the orphan's own retry adopts it."""
+    msg_id = id_of_message(ORIGINAL)
+    spool.message_path(msg_id).write_bytes(ORIGINAL)
+    other = ORIGINAL.replace(b"Saturday?", b"Sunday?")
+    receipt = spool.receive(other, ["board@lists.example.org"], PASS)
+    assert receipt.id != msg_id
+    assert not spool.sidecar_path(msg_id).exists()
+    retry = spool.receive(REDELIVERED, ["volunteers@lists.example.org"], PASS)
+    assert (retry.id, retry.duplicate) == (msg_id, False)
+    assert spool.read_sidecar(msg_id).splitlines()[0] == (
+        "I " + hashlib.sha256(ORIGINAL).hexdigest()
+    )
 
 
 def test_orphan_message_file_is_completed_by_the_retry(spool: Spool) -> None:
@@ -158,7 +240,7 @@ def test_read_sidecar_of_done_entry(spool: Spool) -> None:
     """A done (0200) sidecar can still be read and keeps its mode afterwards."""
     receipt = spool.receive(b"Message-ID: <d@x>\r\n\r\nb", ["v@lists.example.org"], PASS)
     spool.set_pending(receipt.id, False)
-    assert spool.read_sidecar(receipt.id).startswith("R ")
+    assert spool.read_sidecar(receipt.id).startswith("I ")
     assert mode(spool.sidecar_path(receipt.id)) == 0o200
     assert spool.pending_ids() == []
 
@@ -296,5 +378,5 @@ def _read_done_sidecar_as_nobody(spool: Spool) -> None:
         text = pipe.read().decode()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert text.startswith("R ")
+    assert text.startswith("I ")
     assert mode(spool.sidecar_path(receipt.id)) == 0o200
