@@ -1,14 +1,23 @@
 """gunicorn settings for the receiver: `gunicorn -c deploy/gunicorn.conf.py mailrecv.wsgi:app`."""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from gunicorn.glogging import Logger
 
 # /metrics adds up every worker's counters through files in this directory
 # (prometheus_client's multiprocess mode); set before any worker imports it.
-METRICS_DIR = Path(os.environ.get("ROUTEMAIL_DATA", "data")).resolve() / "metrics"
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
+# Not under data/: the files are mmap'd, and a worker writing to a page that
+# a full filesystem cannot back dies of SIGBUS in the middle of a post, so a
+# spool's full disk would cost answers instead of a clean 503.
+OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if OWN_METRICS_DIR:
+    memory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="mailrecv-metrics-", dir=memory
+    )
 
 bind = os.environ.get("MAILRECV_BIND", "127.0.0.1:8025")
 workers = int(os.environ.get("MAILRECV_WORKERS", "2"))
@@ -45,6 +54,12 @@ def on_starting(server):  # type: ignore[no-untyped-def]
             stale.unlink()
     except OSError as exc:  # metrics are worth a warning, never a receiver that is down
         server.log.warning("metrics directory %s unusable: %s", directory, exc)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """The counts of a stopped server are gone: so is the directory made for them."""
+    if OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

@@ -10,8 +10,8 @@ import email.policy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from routemail.identity import header_end
 from routemail.notices import Notice
-from routemail.spool import header_end
 from routemail.transports.wire import wire_form
 from tests.copy_support import check_crlf_only, check_header_text, check_line_length
 from tests.fuzzing import budget, hostile_text, messages
