@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from email.message import Message
 
 from routemail.author import Author, author_of
+from routemail.identity import header_end
 from routemail.rewrite.headers import MAX_PARSED, split_block
-from routemail.spool import header_end
 
 SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 # Headers by which auto-responders mark themselves (RFC 3834 and common practice).
