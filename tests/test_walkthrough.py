@@ -1,6 +1,6 @@
 """docs/operations.md followed on a fresh clone: pip install (not editable), routemail
 init, check, the receiver under gunicorn with the env file, a test post with mailxfer,
-a run, the copy in the outbox; then the AWS steps as far as moto goes: the Lambda
+a run, routemail status, the copy in the outbox; then the AWS steps as far as moto goes: the Lambda
 handler moves a message from S3 to the receiver, and the ses transport sends it.
 
 The clone is of the committed HEAD: what is not committed is not tested here, as it
@@ -184,6 +184,12 @@ def test_local_steps_from_install_to_a_copy_in_the_outbox(
     assert f"sent to {ME}" in shown.stdout, shown.stdout
     again = site.run("routemail", "run")
     assert again.returncode == 0, again.stderr
+    status = site.run("routemail", "status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    answer = json.loads(status.stdout)
+    assert answer["config"]["valid"] and answer["problems"] == []
+    assert answer["queue"] == {"pending": 0, "held": 0, "done": 1, "discarded": 0}
+    assert answer["last_run"] is not None
 
 
 def urllib_open(url: str) -> object:
