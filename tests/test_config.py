@@ -346,6 +346,16 @@ def test_missing_database_is_reported_and_not_created(tmp_path: Path) -> None:
     assert not missing.parent.exists()
 
 
+def test_a_directory_named_as_the_database_is_reported(tmp_path: Path) -> None:
+    """A database path naming a directory fails check with that, not "does not exist"."""
+    text = GOOD.replace('database = "serv.sqlite3"', 'database = "."')
+    problems = errors(check(write(tmp_path, text)))
+    assert problems == [
+        f"lists.toml line {line_of(text, 'database =')}: dynamic[0].database: "
+        f"{tmp_path} is not a file; name the database file itself"
+    ]
+
+
 def test_a_file_that_is_no_database_is_reported(tmp_path: Path) -> None:
     """A database path naming some other file fails check, naming the file."""
     path = write(tmp_path, GOOD)

@@ -46,6 +46,8 @@ def _sqlite(options: Mapping[str, Any], base_dir: Path) -> list[tuple[str, str]]
     if not isinstance(options.get("database"), str):
         return []  # already reported
     path = database_path(options, base_dir)
+    if path.exists() and not path.is_file():
+        return [("database", f"{path} is not a file; name the database file itself")]
     if not path.is_file():
         return [("database", f"{path} does not exist; build it or correct the path")]
     filters = options.get("filters", {})
