@@ -173,10 +173,7 @@ def accounts_create() -> tuple[Response, int]:
 
 @blueprint.post("/accounts/verify")
 def accounts_verify() -> Response:
-    data = body()
-    email, token = address(data.get("email"), "email"), token_field(data)
-    password = new_password(data.get("password"))
-    return jsonify(verify_account(context(), email, token, password))
+    return jsonify(verify_account(context(), *_token_and_password()))
 
 
 @blueprint.post("/accounts/password-reset")
@@ -187,7 +184,11 @@ def password_reset_create() -> tuple[Response, int]:
 
 @blueprint.post("/accounts/password-reset/confirm")
 def password_reset_confirm() -> Response:
+    return jsonify(reset_password(context(), *_token_and_password()))
+
+
+def _token_and_password() -> tuple[str, str, str]:
+    """The account's address, the mailed token and the new password from the body."""
     data = body()
     email, token = address(data.get("email"), "email"), token_field(data)
-    password = new_password(data.get("password"))
-    return jsonify(reset_password(context(), email, token, password))
+    return email, token, new_password(data.get("password"))
