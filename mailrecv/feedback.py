@@ -167,7 +167,7 @@ def _issued(value: str | None) -> int | Literal[False] | None:
     for a value that is not a time."""
     if value is None:
         return None
-    return int(value) if value.isdigit() and len(value) <= 12 else False
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else False
 
 
 def _unsubscribe(config: Config, listname: str, address: str, issued: int) -> tuple[str, str, int]:
