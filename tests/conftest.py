@@ -156,6 +156,26 @@ def receiver(project: Project) -> Iterator[Receiver]:
         yield r
 
 
+@contextlib.contextmanager
+def tmpfs_data_dir(project: Project, size: str) -> Iterator[Path]:
+    """A tmpfs of this size (mount's size=, e.g. "2m") mounted as the project's data
+    directory for the block; the test is skipped where mounting is not possible."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    project.data_dir.mkdir(exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(project.data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield project.data_dir
+    finally:
+        subprocess.run(["umount", "-l", str(project.data_dir)], check=True)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto as a real HTTP server on a loopback port, for the whole run; its URL."""

@@ -14,7 +14,6 @@ import io
 import json
 import os
 import resource
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ import pytest
 from mailxfer.post import post_message
 from routemail import sidecar
 from routemail.spool import Spool
-from tests.conftest import SECRET, Project, Receiver, RunCli, running_receiver
+from tests.conftest import SECRET, Project, Receiver, RunCli, running_receiver, tmpfs_data_dir
 
 PASSING = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 VOLUNTEERS = "volunteers@lists.example.org"
@@ -102,20 +101,8 @@ def disk(request: pytest.FixtureRequest, project: Project) -> Iterator[FullDisk]
     if request.param == "rlimit":
         yield FullDisk(project, tmpfs=False)
         return
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (the rlimit case runs instead)")
-    project.data_dir.mkdir(exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(project.data_dir)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-    try:
+    with tmpfs_data_dir(project, "16m"):
         yield FullDisk(project, tmpfs=True)
-    finally:
-        subprocess.run(["umount", str(project.data_dir)], check=True)
 
 
 def receipt_lines(spool: Spool, msg_id: str) -> list[list[str]]:

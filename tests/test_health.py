@@ -18,7 +18,15 @@ from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
 from routemail import config as configmod
-from tests.conftest import BASE_CONFIG, Project, Receiver, RunCli, free_port, running_receiver
+from tests.conftest import (
+    BASE_CONFIG,
+    Project,
+    Receiver,
+    RunCli,
+    free_port,
+    running_receiver,
+    tmpfs_data_dir,
+)
 from tests.mailbox import outbox
 from tests.test_receiver import MESSAGE, post
 from tests.test_receiver import PASS as PASSING
@@ -94,19 +102,8 @@ def test_healthz_is_503_when_the_oldest_pending_entry_is_too_old(receiver: Recei
 @pytest.fixture
 def small_filesystem(project: Project) -> Iterator[Path]:
     """A 2 MiB tmpfs mounted as the project's data directory (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    project.data_dir.mkdir(exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(project.data_dir)],
-        capture_output=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield project.data_dir
-    finally:
-        subprocess.run(["umount", "-l", str(project.data_dir)], check=True)
+    with tmpfs_data_dir(project, "2m") as data_dir:
+        yield data_dir
 
 
 def test_healthz_is_503_when_the_spool_has_less_room_than_max_size(
