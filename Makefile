@@ -71,6 +71,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/slow_clients.py
 	$(BIN)/python bench/wire.py
 	$(BIN)/python bench/counting.py
+	$(BIN)/python bench/duplicates.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda
