@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from routemail import sidecar, tokens
 from routemail.actionlog import ActionLog
 from routemail.author import Author
+from routemail.commandline import routemail_command
 from routemail.config import Moderation, Site
 from routemail.errors import RoutemailError
 from routemail.lists import ResolvedList
@@ -122,7 +123,7 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
             "",
             "To approve it, reply to this message; the text of your reply does not matter.",
             f"To reject it, do nothing: it expires after {held.hold_days:g} days.",
-            f"From a shell: routemail approve {held.msg_id} {name}",
+            "From a shell: " + routemail_command("approve", held.msg_id, name),
             "",
             attached,
         ]
@@ -145,7 +146,8 @@ def decide_from_shell(spool: Spool, msg_id: str, listname: str, reject: bool = F
     listname = listname.lower()
     if listname not in spool.history(msg_id).held_lists:
         raise RoutemailError(
-            f"{msg_id} is not held for {listname}; `routemail show {msg_id}` shows its history"
+            f"{msg_id} is not held for {listname}; "
+            f"`{routemail_command('show', msg_id)}` shows its history"
         )
     who = f"shell:{getpass.getuser()}"
     verb = "rejected" if reject else "approved"

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from routemail import approvals, feedback, moderate, sidecar, tally, tokens, webhooks
 from routemail.actionlog import ActionLog
 from routemail.approvals import Refusal
+from routemail.commandline import routemail_command
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
 from routemail.errors import RoutemailError, UnknownMessage
@@ -422,7 +423,7 @@ class Router:
                 f"From:    {author}",
                 f"To:      {destination}",
                 f"Subject: {work.headers.subject or '(none)'}",
-                f"Queue:   {work.msg_id} (routemail show {work.msg_id})",
+                f"Queue:   {work.msg_id} ({routemail_command('show', work.msg_id)})",
                 "",
                 "Only its headers are attached: SES found a virus in it."
                 if work.virus

@@ -7,6 +7,7 @@ import getpass
 import hashlib
 import json
 import re
+import shlex
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -16,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from routemail.cli import cli
 from tests.conftest import BASE_CONFIG, Project
-from tests.mailbox import moderation_requests, recipients
+from tests.mailbox import moderation_requests, outbox, recipients
 
 VOLUNTEERS = "volunteers@lists.example.org"
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -433,3 +434,80 @@ def test_reject_ends_the_hold(site: Project, held_and_done: tuple[str, str]) -> 
     assert recipients(site.data_dir, "Hello") == {}
     assert routemail(site, "queue", "--state", "held").stdout == "queue is empty\n"
     assert routemail(site, "approve", held, "volunteers").exit_code == 1
+
+
+# -- ids that start with '-' -----------------------------------------------------
+
+# Message-IDs whose queue ids start with '-' (about one id in 64 does).
+DASH_HELD = "<held-98@outside.example>"  # -G1OnL7SoEebAUHdsOorYQ
+DASH_LOST = "<held-300@outside.example>"  # -ZxOfHyz8zJq8NXFQzRYog
+
+
+def paste(project: Project, printed: str) -> Result:
+    """Run a command line routemail printed, as a person pasting it into a shell would."""
+    words = shlex.split(printed)
+    assert words[0] == "routemail"
+    return routemail(project, *words[1:])
+
+
+def printed_command(text: str, verb: str) -> str:
+    found = re.search(rf"routemail {verb} [^\r\n`)]+", text)
+    assert found, text
+    return found.group(0)
+
+
+def test_commands_printed_for_an_id_starting_with_dash_work_when_pasted(site: Project) -> None:
+    """The moderation request's shell command, and the `show` command named by a refusal,
+    work pasted as printed for a queue id that starts with '-'."""
+    held = inject(site, "Eve Outsider <eve@outside.example>", DASH_HELD, "Dashing")
+    assert held.startswith("-")
+    run(site)
+    [request] = moderation_requests(site.data_dir)
+    body = request.message.get_body(("plain",))
+    assert body is not None
+    approve = printed_command(body.get_content(), "approve")
+    assert approve == f"routemail approve -- {held} volunteers"
+
+    refused = routemail(site, "reject", "--", held, "board")
+    assert refused.exit_code == 1
+    shown = paste(site, printed_command(refused.stderr, "show"))
+    assert shown.exit_code == 0, shown.output
+    assert f"id:      {held}\n" in shown.stdout
+
+    approved = paste(site, approve)
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout.startswith(f"{held}: approved for volunteers by ")
+    assert recipients(site.data_dir, "Dashing") == {
+        "ann@example.com": 1,
+        "bob@example.net": 1,
+        "coordinator@example.org": 1,
+    }
+
+
+def test_admin_forward_names_a_show_command_that_works(site: Project) -> None:
+    """Mail to no list goes to the admin with the `show` command for its entry; pasted,
+    it works for an id that starts with '-'."""
+    lost = inject(
+        site, "Eve Outsider <eve@outside.example>", DASH_LOST, "Lost", "nolist@lists.example.org"
+    )
+    run(site)
+    [forward] = [d for d in outbox(site.data_dir) if "matched no list" in str(d.message)]
+    body = forward.message.get_body(("plain",))
+    assert body is not None
+    shown = paste(site, printed_command(body.get_content(), "show"))
+    assert shown.exit_code == 0, shown.output
+    assert f"id:      {lost}\n" in shown.stdout
+
+
+@pytest.mark.parametrize("command", [("show",), ("approve", "volunteers"), ("reject", "x")])
+def test_an_id_starting_with_dash_typed_as_an_option_says_what_works(
+    site: Project, command: tuple[str, ...]
+) -> None:
+    """Typed without '--', such an id is refused with the form that works, not a bare
+    'No such option'."""
+    verb, *rest = command
+    result = routemail(site, verb, "-G1OnL7SoEebAUHdsOorYQ", *rest)
+    assert result.exit_code == 2
+    assert (
+        f"a queue id that starts with '-' goes after '--': routemail {verb} -- ID" in result.stderr
+    )

@@ -95,6 +95,21 @@ class Group(click.Group):
             ) from None
 
 
+class TakesQueueId(click.Command):
+    """A command whose first argument is a queue id: one typed where an option may be
+    ('-AbC...', as about one id in 64 is) is refused with the form that works."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            raise click.UsageError(
+                f"{exc.format_message()}; a queue id that starts with '-' goes after '--': "
+                f"routemail {self.name} -- ID",
+                ctx,
+            ) from None
+
+
 @click.group(
     cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
 )

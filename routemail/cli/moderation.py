@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from routemail.cli.app import Context, cli, pass_context
+from routemail.cli.app import Context, TakesQueueId, cli, pass_context
 
 
-@cli.command()
+@cli.command(cls=TakesQueueId)
 @click.argument("msg_id", metavar="ID")
 @click.argument("listname", metavar="LIST")
 @click.option("--run/--no-run", "then_run", default=True, help="Deliver it now (default).")
@@ -23,7 +23,7 @@ def approve(obj: Context, msg_id: str, listname: str, then_run: bool) -> None:
         do_run(obj.config, spool)
 
 
-@cli.command()
+@cli.command(cls=TakesQueueId)
 @click.argument("msg_id", metavar="ID")
 @click.argument("listname", metavar="LIST")
 @pass_context

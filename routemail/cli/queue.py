@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from routemail import sidecar
-from routemail.cli.app import Context, cli, emit_json, pass_context
+from routemail.cli.app import Context, TakesQueueId, cli, emit_json, pass_context
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def queue(obj: Context, as_json: bool, state: str | None) -> None:
         )
 
 
-@cli.command()
+@cli.command(cls=TakesQueueId)
 @click.argument("msg_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 @pass_context
