@@ -3,7 +3,9 @@
 The signing certificate is fetched only from an https URL whose host is
 sns.<region>.amazonaws.com[.cn] and whose path ends in .pem, and only for a
 message that could verify; each URL is fetched once (a failed fetch is not
-retried for a while) and at most CERT_CACHE_SIZE are kept. Signature version
+retried for a while) and at most CERT_CACHE_SIZE are kept. A certificate is
+believed only within its validity period, checked at every use, so one kept
+in the cache stops verifying when it expires. Signature version
 1 is SHA1withRSA, version 2 SHA256withRSA. A genuine message is still a
 replay when its signed Timestamp is older than the site allows (check_fresh).
 """
@@ -128,6 +130,27 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 
 
 @dataclass(frozen=True)
+class _Cert:
+    """A certificate's key and the period it may be believed in (unix seconds)."""
+
+    url: str
+    key: rsa.RSAPublicKey
+    not_before: float
+    not_after: float
+
+    def usable_key(self, now: float) -> rsa.RSAPublicKey:
+        if now > self.not_after:
+            raise SnsError(f"certificate {self.url} expired at {_utc(self.not_after)}")
+        if now < self.not_before:
+            raise SnsError(f"certificate {self.url} is not valid before {_utc(self.not_before)}")
+        return self.key
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
 class _Failed:
     """A certificate URL that could not be used, and until when it is not tried again."""
 
@@ -139,11 +162,15 @@ class Verifier:
     """Checks SNS signatures against certificates fetched once per URL and kept."""
 
     def __init__(
-        self, fetch: CertFetcher = fetch_certificate, clock: Callable[[], float] = time.monotonic
+        self,
+        fetch: CertFetcher = fetch_certificate,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.fetch = fetch
-        self.clock = clock
-        self._certs: OrderedDict[str, rsa.RSAPublicKey | _Failed] = OrderedDict()
+        self.clock = clock  # for how long a failed fetch is remembered
+        self.wall_clock = wall_clock  # for certificates' validity periods
+        self._certs: OrderedDict[str, _Cert | _Failed] = OrderedDict()
         self._lock = threading.Lock()
 
     def verify(self, message: Mapping[str, Any], topics: frozenset[str]) -> None:
@@ -182,9 +209,9 @@ class Verifier:
             self._certs.move_to_end(url)
         if isinstance(cached, _Failed):
             raise SnsError(cached.reason)
-        return cached
+        return cached.usable_key(self.wall_clock())
 
-    def _load(self, url: str) -> rsa.RSAPublicKey | _Failed:
+    def _load(self, url: str) -> _Cert | _Failed:
         try:
             cert = x509.load_pem_x509_certificate(self.fetch(url))
         except Exception as exc:  # whatever went wrong, this URL gives no key for a while
@@ -194,4 +221,9 @@ class Verifier:
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             return _Failed(f"certificate {url} has no RSA key", self.clock() + FAILED_FETCH_SECONDS)
-        return key
+        return _Cert(
+            url,
+            key,
+            cert.not_valid_before_utc.timestamp(),
+            cert.not_valid_after_utc.timestamp(),
+        )

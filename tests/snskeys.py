@@ -23,19 +23,27 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:routemail-ses-events"
 @cache
 def key_and_cert() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
     now = dt.datetime.now(dt.UTC)
+    return key, certificate_valid(now - dt.timedelta(days=1), now + dt.timedelta(days=30), key)
+
+
+def certificate_valid(
+    not_before: dt.datetime, not_after: dt.datetime, key: rsa.RSAPrivateKey | None = None
+) -> bytes:
+    """A certificate for the test key (PEM) valid only from not_before to not_after."""
+    key = key or key_and_cert()[0]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .sign(key, hashes.SHA256())
     )
-    return key, cert.public_bytes(serialization.Encoding.PEM)
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def certificate() -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from routemail.sns import (
@@ -26,7 +28,8 @@ class Checker:
     def __init__(self) -> None:
         self.fetched: list[str] = []
         self.now = 1000.0
-        self.verifier = Verifier(self.fetch, clock=lambda: self.now)
+        self.wall = time.time()
+        self.verifier = Verifier(self.fetch, clock=lambda: self.now, wall_clock=lambda: self.wall)
 
     def fetch(self, url: str) -> bytes:
         self.fetched.append(url)
@@ -161,3 +164,14 @@ def test_freshness() -> None:
     for bad in ("yesterday", 17, None, "2026-13-45T00:00:00Z"):
         with pytest.raises(SnsError, match="not an ISO 8601 time"):
             check_fresh({"Timestamp": bad}, 3600, now)
+
+
+def test_cached_certificate_stops_verifying_when_it_expires() -> None:
+    """The test certificate is valid for 30 days: a message verifies today, and the
+    same certificate, kept in the cache, refuses one 31 days on."""
+    v = verifier()
+    v.verify_allowed(snskeys.signed({"notificationType": "Bounce"}))
+    v.wall += 31 * 86400
+    with pytest.raises(SnsError, match="certificate .* expired at"):
+        v.verify_allowed(snskeys.signed({"notificationType": "Bounce"}))
+    assert v.fetched == [snskeys.CERT_URL]

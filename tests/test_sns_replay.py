@@ -24,9 +24,11 @@ def sns_time(hours_ago: float) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def start_sns_receiver(project: Project, tmp_path: Path, bounces: str = "") -> Any:
+def start_sns_receiver(
+    project: Project, tmp_path: Path, bounces: str = "", certificate: bytes | None = None
+) -> Any:
     cert = tmp_path / "sns-cert.pem"
-    cert.write_bytes(snskeys.certificate())
+    cert.write_bytes(certificate or snskeys.certificate())
     project.write_config(
         project.config_path.read_text()
         + f'\n[bounces]\nsns_topics = ["{snskeys.TOPIC}"]\n{bounces}'
@@ -156,3 +158,25 @@ def test_deeply_nested_json_is_a_400(sns: Receiver) -> None:
     status, answer = post_sns(sns, nested)
     assert (status, answer["error"]) == (400, "the SNS Message is not an SES event")
     assert "Traceback" not in sns.log_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("days", "refusal"),
+    [((-40, -10), "expired at"), ((10, 40), "is not valid before")],
+    ids=["expired", "not-yet-valid"],
+)
+def test_certificate_outside_its_validity_is_refused(
+    project: Project, tmp_path: Path, days: tuple[int, int], refusal: str
+) -> None:
+    """A fresh bounce signed by the test key, whose certificate expired ten days ago (or
+    becomes valid in ten days), is refused with 403 and suppresses nobody."""
+    now = dt.datetime.now(dt.UTC)
+    cert = snskeys.certificate_valid(
+        now + dt.timedelta(days=days[0]), now + dt.timedelta(days=days[1])
+    )
+    with start_sns_receiver(project, tmp_path, certificate=cert) as receiver:
+        body = snskeys.signed(ses_event("Bounce", "bob@example.net", "volunteers"))
+        status, answer = post_sns(receiver, body)
+    assert status == 403, answer
+    assert f"certificate {snskeys.CERT_URL} {refusal}" in answer["error"]
+    assert suppressed(project) == []
