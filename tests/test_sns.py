@@ -172,6 +172,6 @@ def test_cached_certificate_stops_verifying_when_it_expires() -> None:
     v = verifier()
     v.verify_allowed(snskeys.signed({"notificationType": "Bounce"}))
     v.wall += 31 * 86400
-    with pytest.raises(SnsError, match="certificate .* expired at"):
+    with pytest.raises(SnsError, match=r"certificate .* expired at"):
         v.verify_allowed(snskeys.signed({"notificationType": "Bounce"}))
     assert v.fetched == [snskeys.CERT_URL]
