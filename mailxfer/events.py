@@ -26,7 +26,9 @@ class Job:
     """One stored message to transfer, with whatever the event said about it.
 
     `recipients` and `verdicts` are None or partial when the event did not
-    carry them; the stored message's headers fill the gaps.
+    carry them; the stored message's headers fill the gaps. `message_id` is
+    SES's id when the key was made from it and MAILXFER_PREFIX (a Lambda-action
+    event): then a missing object may be one stored under another prefix.
     """
 
     bucket: str
@@ -34,6 +36,7 @@ class Job:
     recipients: tuple[str, ...] | None = None
     verdicts: Mapping[str, str] | None = None
     content: bytes | None = None
+    message_id: str | None = None
 
     @property
     def where(self) -> str:
@@ -99,6 +102,7 @@ def _from_lambda_action(ses: Any, env: Mapping[str, str], index: int) -> Job:
         key=env.get("MAILXFER_PREFIX", "") + message_id,
         recipients=_recipients(receipt),
         verdicts=_verdicts(receipt),
+        message_id=message_id,
     )
 
 

@@ -24,6 +24,10 @@ log = logging.getLogger("mailxfer")
 # memory up to this size, on local disk (Lambda's /tmp) beyond it.
 MEMORY_CAP = 8 * 1024 * 1024
 CHUNK = 1 << 16
+# Where a Lambda-action event's object is missing, this many keys of the bucket
+# are searched for it under another prefix (mailxfer deletes what it delivers,
+# so an inbound bucket holds little).
+SEARCH_KEYS = 10_000
 
 SecretSource = Callable[[bool], bytes]
 
@@ -61,12 +65,9 @@ def transfer(
     """
     body = _open(job, s3)
     if body is None:
+        _check_not_misplaced(job, s3)
         # Lambda may deliver an event twice; the first run delivered and deleted it.
-        log.warning(
-            "%s is gone: already transferred, or MAILXFER_PREFIX differs from the "
-            "S3 action's object key prefix",
-            job.where,
-        )
+        log.warning("%s is gone: already transferred", job.where)
         return Outcome(job.where, None, already_gone=True)
     with body:
         head = parse_headers(read_header_block(body))
@@ -97,6 +98,41 @@ def transfer(
         raise _needs_person(job, f"{reason}; raise the receiver's [receiver] max_size")
     log.warning("%s not delivered, will be retried: %s", job.where, reason)
     raise TransferFailed(f"{job.where} not delivered: {reason}")
+
+
+def _check_not_misplaced(job: Job, s3: Any) -> None:
+    """NeedsPerson when a Lambda-action event's message is stored under a prefix
+    other than MAILXFER_PREFIX: then nothing was transferred, and the object stays."""
+    if not job.message_id:
+        return
+    found = _key_ending(s3, job.bucket, job.message_id)
+    if found is None:
+        return
+    prefix = job.key[: -len(job.message_id)]
+    actual = found[: -len(job.message_id)]
+    raise _needs_person(
+        job,
+        f"the message is stored as s3://{job.bucket}/{found}, not under MAILXFER_PREFIX "
+        f"{prefix!r}; set MAILXFER_PREFIX to the S3 action's object key prefix {actual!r}, "
+        f"then `mailxfer sweep --bucket {job.bucket} --prefix {actual}` delivers what is stored",
+    )
+
+
+def _key_ending(s3: Any, bucket: str, suffix: str) -> str | None:
+    """A key of the bucket (among its first SEARCH_KEYS) that ends with suffix."""
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, PaginationConfig={"MaxItems": SEARCH_KEYS}
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["Key"].endswith(suffix):
+                    return str(item["Key"])
+    except Exception as exc:
+        raise TransferFailed(
+            f"s3://{bucket}/...{suffix} is missing; cannot search: {exc}"
+        ) from None
+    return None
 
 
 def _proven(job: Job, url: str, result: PostResult) -> Receipt:

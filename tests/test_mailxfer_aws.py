@@ -452,3 +452,25 @@ def test_413_before_the_body_is_read_as_413(aws: Aws, monkeypatch: pytest.Monkey
         with pytest.raises(NeedsPerson, match=r"answered 413: message of .* max_size"):
             handler(lambda_event(message_id), None)
     assert aws.keys() == [PREFIX + message_id]
+
+
+def test_object_under_another_prefix_fails_loudly_and_stays(
+    aws: Aws, to_receiver: Receiver
+) -> None:
+    """A Lambda-action event whose message SES stored under another prefix than
+    MAILXFER_PREFIX is not a success with nothing transferred: it needs a person,
+    names the key and the prefix to set, and the object stays; nothing is queued."""
+    message_id = "elsewhere0000000000000000000000000000000"
+    aws.put(
+        "mail/" + message_id,
+        b"From: Ann <ann@example.com>\r\nTo: volunteers@lists.example.org\r\n"
+        b"Subject: Misfiled\r\nMessage-ID: <misfiled-1@example.com>\r\n\r\nHello\r\n",
+    )
+    with pytest.raises(NeedsPerson) as raised:
+        handler(lambda_event(message_id), None)
+    assert f"stored as s3://{BUCKET}/mail/{message_id}, not under MAILXFER_PREFIX" in str(
+        raised.value
+    )
+    assert "set MAILXFER_PREFIX to the S3 action's object key prefix 'mail/'" in str(raised.value)
+    assert aws.keys() == ["mail/" + message_id]
+    assert to_receiver.project.spool.ids() == []
