@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailrecv.receive import UNDECLARED_LIMIT
 from mailxfer import signing
 from tests.conftest import SECRET, Receiver
 from tests.fuzzing import budget, messages
@@ -43,18 +44,28 @@ class Post:
 
 @st.composite
 def posts(draw: st.DrawFn) -> Post:
-    method = draw(st.sampled_from(["POST"] * 8 + ["GET", "PUT"]))
-    body = draw(st.one_of(messages().map(lambda m: m[0]), st.binary(max_size=500)))
-    recipients = draw(st.one_of(st.just(GOOD_RECIPIENTS), header_text))
-    verdicts = draw(st.one_of(st.just(GOOD_VERDICTS), header_text))
-    timestamp = str(int(time.time()))
-    if draw(st.booleans()):
-        timestamp = draw(
-            st.one_of(header_text, st.sampled_from(["0", str(int(time.time()) + 999)]))
+    """Half of them honest (signed, with good metadata: they must be stored), the other
+    half with anything in any field."""
+    honest = draw(st.booleans())
+    now = str(int(time.time()))
+    mail = messages().map(lambda m: m[0])
+    if honest:
+        method, body, recipients, verdicts, timestamp = (
+            "POST",
+            draw(mail),
+            GOOD_RECIPIENTS,
+            GOOD_VERDICTS,
+            now,
         )
+    else:
+        method = draw(st.sampled_from(["POST"] * 8 + ["GET", "PUT"]))
+        body = draw(mail | st.binary(max_size=500))
+        recipients = draw(st.just(GOOD_RECIPIENTS) | header_text)
+        verdicts = draw(st.just(GOOD_VERDICTS) | header_text)
+        timestamp = draw(st.just(now) | header_text | st.sampled_from(["0", now + "999"]))
     digest = hashlib.sha256(body).hexdigest()
-    signed = draw(st.booleans())
     signature = signing.signature(SECRET.encode(), timestamp, recipients, verdicts, digest)
+    signed = honest or draw(st.booleans())
     if not signed:
         signature = draw(st.one_of(st.just(""), st.just(signature[::-1]), header_text))
     headers = {
@@ -65,17 +76,16 @@ def posts(draw: st.DrawFn) -> Post:
         "Content-Type": "message/rfc822",
     }
     if draw(st.booleans()):
-        headers[signing.BODY_SHA256] = draw(st.one_of(st.just(digest), header_text))
-    dropped = draw(st.lists(st.sampled_from(sorted(headers)), max_size=2))
+        headers[signing.BODY_SHA256] = digest if honest else draw(st.just(digest) | header_text)
+    dropped = [] if honest else draw(st.lists(st.sampled_from(sorted(headers)), max_size=2))
     headers = {k: v for k, v in headers.items() if k not in dropped}
     well_formed = (
         method == "POST"
         and signed
         and not dropped
-        and recipients == GOOD_RECIPIENTS
-        and verdicts == GOOD_VERDICTS
-        and timestamp == str(int(time.time()))
+        and (recipients, verdicts, timestamp) == (GOOD_RECIPIENTS, GOOD_VERDICTS, now)
         and headers.get(signing.BODY_SHA256, digest) == digest
+        and (signing.BODY_SHA256 in headers or len(body) <= UNDECLARED_LIMIT)
         and body.startswith(b"From:")
     )
     return Post(method, headers, body, signed and signing.SIGNATURE not in dropped, well_formed)
