@@ -10,7 +10,15 @@ import pytest
 from routemail import tokens
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker
 from routemail.message import Headers
-from tests.copy_support import NOW, RECIPIENT, SECRET, SITE, check_sendable, identity
+from tests.copy_support import (
+    NOW,
+    RECIPIENT,
+    SECRET,
+    SITE,
+    check_crlf_only,
+    check_sendable,
+    identity,
+)
 
 IN = Path(__file__).parent / "data" / "copy" / "in"
 PLAIN = (
@@ -230,3 +238,49 @@ def test_text_that_decodes_but_cannot_be_encoded_back_is_left_undecorated() -> N
     maker = CopyMaker(raw, identity(header="Hi {recipient}"))
     assert maker.wrapped
     assert b"\x1b\xb2abc\n" in maker.copy_for(RECIPIENT)
+
+
+def qp_text(nl: bytes, body: bytes) -> bytes:
+    return (
+        b"From: Ann Author <ann@example.com>\n"
+        b"To: volunteers@lists.example.org\n"
+        b"Subject: Rota\n"
+        b"Message-ID: <qp-crlf@example.com>\n"
+        b"MIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=utf-8\n"
+        b"Content-Transfer-Encoding: quoted-printable\n"
+        b"\n" + body
+    ).replace(b"\n", nl)
+
+
+@pytest.mark.parametrize("nl", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (
+            b"Saturday: Ann=0D=0ASunday: Bob=0D=0A=\nMonday: Cy\n",
+            "Saturday: Ann\nSunday: Bob\nMonday: Cy\n",
+        ),
+        (
+            b"Saturday: Ann=0DSunday: Bob=0D=0D=0A\nMonday: Cy\n",
+            "Saturday: Ann\nSunday: Bob\n\n\nMonday: Cy\n",
+        ),
+    ],
+    ids=["encoded-crlf", "encoded-lone-cr"],
+)
+def test_encoded_line_breaks_in_quoted_printable_text_are_line_breaks(
+    nl: bytes, body: bytes, text: str
+) -> None:
+    """A quoted-printable text part that encodes its line breaks (=0D=0A, or a lone
+    =0D) comes out with one line ending throughout and no bare CR: the encoded breaks
+    are line breaks of the decorated text."""
+    data = copy_of(qp_text(nl, body))
+    if nl == b"\r\n":
+        check_crlf_only(data)
+    else:
+        assert b"\r" not in data
+    msg = check_sendable(data)
+    decoded = msg.get_payload(decode=True)
+    assert isinstance(decoded, bytes)
+    assert decoded.replace(b"\r\n", b"\n").startswith(text.encode())
+    assert b"\r" not in decoded.replace(b"\r\n", b"")

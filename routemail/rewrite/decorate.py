@@ -109,7 +109,10 @@ class DecoratedPart:
             self.text_nl = b"\r\n" if b"\r\n" in data else b"\n"
             data = data.replace(b"\r\n", b"\n")
         elif cte == "quoted-printable":
-            data = binascii.a2b_qp(body.replace(b"\r\n", b"\n"))
+            # An encoded CR LF (=0D=0A) or lone CR (=0D) is a line break like any other:
+            # left as CR, re-encoding would pass it on as a bare CR in the copy.
+            decoded = binascii.a2b_qp(body.replace(b"\r\n", b"\n"))
+            data = decoded.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             self.text_nl = b"\n"
         else:
             data = body.replace(b"\r\n", b"\n")
