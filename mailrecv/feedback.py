@@ -176,7 +176,8 @@ def _unsubscribe(config: Config, listname: str, address: str, issued: int) -> tu
     feedback = _feedback(config)
     try:
         mlist = config.lists.get(listname)
-        if mlist is not None and feedback.state.list_administrator(mlist) == address:
+        administrator = feedback.state.list_administrator(mlist) if mlist else None
+        if administrator is not None and addresses.same(administrator, address):
             return (
                 "Still subscribed",
                 f"{address} administers {listname}, so it stays subscribed: the list's"
@@ -184,7 +185,7 @@ def _unsubscribe(config: Config, listname: str, address: str, issued: int) -> tu
                 409,
             )
         rejoined = feedback.state.membership_changed_at(listname, address)
-        if issued < rejoined and (mlist is None or address in mlist.members):
+        if issued < rejoined and (mlist is None or addresses.contains(mlist.members, address)):
             return (
                 "Link out of date",
                 f"This link is from a message sent before {address} last joined or left"

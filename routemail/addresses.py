@@ -1,14 +1,17 @@
 """Email address parsing and comparison.
 
-Two addresses are the same when their domains match case-insensitively and
-their local parts match as written (RFC 5321 leaves local-part case to the
-receiving host). Display names and angle brackets are ignored.
+Two addresses are the same whatever their case, local part included, as
+almost every mail host treats them (RFC 5321 discourages relying on the case
+of a local part). Everything that compares, counts or looks up addresses does
+it through key(); mail goes to the spelling written in the list. Display
+names and angle brackets are ignored.
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Iterable, Iterator
 
 # Conservative: printable ASCII without specials that break headers or paths.
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
@@ -53,6 +56,46 @@ def split(address: str) -> tuple[str, str]:
     return local, domain
 
 
+def key(address: str) -> str:
+    """The form in which addresses are compared: case ignored throughout.
+
+    Valid addresses are ASCII, so lower() is their case fold, and it agrees
+    with SQLite's COLLATE NOCASE."""
+    return address.lower()
+
+
 def same(a: str, b: str) -> bool:
     na, nb = normalize(a), normalize(b)
-    return na is not None and na == nb
+    return na is not None and nb is not None and key(na) == key(nb)
+
+
+def contains(addresses: Iterable[str], address: str | None) -> bool:
+    """Whether address is among addresses, whatever the case of either."""
+    return address is not None and key(address) in {key(a) for a in addresses}
+
+
+def unique(addresses: Iterable[str]) -> tuple[str, ...]:
+    """Each address once, as first spelled (Bob@x and bob@x are one address)."""
+    first: dict[str, str] = {}
+    for address in addresses:
+        first.setdefault(key(address), address)
+    return tuple(first.values())
+
+
+class AddressSet:
+    """A set of addresses that ignores case (what route.py has done for whom)."""
+
+    def __init__(self, items: Iterable[str] = ()) -> None:
+        self._keys = {key(a) for a in items}
+
+    def add(self, address: str) -> None:
+        self._keys.add(key(address))
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, str) and key(address) in self._keys
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)

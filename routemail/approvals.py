@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from routemail import alignment, moderate, sidecar, tokens
+from routemail import addresses, alignment, moderate, sidecar, tokens
 from routemail.config import Site
 from routemail.lists import ResolvedList
 from routemail.message import Headers
@@ -36,8 +36,9 @@ class Refusal:
     def notice_to(self, author: str | None, admin: str) -> list[str]:
         """The moderator who replied, or the list's moderators when the reply's author
         is none of them (the admin when the list has none)."""
-        if author and author in self.moderators:
-            return [author]
+        replied = [m for m in self.moderators if author and addresses.same(m, author)]
+        if replied:
+            return replied[:1]
         return list(self.moderators) or [admin]
 
 

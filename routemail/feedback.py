@@ -138,7 +138,7 @@ class Feedback:
             self.suppression.add(address, listname, source, f"unsubscribed ({why})")
             self._left(address, listname, source)
             return True
-        if self.state.list_administrator(mlist) == address:
+        if addresses.same(self.state.list_administrator(mlist) or "", address):
             raise RoutemailError(f"{address} administers {listname} and cannot be unsubscribed")
         try:
             removed = listedit.remove_member(self.config.path, listname, address)

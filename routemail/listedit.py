@@ -78,7 +78,7 @@ def add_member(path: Path, name: str, address: str) -> bool:
             return True
         if not isinstance(members, Array):
             raise ListEditError(f"{path}: lists.{name}.members is not a list; fix it by hand")
-        if any(addresses.normalize(str(m)) == address for m in members):
+        if any(addresses.same(str(m), address) for m in members):
             return False
         members.append(address)
         return True
@@ -87,14 +87,14 @@ def add_member(path: Path, name: str, address: str) -> bool:
 
 
 def remove_member(path: Path, name: str, address: str) -> bool:
-    """Remove address from the list's members; False if it was not there."""
+    """Remove address from the list's members, whatever its case; False if it was not there."""
 
     def change(doc: tomlkit.TOMLDocument) -> bool:
         table = _list_table(doc, name, path)
         members = table.get("members")
         if not isinstance(members, Array):
             return False
-        found = [i for i, m in enumerate(members) if addresses.normalize(str(m)) == address]
+        found = [i for i, m in enumerate(members) if addresses.same(str(m), address)]
         for i in reversed(found):
             del members[i]
         return bool(found)

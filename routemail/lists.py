@@ -34,7 +34,7 @@ class ResolvedList:
     @property
     def recipients(self) -> tuple[str, ...]:
         """Members then bcc recipients, each address once."""
-        return tuple(dict.fromkeys((*self.members, *self.bcc)))
+        return addresses.unique((*self.members, *self.bcc))
 
     def may_post(self, sender: str | None) -> bool:
         """Whether sender may post unmoderated; moderators always may."""
@@ -48,10 +48,10 @@ class ResolvedList:
             allowed = (*self.members, *self.moderators)
         elif isinstance(policy, tuple):
             allowed = (*policy, *self.moderators)
-        return sender in allowed
+        return addresses.contains(allowed, sender)
 
     def is_moderator(self, address: str | None) -> bool:
-        return address is not None and address in self.moderators
+        return addresses.contains(self.moderators, address)
 
 
 class Directory:
@@ -112,7 +112,7 @@ class Directory:
             dynamic=True,
             archive=self.config.retention.archive,
         )
-        moderators = tuple(dict.fromkeys((*rule.moderators, *got.moderators)))
+        moderators = addresses.unique((*rule.moderators, *got.moderators))
         return ResolvedList(
             replace(settings, moderators=moderators), got.members, got.bcc, moderators, rule
         )

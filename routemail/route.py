@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from routemail import approvals, feedback, moderate, sidecar, tally, tokens, webhooks
 from routemail.actionlog import ActionLog
+from routemail.addresses import AddressSet
 from routemail.approvals import Refusal
 from routemail.commandline import routemail_command
 from routemail.config import Config
@@ -66,8 +67,10 @@ class Work:
     history: sidecar.History
     raw: bytes
     headers: Headers
-    finished: set[str] = field(default_factory=set)  # sent, skipped or given up
-    sent: set[str] = field(default_factory=set)
+    # Whatever their case: one copy per address across lists, and an S line for
+    # bob@example.com settles Bob@Example.com on resume.
+    finished: AddressSet = field(default_factory=AddressSet)  # sent, skipped or given up
+    sent: AddressSet = field(default_factory=AddressSet)
     retry: bool = False
 
     @property
@@ -154,8 +157,8 @@ class Router:
             history,
             raw,
             Headers.of(raw),
-            set(history.finished_recipients),
-            set(history.sent_to),
+            AddressSet(history.finished_recipients),
+            AddressSet(history.sent_to),
         )
         if {e.code for e in history.events} <= {sidecar.RECEIVED, sidecar.VERDICTS}:
             self._emit(work, "received", destinations=history.destinations)

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from routemail import addresses
+
 # The seven line types of the original service.
 RECEIVED = "R"  # R timestamp destination...
 VERDICTS = "V"  # V dkim dmarc spf spam virus
@@ -165,8 +167,8 @@ class History:
                 return e.fields[1] if len(e.fields) > 1 else "?"
         return None
 
-    # Recipients compare exactly: they are normalized (domain lower-cased, local
-    # part as written) before they are ever written.
+    # Recipients are as the list spells them; callers compare them with
+    # addresses.key (a sidecar written before may hold another spelling).
     @property
     def sent_to(self) -> set[str]:
         return {e.fields[0] for e in self._with(SENT) if e.fields}
@@ -177,7 +179,8 @@ class History:
         return {e.fields[0] for e in self.events if e.code in (SENT, GAVE_UP, SKIPPED) and e.fields}
 
     def failures(self, recipient: str) -> list[Event]:
-        return [e for e in self._with(FAILED) if e.fields and e.fields[0] == recipient]
+        want = addresses.key(recipient)
+        return [e for e in self._with(FAILED) if e.fields and addresses.key(e.fields[0]) == want]
 
     @property
     def held_lists(self) -> set[str]:

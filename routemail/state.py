@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from routemail import addresses
 from routemail.config import MailingList
 from routemail.errors import RoutemailError
 
@@ -208,7 +209,9 @@ class State:
     def account(self, email: str) -> tuple[Account, str] | None:
         """The account and its password hash."""
         row = self.db.execute(
-            "SELECT email, status, created, password_hash FROM accounts WHERE email = ?", (email,)
+            "SELECT email, status, created, password_hash FROM accounts"
+            " WHERE email = ? COLLATE NOCASE",
+            (email,),
         ).fetchone()
         return (Account(row[0], row[1], row[2]), row[3]) if row else None
 
@@ -216,6 +219,11 @@ class State:
         """An account waiting for its owner, with no password: whoever verifies it with
         the mailed token chooses one (an empty hash matches no password)."""
         with self.transaction() as db:
+            # An account spelt another way is this one (addresses ignore case).
+            row = db.execute(
+                "SELECT email FROM accounts WHERE email = ? COLLATE NOCASE", (email,)
+            ).fetchone()
+            email = row[0] if row else email
             db.execute(
                 "INSERT INTO accounts (email, password_hash, status, created) VALUES (?, '', ?, ?)"
                 " ON CONFLICT (email) DO UPDATE SET password_hash = '',"
@@ -228,20 +236,25 @@ class State:
         chose; its other verification tokens stop working. False if none is pending."""
         done = db.execute(
             "UPDATE accounts SET status = ?, verified = ?, password_hash = ?"
-            " WHERE email = ? AND status = 'pending'",
+            " WHERE email = ? COLLATE NOCASE AND status = 'pending'",
             (VERIFIED, self.clock(), password_hash, email),
         ).rowcount
-        db.execute("DELETE FROM tokens WHERE purpose = 'verify' AND email = ?", (email,))
+        db.execute(
+            "DELETE FROM tokens WHERE purpose = 'verify' AND email = ? COLLATE NOCASE", (email,)
+        )
         return done == 1
 
     def set_password(self, db: sqlite3.Connection, email: str, password_hash: str) -> bool:
         """Inside a transaction: a verified account's new password; every password reset
         token of the account stops working. False if there is no such account."""
         done = db.execute(
-            "UPDATE accounts SET password_hash = ? WHERE email = ? AND status = 'verified'",
+            "UPDATE accounts SET password_hash = ?"
+            " WHERE email = ? COLLATE NOCASE AND status = 'verified'",
             (password_hash, email),
         ).rowcount
-        db.execute("DELETE FROM tokens WHERE purpose = 'reset' AND email = ?", (email,))
+        db.execute(
+            "DELETE FROM tokens WHERE purpose = 'reset' AND email = ? COLLATE NOCASE", (email,)
+        )
         return done == 1
 
     # -- tokens --------------------------------------------------------------
@@ -272,7 +285,7 @@ class State:
         found: tuple[int, str] | None = None
         rows = db.execute(
             "SELECT id, hash, payload FROM tokens"
-            " WHERE purpose = ? AND email = ? AND list = ? AND expires > ?",
+            " WHERE purpose = ? AND email = ? COLLATE NOCASE AND list = ? AND expires > ?",
             (purpose, email, listname, self.clock()),
         ).fetchall()
         for row_id, stored, payload in rows:
@@ -285,7 +298,8 @@ class State:
 
     def pending(self, purpose: str, email: str, listname: str = "") -> bool:
         row = self.db.execute(
-            "SELECT 1 FROM tokens WHERE purpose = ? AND email = ? AND list = ? AND expires > ?",
+            "SELECT 1 FROM tokens"
+            " WHERE purpose = ? AND email = ? COLLATE NOCASE AND list = ? AND expires > ?",
             (purpose, email, listname, self.clock()),
         ).fetchone()
         return row is not None
@@ -333,13 +347,15 @@ class State:
         """Inside a transaction: note that address joined or left listname now."""
         db.execute(
             "INSERT OR REPLACE INTO membership_changes (list, address, changed) VALUES (?, ?, ?)",
-            (listname, address, self.clock()),
+            (listname, addresses.key(address), self.clock()),
         )
 
     def membership_changed_at(self, listname: str, address: str) -> float:
         """When address last joined or left listname through routemail; 0 if never."""
+        # NOCASE: rows written before addresses were keyed may hold any spelling.
         row = self.db.execute(
-            "SELECT changed FROM membership_changes WHERE list = ? AND address = ?",
+            "SELECT MAX(changed) FROM membership_changes "
+            "WHERE list = ? AND address = ? COLLATE NOCASE",
             (listname, address),
         ).fetchone()
-        return float(row[0]) if row else 0.0
+        return float(row[0]) if row and row[0] is not None else 0.0

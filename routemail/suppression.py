@@ -4,6 +4,8 @@ An address is suppressed for every list (list '') after a permanent bounce
 or when transient bounces reach the threshold, or for one list after a
 complaint about it. Every change is recorded in deliverability_log together
 with the event that caused it. The tables are migration 2 of routemail.state.
+Addresses are compared ignoring case (COLLATE NOCASE): rows written before
+that rule may hold any spelling.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class Suppression:
     def reason(self, address: str, listname: str = ALL_LISTS) -> str | None:
         """Why address must not get mail for listname, or None."""
         row = self.state.db.execute(
-            "SELECT reason, list FROM suppressions WHERE address = ? AND list IN ('', ?) "
+            "SELECT reason, list FROM suppressions WHERE address = ? COLLATE NOCASE "
+            "AND list IN ('', ?) "
             "ORDER BY list LIMIT 1",
             (address, listname.lower()),
         ).fetchone()
@@ -76,7 +79,7 @@ class Suppression:
         rows = self.state.db.execute(
             "SELECT b.address, b.score, b.last_bounce, s.address IS NOT NULL "
             "FROM bounce_scores b LEFT JOIN suppressions s "
-            "ON s.address = b.address AND s.list = '' AND s.reason = 'disabled' "
+            "ON s.address = b.address COLLATE NOCASE AND s.list = '' AND s.reason = 'disabled' "
             "ORDER BY b.score DESC, b.address"
         )
         return [Score(r[0], r[1], r[2], bool(r[3])) for r in rows]
@@ -99,9 +102,14 @@ class Suppression:
         now = self.state.clock()
         with self.state.transaction() as db:
             row = db.execute(
-                "SELECT score, last_bounce FROM bounce_scores WHERE address = ?", (address,)
+                "SELECT address, score, last_bounce FROM bounce_scores "
+                "WHERE address = ? COLLATE NOCASE",
+                (address,),
             ).fetchone()
-            score, last = (row[0], row[1]) if row else (0.0, 0.0)
+            if row:  # the score is kept under the spelling it was first counted for
+                address, score, last = row
+            else:
+                score, last = 0.0, 0.0
             if row and now - last < DAY:
                 action = f"score stays {score:g} (already counted today)"
                 self._log(db, now, address, listname, "transient-bounce", source, action)
@@ -133,13 +141,13 @@ class Suppression:
         now = self.state.clock()
         with self.state.transaction() as db:
             gone = db.execute(
-                "DELETE FROM suppressions WHERE address = ? AND list = ?",
+                "DELETE FROM suppressions WHERE address = ? COLLATE NOCASE AND list = ?",
                 (address, listname.lower()),
             ).rowcount
             if gone and listname:  # back on a list: older one-click links stay retired
                 self.state.membership_changed(db, listname.lower(), address)
             if listname == ALL_LISTS:
-                db.execute("DELETE FROM bounce_scores WHERE address = ?", (address,))
+                db.execute("DELETE FROM bounce_scores WHERE address = ? COLLATE NOCASE", (address,))
             if gone:
                 self._log(db, now, address, listname, "manual-remove", source, "unsuppressed")
         return bool(gone)
@@ -163,10 +171,12 @@ class Suppression:
     def _insert(
         db: sqlite3.Connection, address: str, listname: str, reason: str, detail: str, now: float
     ) -> None:
+        # Already suppressed under another spelling: that row stands.
         db.execute(
             "INSERT INTO suppressions (address, list, reason, detail, created) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (address, list) DO NOTHING",
-            (address, listname, reason, detail, now),
+            "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM suppressions "
+            "WHERE address = ? COLLATE NOCASE AND list = ?)",
+            (address, listname, reason, detail, now, address, listname),
         )
 
     @staticmethod

@@ -152,7 +152,7 @@ def administrator(ctx: Context, mlist: MailingList) -> str | None:
 
 def require_administrator(ctx: Context, mlist: MailingList) -> str:
     who = authenticate(ctx)
-    if who != administrator(ctx, mlist):
+    if not addresses.same(administrator(ctx, mlist) or "", who):
         raise ApiError(403, f"{who} is not the administrator of {mlist.name}")
     return who
 

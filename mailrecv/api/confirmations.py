@@ -7,7 +7,7 @@ import math
 from urllib.parse import urlencode
 
 from mailrecv.api.context import ApiError, Context
-from routemail import notify
+from routemail import addresses, notify
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def claim(ctx: Context, to: str, tag: str) -> str:
         raise ApiError(
             429, "this client asked for too many confirmation mails; retry later", window
         )
-    key = f"{tag}:{to}"
+    key = f"{tag}:{addresses.key(to)}"  # Bob@x and bob@x share one allowance
     wait = ctx.limits.claim_mail(key, ctx.api.mail_interval_seconds)
     if wait:
         raise _too_soon(to, wait)

@@ -8,6 +8,7 @@ checks run at once, at most guess_limit wrong ones are ever made per window.
 from __future__ import annotations
 
 from mailrecv.api.context import ApiError, Context
+from routemail import addresses
 from routemail.ratelimits import Reservation
 
 # Failed checks at one address from all clients together may reach this many
@@ -18,6 +19,7 @@ GUESS_SPREAD = 10
 
 def _guess_counters(ctx: Context, who: str) -> list[tuple[str, int]]:
     limit = ctx.api.guess_limit
+    who = addresses.key(who)  # BOB@x must not bring a fresh allowance of guesses at bob@x
     return [
         (f"guess:{who}|{ctx.client}", limit),  # this client at this address
         (f"guess-client:{ctx.client}", limit),  # this client, any address

@@ -20,7 +20,7 @@ from mailrecv.api.confirmations import (
 from mailrecv.api.context import ApiError, Context, blueprint, context
 from mailrecv.api.fields import address, body, existing_list, token_field
 from mailrecv.api.limits import reserve_guess, right_guess
-from routemail import listedit
+from routemail import addresses, listedit
 from routemail.config import MailingList
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def request_unsubscribe(ctx: Context, mlist: MailingList, who: str) -> dict[str,
     same for non-members, so it tells nobody who is on the list."""
     _protect_administrator(ctx, mlist, who)
     key = claim(ctx, who, "unsubscribe")
-    if who in mlist.members:
+    if addresses.contains(mlist.members, who):
         lifetime = ctx.api.token_hours * 3600
         issued = ctx.state.issue("unsubscribe", who, lifetime, mlist.name)
         url = link(ctx, f"/lists/{mlist.name}/unsubscribe", address=who, token=issued.token)
@@ -99,7 +99,7 @@ def unsubscribe(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[
 def remove_member(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
     require_administrator(ctx, mlist)
     _protect_administrator(ctx, mlist, who)
-    if who not in mlist.members:
+    if not addresses.contains(mlist.members, who):
         raise ApiError(404, f"{who} is not a member of {mlist.name}")
     with ctx.state.transaction() as db:
         _edit_members(ctx, db, mlist, who, add=False)
@@ -107,7 +107,7 @@ def remove_member(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
 
 
 def _protect_administrator(ctx: Context, mlist: MailingList, who: str) -> None:
-    if who == administrator(ctx, mlist):
+    if addresses.same(administrator(ctx, mlist) or "", who):
         raise ApiError(409, f"{who} administers {mlist.name} and cannot be unsubscribed")
 
 

@@ -15,7 +15,7 @@ from routemail.config import Config
 from routemail.errors import Problem
 from routemail.validation import settings
 from routemail.validation.checker import Checker
-from routemail.validation.lists import dynamic_rules, named_lists
+from routemail.validation.lists import dynamic_rules, members_differing_in_case, named_lists
 
 SECTIONS = {
     "site",
@@ -54,6 +54,7 @@ def validate(
         from routemail.validation.resources import check_resources
 
         check_resources(v, dynamic, path.parent)
+        members_differing_in_case(v, data.get("lists"))
     if v.problems or site is None:
         return None, v.problems
     sections = (site, receiver, delivery, moderation, retention, lists, dynamic, data)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from routemail import addresses
 from routemail.config import (
     LIST_NAME,
     POSTER_POLICIES,
@@ -17,7 +18,7 @@ from routemail.config import (
 )
 from routemail.resolvers import OPTION_KEYS, check_options
 from routemail.templates import check_template
-from routemail.validation.checker import Checker
+from routemail.validation.checker import Checker, normalize_address
 
 LIST_KEYS = {
     "description",
@@ -140,3 +141,34 @@ def dynamic_rule(
         options=options,
         index=index,
     )
+
+
+def members_differing_in_case(v: Checker, t: Any) -> None:
+    """For `routemail check`: two members of one list spelt alike but for case are
+    one address (mail goes to the first spelling), so one entry is a mistake."""
+    if not isinstance(t, dict):
+        return  # reported by named_lists
+    for raw_name, lt in t.items():
+        values = lt.get("members") if isinstance(lt, dict) else None
+        if not isinstance(values, list):
+            continue
+        key = f"lists.{raw_name}.members"
+        first: dict[str, tuple[int, str]] = {}
+        for i, value in enumerate(values):
+            norm = normalize_address(value)
+            if norm is None:
+                continue
+            j, earlier = first.setdefault(addresses.key(norm), (i, norm))
+            if earlier != norm:
+                v.problem(
+                    key,
+                    f"{earlier} ({_line(v, f'{key}[{j}]')}) and {norm} ({_line(v, f'{key}[{i}]')})"
+                    " differ only in case, and addresses ignore case: they are one member;"
+                    " remove one",
+                    f"{key}[{i}]",
+                )
+
+
+def _line(v: Checker, key: str) -> str:
+    line = v.line_of(key)
+    return f"line {line}" if line else "line unknown"
