@@ -8,20 +8,15 @@ import json
 
 from routemail import config as configuration
 from routemail import sidecar
-from tests.conftest import Project, Receiver
+from tests.conftest import BASE_CONFIG, Project, Receiver
 from tests.mailbox import outbox, recipients
 from tests.test_api import ADMIN, PASSWORD, api, call, new_list
 from tests.test_routing_cli import PASSING, msg_id, routemail, run
 
-SITE = """\
-[site]
-domain = "lists.example.org"
-admin = "admin@example.org"
-base_url = "https://lists.example.org"
-
-[receiver]
-on_receipt = "none"
-
+# The base project's [site] and [receiver], and two lists of our own.
+SITE = (
+    BASE_CONFIG.split("[lists.")[0]
+    + """\
 [delivery]
 rate = 1000
 
@@ -34,6 +29,7 @@ moderators = ["coordinator@example.org"]
 posters = "anyone"
 members = ["bob@example.com", "cy@example.net"]
 """
+)
 
 CHOIR = "choir@lists.example.org"
 BAND = "band@lists.example.org"
