@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routemail import config as configmod
-from routemail.errors import ConfigError, SpoolError
+from routemail.errors import ConfigError
 from routemail.spool import Spool
 
 
@@ -31,7 +31,10 @@ class Queue:
 
 def queue(spool: Spool) -> Queue:
     """A pending message's arrival is its message file's mtime: written once on receipt."""
-    entries = spool.stat_entries()
+    try:
+        entries = spool.stat_entries()
+    except FileNotFoundError:  # no QUEUE/ yet: the first post makes it
+        entries = []
     arrivals = []
     for msg_id, _mtime, pending in entries:
         if pending:
@@ -71,12 +74,9 @@ def problems(site: Site, now: float | None = None) -> list[str]:
     if problem:
         found.append(problem)
     spool = site.spool
-    try:
-        spool.ensure()
-    except SpoolError as exc:
-        return [*found, str(exc)]
-    if not spool.writable():
-        found.append(f"{spool.queue} is not writable")
+    unusable = spool.unusable()
+    if unusable:
+        return [*found, *unusable]
     free = spool.free_bytes()
     if free < site.max_size:
         found.append(

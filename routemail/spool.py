@@ -65,10 +65,28 @@ class Spool:
     def writable(self) -> bool:
         return all(os.access(d, os.W_OK) for d in (self.queue, self.tmp))
 
+    def unusable(self) -> list[str]:
+        """Why a post could not be stored now, found without creating anything (a
+        health check that made the directories would race an operator removing them).
+        A missing directory is fine when it can be made: the receiver makes it."""
+        found = []
+        for d in (self.root, self.queue, self.tmp):
+            if d.is_dir():
+                if not os.access(d, os.W_OK):
+                    found.append(f"{d} is not writable")
+            elif d.exists() or d.is_symlink():
+                found.append(f"{d} is not a directory: move it out of the way")
+            else:
+                parent = _existing_ancestor(d)
+                if not (parent.is_dir() and os.access(parent, os.W_OK)):
+                    found.append(f"cannot create {d}: {parent} is not a writable directory")
+                break  # the directories below a missing one are made with it
+        return found
+
     def free_bytes(self) -> int:
         """Bytes the service user may still write on the queue's filesystem (not
         counting the part reserved for root, which it cannot use)."""
-        st = os.statvfs(self.queue)
+        st = os.statvfs(_existing_ancestor(self.queue))
         return st.f_bavail * st.f_frsize
 
     # -- receiving -------------------------------------------------------
@@ -224,3 +242,10 @@ class Spool:
                         os.unlink(e.path)
                         removed += 1
         return removed
+
+
+def _existing_ancestor(path: Path) -> Path:
+    """path itself if it exists, else the nearest ancestor that does."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -494,6 +494,16 @@ def test_missing_spool_is_created_by_the_first_post(receiver: Receiver) -> None:
     assert (root / "QUEUE" / answer["id"]).read_bytes() == MESSAGE
 
 
+def test_healthz_creates_nothing(receiver: Receiver) -> None:
+    """/healthz only looks: a removed spool that the next post can make is healthy and
+    stays absent (a check that made directories raced operators and the tests above)."""
+    root = receiver.project.spool.root
+    shutil.rmtree(root)
+    with urllib.request.urlopen(receiver.url + "/healthz", timeout=10) as response:
+        assert response.status == 200
+    assert not root.exists()
+
+
 def test_unknown_path_is_json_404(receiver: Receiver) -> None:
     """Any other URL answers a JSON error, not an HTML page."""
     with pytest.raises(urllib.error.HTTPError) as info:
