@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 from routemail import config as configuration
-from routemail import sidecar
+from routemail import listedit, sidecar
 from tests.conftest import BASE_CONFIG, Project, Receiver
 from tests.mailbox import outbox, recipients
-from tests.test_api import ADMIN, PASSWORD, api, call, new_list
+from tests.test_api import ADMIN, PASSWORD, api, call, new_list, subscribed
 from tests.test_routing_cli import PASSING, msg_id, routemail, run
 
 # The base project's [site] and [receiver], and two lists of our own.
@@ -157,3 +157,29 @@ def test_api_accounts_and_guesses_ignore_case(api: Receiver, project: Project) -
         for s in spellings
     ]
     assert statuses == [401] * 10 + [429] * 2
+
+
+def test_api_members_ignore_case(api: Receiver, project: Project) -> None:
+    """Asking again in another spelling is asking again; removing in a third spelling
+    removes the member as written; the administrator stays in any spelling."""
+    new_list(api.url, project)
+    auth = (ADMIN, PASSWORD)
+    subscribed(api.url, project, "club", "Zoe@example.net")
+    again = call(api.url, "POST", "/lists/club/subscriptions", {"address": "zoe@example.NET"})
+    assert again.status == 429  # one allowance of confirmation mail per address
+    members = call(api.url, "GET", "/lists/club/members", auth=auth).body["members"]
+    assert members == [ADMIN, "Zoe@example.net"]
+    shouted = ADMIN.upper().split("@")[0] + "@example.com"
+    assert call(api.url, "DELETE", f"/lists/club/members/{shouted}", auth=auth).status == 409
+    done = call(api.url, "DELETE", "/lists/club/members/ZOE@example.net", auth=auth)
+    assert done.status == 200, done.body
+    assert call(api.url, "GET", "/lists/club/members", auth=auth).body["members"] == [ADMIN]
+
+
+def test_lists_toml_edits_ignore_case(project: Project) -> None:
+    """Adding a member in another spelling adds nothing; removing removes the entry as
+    it was written."""
+    project.write_config(SITE)
+    assert listedit.add_member(project.config_path, "choir", "bob@example.com") is False
+    assert listedit.remove_member(project.config_path, "choir", "BOB@example.com") is True
+    assert configuration.load(project.config_path).lists["choir"].members == ("ann@example.com",)
