@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.copy_support import (
     check_crlf_only,
     check_sendable,
     identity,
+    strict_parse,
 )
 
 IN = Path(__file__).parent / "data" / "copy" / "in"
@@ -284,3 +286,67 @@ def test_encoded_line_breaks_in_quoted_printable_text_are_line_breaks(
     assert isinstance(decoded, bytes)
     assert decoded.replace(b"\r\n", b"\n").startswith(text.encode())
     assert b"\r" not in decoded.replace(b"\r\n", b"")
+
+
+def attachment_bytes(n: int) -> bytes:
+    """n bytes of every value, in an order no compressor likes."""
+    out = b""
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(counter.to_bytes(4, "big")).digest()
+        counter += 1
+    return out[:n]
+
+
+def long_line_message(nl: bytes) -> bytes:
+    """A post whose text is quoted-printable with a 3,000-character line, with a PDF
+    in base64 on a single line of 24,340 characters and a quoted-printable CSV whose
+    encoded CR LF sits on one 1,500-character line."""
+    pdf = base64.b64encode(attachment_bytes(18_255))
+    assert len(pdf) == 24_340
+    words = b" ".join(b"shift%d" % i for i in range(400))
+    text = words[:3000] + b"=\nend of rota\n"
+    csv = b"=0D=0A".join(b"row%d,=3Dvalue" % i for i in range(100))[:1500] + b"\n"
+    return (
+        b"From: Ann Author <ann@example.com>\n"
+        b"To: volunteers@lists.example.org\n"
+        b"Subject: Rota attached\n"
+        b"Message-ID: <long-lines@example.com>\n"
+        b"MIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="rota"\n'
+        b"\n"
+        b"--rota\n"
+        b"Content-Type: text/plain; charset=us-ascii\n"
+        b"Content-Transfer-Encoding: quoted-printable\n"
+        b"\n" + text + b"--rota\n"
+        b'Content-Type: application/pdf; name="rota.pdf"\n'
+        b"Content-Transfer-Encoding: base64\n"
+        b'Content-Disposition: attachment; filename="rota.pdf"\n'
+        b"\n" + pdf + b"\n"
+        b"--rota\n"
+        b"Content-Type: application/octet-stream\n"
+        b"Content-Transfer-Encoding: quoted-printable\n"
+        b'Content-Disposition: attachment; filename="rota.csv"\n'
+        b"\n" + csv + b"--rota--\n"
+    ).replace(b"\n", nl)
+
+
+@pytest.mark.parametrize("nl", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+def test_over_long_encoded_lines_are_rewrapped_with_the_same_decoded_bytes(nl: bytes) -> None:
+    """Base64 and quoted-printable bodies with lines over 998 characters are re-wrapped:
+    no line of the copy is longer than 998 octets, and every part decodes to the bytes
+    the author's did (on the wire, CR LF)."""
+    raw = long_line_message(nl)
+    maker = CopyMaker(raw, identity())
+    data = maker.copy_for(RECIPIENT)
+    msg = check_sendable(data)  # lines of at most 998 octets among its checks
+    original = strict_parse(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    sent = strict_parse(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    before = [p.get_payload(decode=True) for p in original.walk() if not p.is_multipart()]
+    after = [p.get_payload(decode=True) for p in sent.walk() if not p.is_multipart()]
+    assert after[1:] == before[1:]
+    assert after[1] == attachment_bytes(18_255)
+    assert isinstance(after[0], bytes) and isinstance(before[0], bytes)
+    assert after[0].startswith(before[0].rstrip(b"\r\n"))  # the text, then the footer
+    assert msg.get_payload()[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert any("re-wrapped a base64 application/pdf" in p for p in maker.problems)

@@ -511,3 +511,28 @@ def test_an_id_starting_with_dash_typed_as_an_option_says_what_works(
     assert (
         f"a queue id that starts with '-' goes after '--': routemail {verb} -- ID" in result.stderr
     )
+
+
+# -- mail with over-long encoded lines --------------------------------------------
+
+
+def test_a_one_line_base64_attachment_is_delivered_rewrapped(site: Project) -> None:
+    """A post with a base64 attachment on one 24,340-character line is delivered to every
+    member, not held, and no line of any copy exceeds 998 octets."""
+    from tests.test_copy import attachment_bytes, long_line_message
+
+    path = site.root / "long-lines.eml"
+    path.write_bytes(long_line_message(b"\n"))
+    queued = routemail(site, "inject", str(path), "--to", VOLUNTEERS, "--verdicts", PASSING)
+    assert queued.exit_code == 0, queued.output
+    run(site)
+    copies = [d for d in outbox(site.data_dir) if "Rota attached" in d.subject]
+    assert sorted(d.recipient for d in copies) == [
+        "ann@example.com",
+        "bob@example.net",
+        "coordinator@example.org",
+    ]
+    for d in copies:
+        assert max(len(line) for line in d.path.read_bytes().splitlines()) <= 998
+        [pdf] = [p for p in d.message.walk() if p.get_content_type() == "application/pdf"]
+        assert pdf.get_payload(decode=True) == attachment_bytes(18_255)

@@ -18,6 +18,7 @@ from routemail.rewrite.headers import (
     replace_field,
     split_block,
 )
+from routemail.rewrite.longlines import rewrapped
 
 MAX_DEPTH = 30  # deeper nesting is left as it is, unread
 # Parts read, per message; the rest are sent as they are, unread. Bounds the work of a
@@ -281,15 +282,21 @@ def _unread_tail(buf: bytes, part: Part, start: int) -> None:
 
 
 def _fix_long_lines(buf: bytes, nl: bytes, part: Part) -> None:
-    """A body sent as is (7bit, 8bit) with lines over 998 characters is re-encoded:
-    quoted-printable for text, base64 for anything else."""
+    """A body with lines over 998 characters is made sendable: one sent as is (7bit,
+    8bit) is re-encoded, quoted-printable for text and base64 for anything else; a
+    base64 or quoted-printable one is re-wrapped (longlines.py)."""
     import binascii
 
-    if part.info.cte not in ("", "7bit", "8bit", "binary") or part.ctype.startswith("message/"):
+    cte = part.info.cte
+    if part.ctype.startswith("message/") or cte not in ENCODINGS | {""}:
         return
     if not _LONG_LINE.search(buf, part.body_start, part.end):
         return
     body = buf[part.body_start : part.end]
+    if cte in ("base64", "quoted-printable"):
+        part.new_body = [rewrapped(body, nl, cte, part.ctype.startswith("text/"))]
+        part.problems.append(f"re-wrapped a {cte} {part.ctype} body with lines over 998 characters")
+        return
     if part.ctype.startswith("text/"):
         encoded = binascii.b2a_qp(body.replace(b"\r\n", b"\n"), istext=True)
         cte = "quoted-printable"
