@@ -536,3 +536,42 @@ def test_a_one_line_base64_attachment_is_delivered_rewrapped(site: Project) -> N
         assert max(len(line) for line in d.path.read_bytes().splitlines()) <= 998
         [pdf] = [p for p in d.message.walk() if p.get_content_type() == "application/pdf"]
         assert pdf.get_payload(decode=True) == attachment_bytes(18_255)
+
+
+# -- a To header of thousands of addresses -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "Volunteer {i} <v{i}@example.org>",
+        "v{i}@example.org",
+        '"Volunteer, No. {i}" <v{i}@example.org>',
+        "v{i}@example.org (volunteer {i})",
+    ],
+    ids=["named", "bare", "quoted", "commented"],
+)
+def test_a_to_header_of_thousands_of_addresses_is_delivered(site: Project, shape: str) -> None:
+    """A post whose To names the list among 2,710 other addresses is parsed without
+    running out of recursion and delivered to every member, not held."""
+    others = ", ".join(shape.format(i=i) for i in range(2710))
+    path = site.root / "crowd.eml"
+    path.write_bytes(
+        (
+            "From: Ann Author <ann@example.com>\n"
+            f"To: {others}, {VOLUNTEERS}\n"
+            f"Cc: {others}\n"
+            "Subject: Everyone\n"
+            "Message-ID: <crowd@example.com>\n"
+            "\n"
+            "Thank you all.\n"
+        ).encode()
+    )
+    queued = routemail(site, "inject", str(path), "--to", VOLUNTEERS, "--verdicts", PASSING)
+    assert queued.exit_code == 0, queued.output
+    run(site)
+    assert recipients(site.data_dir, "Everyone") == {
+        "ann@example.com": 1,
+        "bob@example.net": 1,
+        "coordinator@example.org": 1,
+    }
