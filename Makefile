@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/wire.py
 	$(BIN)/python bench/counting.py
 	$(BIN)/python bench/duplicates.py
+	$(BIN)/python bench/address_case.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda

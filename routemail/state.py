@@ -104,6 +104,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (list, address)
     );
     """,
+    # 4: addresses compare ignoring case (COLLATE NOCASE); these keep those lookups
+    # indexed (without, a suppression check scanned the table: ~2 ms at 20,000 rows).
+    """
+    CREATE INDEX suppressions_address_nocase ON suppressions (address COLLATE NOCASE, list);
+    CREATE INDEX bounce_scores_address_nocase ON bounce_scores (address COLLATE NOCASE);
+    CREATE INDEX accounts_email_nocase ON accounts (email COLLATE NOCASE);
+    CREATE INDEX tokens_owner_nocase ON tokens (purpose, email COLLATE NOCASE, list);
+    CREATE INDEX membership_changes_nocase ON membership_changes (list, address COLLATE NOCASE);
+    """,
 )
 
 

@@ -5,9 +5,13 @@ Mail goes to the spelling written in the list."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from routemail import config as configuration
 from routemail import listedit, sidecar
+from routemail.config import Bounces
+from routemail.state import MIGRATIONS, State
+from routemail.suppression import Suppression
 from tests.conftest import BASE_CONFIG, Project, Receiver
 from tests.mailbox import outbox, recipients
 from tests.test_api import ADMIN, PASSWORD, api, call, new_list, subscribed
@@ -183,3 +187,40 @@ def test_lists_toml_edits_ignore_case(project: Project) -> None:
     assert listedit.add_member(project.config_path, "choir", "bob@example.com") is False
     assert listedit.remove_member(project.config_path, "choir", "BOB@example.com") is True
     assert configuration.load(project.config_path).lists["choir"].members == ("ann@example.com",)
+
+
+def test_existing_state_is_migrated_and_case_free_lookups_use_an_index(tmp_path: Path) -> None:
+    """A state database of before (version 3, a row in capitals) gains the NOCASE
+    indexes; the suppression check finds the row through one, not by a scan."""
+    state = State.open(tmp_path)
+    for index in NOCASE_INDEXES:
+        state.db.execute(f"DROP INDEX {index}")
+    state.db.execute("PRAGMA user_version = 3")
+    with state.transaction() as db:
+        db.execute(
+            "INSERT INTO suppressions (address, list, reason, detail, created) "
+            "VALUES ('BOB@EXAMPLE.COM', '', 'bounce', '', 0)"
+        )
+    state.close()
+    state = State.open(tmp_path)
+    assert state.version == len(MIGRATIONS)
+    assert Suppression(state, Bounces()).reason("bob@example.com", "band") == "bounce (all lists)"
+    plan = " ".join(
+        str(row[-1])
+        for row in state.db.execute(
+            "EXPLAIN QUERY PLAN SELECT reason FROM suppressions "
+            "WHERE address = ? COLLATE NOCASE AND list IN ('', ?)",
+            ("bob@example.com", "band"),
+        )
+    )
+    assert "suppressions_address_nocase" in plan, plan
+    state.close()
+
+
+NOCASE_INDEXES = (
+    "suppressions_address_nocase",
+    "bounce_scores_address_nocase",
+    "accounts_email_nocase",
+    "tokens_owner_nocase",
+    "membership_changes_nocase",
+)
