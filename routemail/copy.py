@@ -252,17 +252,7 @@ class CopyMaker:
         self._html = False
         decorated: dict[int, DecoratedPart] = {}
         if self.header or self.footer:
-            for part, kind in _targets(top):
-                try:
-                    d = DecoratedPart(buf, nl, part, kind, probe, top=part is top)
-                except Undecoratable as exc:
-                    self.problems.append(f"text/{kind} part left undecorated: {exc}")
-                    continue
-                decorated[id(part)] = d
-                self._html = self._html or kind == "html"
-                self.decorated.append(
-                    f"text/{kind}" + (f" ({d.new_charset})" if d.new_charset else "")
-                )
+            decorated = self._decorate(buf, nl, top, probe)
             self.wrapped = not decorated
         self._decorated = decorated
 
@@ -281,6 +271,30 @@ class CopyMaker:
             if not isinstance(s, bytes | memoryview):
                 self._dynamic.append((len(self._segments), s))
             self._segments.append(s)
+
+    def _decorate(self, buf: bytes, nl: bytes, top: Part, probe: Texts) -> dict[int, DecoratedPart]:
+        """The target parts with the header and footer; none when one of them cannot
+        carry them (one side of a multipart/alternative, say: a reader shown that side
+        would see the message without them), and the message is wrapped instead."""
+        decorated: dict[int, DecoratedPart] = {}
+        kinds: list[str] = []
+        failed = False
+        for part, kind in _targets(top):
+            try:
+                d = DecoratedPart(buf, nl, part, kind, probe, top=part is top)
+            except Undecoratable as exc:
+                self.problems.append(f"text/{kind} part left undecorated: {exc}")
+                failed = True
+                continue
+            decorated[id(part)] = d
+            kinds.append(kind)
+            self.decorated.append(f"text/{kind}" + (f" ({d.new_charset})" if d.new_charset else ""))
+        if failed and decorated:
+            self.problems.append("the other alternatives left undecorated too")
+            self.decorated = []
+            return {}
+        self._html = "html" in kinds
+        return decorated
 
     def _b(self, data: bytes) -> bytes:
         """Bytes built with LF line breaks, in the copy's line ending."""

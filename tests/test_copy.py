@@ -350,3 +350,55 @@ def test_over_long_encoded_lines_are_rewrapped_with_the_same_decoded_bytes(nl: b
     assert after[0].startswith(before[0].rstrip(b"\r\n"))  # the text, then the footer
     assert msg.get_payload()[0]["Content-Transfer-Encoding"] == "quoted-printable"
     assert any("re-wrapped a base64 application/pdf" in p for p in maker.problems)
+
+
+def alternative(plain_cte: str) -> bytes:
+    return (
+        b"From: Ann Author <ann@example.com>\r\n"
+        b"To: volunteers@lists.example.org\r\n"
+        b"Subject: Rota\r\n"
+        b"Message-ID: <alt-cte@example.com>\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="sides"\r\n'
+        b"\r\n"
+        b"--sides\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: " + plain_cte.encode() + b"\r\n"
+        b"\r\n"
+        b"Saturday: Ann=0ASunday: Bob\r\n"
+        b"--sides\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n"
+        b"\r\n"
+        b"<html><body><p>Saturday: Ann<br>Sunday: Bob</p></body></html>\r\n"
+        b"--sides--\r\n"
+    )
+
+
+@pytest.mark.parametrize("cte", ["quoted-printable;", "quoted printable", "x-unheard-of"])
+def test_alternative_with_one_unreadable_side_is_wrapped(cte: str) -> None:
+    """When one side of a multipart/alternative has a transfer encoding that cannot be
+    read, neither side is decorated: the message is wrapped, with the footer as its own
+    part, so every reader sees it whichever side it shows."""
+    raw = alternative(cte)
+    maker = CopyMaker(raw, identity())
+    data = maker.copy_for(RECIPIENT)
+    msg = check_sendable(data)
+    assert maker.wrapped
+    assert maker.decorated == []
+    assert msg.get_content_type() == "multipart/mixed"
+    inner, footer = msg.get_payload()
+    assert inner.get_content_type() == "multipart/alternative"
+    assert "You are on volunteers as member@example.net." in footer.get_content()
+    assert raw.split(b"\r\n\r\n", 1)[1] in data  # both sides exactly as sent
+
+
+def test_alternative_with_both_sides_readable_decorates_both() -> None:
+    """The same message with a well-formed encoding on both sides: both get the footer."""
+    maker = CopyMaker(alternative("quoted-printable"), identity())
+    msg = check_sendable(maker.copy_for(RECIPIENT))
+    assert not maker.wrapped
+    assert maker.decorated == ["text/plain", "text/html"]
+    plain, html = msg.get_payload()
+    assert "You are on volunteers" in plain.get_content()
+    assert "You are on volunteers" in html.get_content()
