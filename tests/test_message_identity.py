@@ -8,14 +8,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailxfer.post import post_message
 from routemail import config as configuration
 from routemail import moderate, sidecar
-from tests.conftest import BASE_CONFIG, SECRET, Project, Receiver, RunCli, free_port
+from tests.conftest import BASE_CONFIG, SECRET, Project, Receiver, RunCli
 from tests.mailbox import moderation_requests, recipients
-from tests.test_transport_smtp import Recorder
+from tests.smtp_relay import Recorder, relay_for
 
 VOLUNTEERS = "volunteers@lists.example.org"
 HELPERS = "helpers@lists.example.org"
@@ -166,31 +165,9 @@ def test_a_held_post_is_settled_only_by_moderation(
 def slow_relay(project: Project) -> Iterator[Recorder]:
     """An SMTP server on loopback that refuses slow@… twice (454), and the project's
     delivery configured to use it, with one try per run."""
-    handler = Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    project.write_config(
-        BASE_CONFIG
-        + f"""
-[delivery]
-transport = "smtp"
-rate = 1000
-retries = 0
-max_attempts = 5
-
-[delivery.smtp]
-host = "127.0.0.1"
-port = {controller.port}
-tls = "none"
-
-[lists.helpers]
-members = ["ann@example.com", "slow@example.com"]
-"""
-    )
-    try:
-        yield handler
-    finally:
-        controller.stop()
+    helpers = '\n[lists.helpers]\nmembers = ["ann@example.com", "slow@example.com"]\n'
+    with relay_for(project, "retries = 0\nmax_attempts = 5\n", helpers) as relay:
+        yield relay
 
 
 @pytest.mark.parametrize(

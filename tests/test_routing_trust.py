@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from mailxfer.post import post_message
 from routemail import config as configuration
 from routemail import sidecar
-from tests.conftest import BASE_CONFIG, SECRET, Project, Receiver, RunCli, free_port
-from tests.test_transport_smtp import Recorder
+from tests.conftest import SECRET, Project, Receiver, RunCli
+from tests.smtp_relay import Recorder, relay_for
 
 BOARD = "board@lists.example.org"
 VOLUNTEERS = "volunteers@lists.example.org"
@@ -30,30 +29,11 @@ DISGUISED = "=?us-ascii?q?chair=40example.org?= <mallory@evil.example>"
 @pytest.fixture
 def smtp(project: Project) -> Iterator[Recorder]:
     """An SMTP server on loopback that routemail delivers to (transport smtp)."""
-    handler = Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    project.write_config(
-        BASE_CONFIG
-        + f"""
-[lists.open]
-posters = "anyone"
-members = ["ann@example.com", "bob@example.net"]
-
-[delivery]
-transport = "smtp"
-rate = 1000
-
-[delivery.smtp]
-host = "127.0.0.1"
-port = {controller.port}
-tls = "none"
-"""
+    open_list = (
+        '\n[lists.open]\nposters = "anyone"\nmembers = ["ann@example.com", "bob@example.net"]\n'
     )
-    try:
-        yield handler
-    finally:
-        controller.stop()
+    with relay_for(project, lists=open_list) as relay:
+        yield relay
 
 
 def message(sender: str, to: str, msgid: str, extra: str = "", subject: str = "Budget") -> bytes:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import logging
 import socket
 import ssl
 import threading
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from routemail import config as configuration
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Transport, open_transport
 from tests.conftest import BASE_CONFIG, Project, RunCli, free_port
+from tests.smtp_relay import Recorder
 
 SENDER = "volunteers-bounces@lists.example.org"
 USERNAME = "relay-user"
@@ -39,62 +38,6 @@ def copy_for(recipient: str) -> bytes:
         f"To: {recipient}\nSubject: [volunteers] Saturday\n"
         f"Message-ID: <m1@example.com>\n\nSee you there.\n.leading dot\n"
     ).encode()
-
-
-@dataclass
-class Delivered:
-    sender: str
-    recipients: list[str]
-    content: bytes
-    peer: Any
-    tls: bool
-    login: bytes | None
-
-
-@dataclass
-class Recorder:
-    """Records what it accepts; refuses by local part: busy* 451, nobody* 550,
-    slow* 454 twice, drop* loses the connection in its first DATA."""
-
-    close_after_each: bool = False
-    messages: list[Delivered] = field(default_factory=list)
-    rcpt_attempts: Counter[str] = field(default_factory=Counter)
-    data_attempts: Counter[str] = field(default_factory=Counter)
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        self.rcpt_attempts[address] += 1
-        local = address.split("@")[0]
-        if local.startswith("busy"):
-            return "451 4.2.1 Mailbox busy, try again later"
-        if local.startswith("nobody"):
-            return "550 5.1.1 No such user here"
-        if local.startswith("slow") and self.rcpt_attempts[address] <= 2:
-            return "454 4.7.0 Throttling failure: Maximum sending rate exceeded."
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        first = envelope.rcpt_tos[0]
-        self.data_attempts[first] += 1
-        if first.startswith("drop") and self.data_attempts[first] == 1:
-            server.transport.abort()
-            return "451 4.3.0 lost"
-        self.messages.append(
-            Delivered(
-                envelope.mail_from,
-                list(envelope.rcpt_tos),
-                envelope.original_content,
-                session.peer,
-                session.ssl is not None,
-                session.auth_data.login if session.authenticated else None,
-            )
-        )
-        if self.close_after_each:
-            # Closes once the 250 below is written: an idle connection the server dropped.
-            asyncio.get_running_loop().call_soon(server.transport.close)
-        return "250 2.0.0 Accepted"
 
 
 def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:

@@ -9,14 +9,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routemail.notices import Notice
 from routemail.transports.wire import CRLF, LF, line_breaks, wire_form
-from tests.conftest import BASE_CONFIG, Project, RunCli, free_port
-from tests.test_transport_smtp import Recorder
+from tests.conftest import Project, RunCli
+from tests.smtp_relay import Recorder, relay_for
 
 VERDICTS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 # The SMTP smuggling pattern: a bare CR before and after the dot, then a second
@@ -60,28 +59,8 @@ def test_clean_message_is_passed_on_as_it_is() -> None:
 @pytest.fixture
 def smtp(project: Project) -> Iterator[Recorder]:
     """An aiosmtpd server on loopback, and lists.toml sending through it."""
-    handler = Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    project.write_config(
-        BASE_CONFIG
-        + f"""
-[delivery]
-transport = "smtp"
-rate = 1000
-retries = 1
-backoff_seconds = 0.01
-
-[delivery.smtp]
-host = "127.0.0.1"
-port = {controller.port}
-tls = "none"
-"""
-    )
-    try:
-        yield handler
-    finally:
-        controller.stop()
+    with relay_for(project, "retries = 1\nbackoff_seconds = 0.01\n") as relay:
+        yield relay
 
 
 def test_hostile_originals_reach_the_wire_only_as_crlf(
