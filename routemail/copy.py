@@ -35,6 +35,7 @@ from routemail.rewrite.decorate import DecoratedPart, Kind, Texts, Undecoratable
 from routemail.rewrite.headers import Field
 from routemail.rewrite.mime import Part, TooComplex, scan
 from routemail.templates import Template
+from routemail.transports.wire import Prepared, WireParts
 
 LOOP_HEADER = "X-Loop"
 CRLF = b"\r\n"
@@ -266,6 +267,7 @@ class CopyMaker:
             segs.append(self._b(b"\n"))
             self._emit_body(top, segs, mv)
         self._segments: list[Segment | bytes] = []
+        self._wire: WireParts | None = None
         self._dynamic: list[tuple[int, _DecoratedSlot | _Unsubscribe | _WrapperText]] = []
         for s in _merge(segs):
             if not isinstance(s, bytes | memoryview):
@@ -484,8 +486,9 @@ class CopyMaker:
 
     # -- once per recipient ---------------------------------------------------------------
 
-    def copy_for(self, recipient: str) -> bytes:
-        """The copy for recipient (a normalized address), as bytes ready to send."""
+    def copy_for(self, recipient: str) -> Prepared:
+        """The copy for recipient (a normalized address), as bytes ready to send; its
+        smtp_data() is the same copy in SMTP DATA form, joined from prepared pieces."""
         if not isinstance(recipient, str) or not _RECIPIENT.fullmatch(recipient):
             raise CopyError(f"{recipient!r} is not an email address a copy can be made for")
         ident = self.identity
@@ -494,9 +497,19 @@ class CopyMaker:
         )
         r = _Recipient(recipient, url, self._texts(recipient, url))
         parts = self._segments.copy()
-        for i, dyn in self._dynamic:
-            parts[i] = dyn.render(r)
-        return b"".join(parts)  # type: ignore[arg-type]
+        filled = [dyn.render(r) for _, dyn in self._dynamic]
+        for (i, _), piece in zip(self._dynamic, filled, strict=True):
+            parts[i] = piece
+        return Prepared(b"".join(parts), lambda: self._wire_parts().join(filled))  # type: ignore[arg-type]
+
+    def _wire_parts(self) -> WireParts:
+        """The shared segments in SMTP DATA form, converted on the first copy sent
+        over SMTP (the outbox and SES take the copy as it is)."""
+        if self._wire is None:
+            self._wire = WireParts(
+                [s if isinstance(s, bytes | memoryview) else None for s in self._segments]
+            )
+        return self._wire
 
 
 def _has_mime_fields(fields: list[Field]) -> bool:

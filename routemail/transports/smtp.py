@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
-from routemail.transports.wire import wire_form
+from routemail.transports.wire import smtp_data
 
 if TYPE_CHECKING:
     from routemail.config import Smtp
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # because a password expired would lose the whole list's mail.
 AUTH_CODES = frozenset({530, 534, 535, 538})
 SERVICE_CLOSING = 421
+START_INPUT = 354
+END_OF_DATA = b".\r\n"
 
 
 class SmtpTransport:
@@ -90,7 +92,7 @@ class SmtpTransport:
     # -- one copy ------------------------------------------------------------
 
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
-        data = wire_form(message)
+        data = smtp_data(message)
         fresh = self._conn is None
         try:
             try:
@@ -155,10 +157,15 @@ class SmtpTransport:
         code, text = conn.rcpt(recipient)
         if code not in (250, 251):
             return self._refused(conn, code, text, "RCPT TO")
-        try:
-            code, text = conn.data(data)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
-            return self._refused(conn, exc.smtp_code, exc.smtp_error, "DATA")
+        code, text = conn.docmd("DATA")
+        if code != START_INPUT:
+            return self._refused(conn, code, text, "DATA")
+        return self._content(conn, data)
+
+    def _content(self, conn: smtplib.SMTP, data: bytes) -> Result:
+        """After 354: the copy, already in DATA form, and the closing dot in one write."""
+        conn.send(data + END_OF_DATA)
+        code, text = conn.getreply()
         if code != 250:
             return self._refused(conn, code, text, "end of data")
         return Result(SENT, text.decode("utf-8", "replace"))

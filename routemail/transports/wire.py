@@ -15,6 +15,7 @@ line_breaks().
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 
 CRLF = b"\r\n"
 LF = b"\n"
@@ -46,3 +47,105 @@ def own_line_break(message: bytes) -> bytes:
     """The line break a message's first line ends with (LF when it has none)."""
     first = message.find(LF)
     return CRLF if first > 0 and message[first - 1 : first] == b"\r" else LF
+
+
+# -- SMTP DATA form ------------------------------------------------------------------
+#
+# Inside DATA a line that starts with "." gets a second one (RFC 5321 4.5.2), and the
+# content ends with CR LF before the closing ".". smtplib does both with regular
+# expressions over the whole message, once per copy; a copy made by routemail.copy
+# is joined from pieces already in this form instead (WireParts, Prepared).
+
+DOT = b"."
+_DOT = ord(DOT)
+_LF = ord(LF)
+
+
+def smtp_data(message: bytes) -> bytes:
+    """message as the content of SMTP DATA: wire form, dot-stuffed, ending in CR LF
+    (the closing "." line not included)."""
+    if isinstance(message, Prepared):
+        return message.smtp_data()
+    return _terminated(dot_stuffed(wire_form(message)))
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """data (CRLF line breaks) with a "." added before every line that starts with one."""
+    data = data.replace(b"\n.", b"\n..")
+    return DOT + data if data[:1] == DOT else data
+
+
+def unstuffed(data: bytes) -> bytes:
+    """The reverse of dot_stuffed(): what a server stores of what it received."""
+    data = data.replace(b"\n..", b"\n.")
+    return data[1:] if data[:2] == b".." else data
+
+
+def _terminated(data: bytes) -> bytes:
+    return data if data.endswith(CRLF) else data + CRLF
+
+
+class Prepared(bytes):
+    """A message (these bytes, as the outbox and SES take it) that also gives its SMTP
+    DATA form without a pass over the whole of it: `data` builds it from pieces put in
+    that form once per message."""
+
+    _data: Callable[[], bytes | None]
+
+    def __new__(cls, message: bytes, data: Callable[[], bytes | None]) -> Prepared:
+        self = super().__new__(cls, message)
+        self._data = data
+        return self
+
+    def smtp_data(self) -> bytes:
+        data = self._data()
+        # None: a piece broke the assumptions of the splice (see WireParts.join).
+        return data if data is not None else _terminated(dot_stuffed(wire_form(bytes(self))))
+
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        # Crossing a process boundary, it is the message it holds.
+        return bytes, (bytes(self),)
+
+
+class WireParts:
+    """A message's pieces in SMTP DATA form, the shared ones converted once.
+
+    A slot (None) is filled for each copy with a small piece converted as it comes.
+    A "." at the start of a piece is stuffed only when the piece starts a line, which
+    depends on the piece before it: that is decided as the copy is joined."""
+
+    def __init__(self, pieces: Sequence[bytes | memoryview | None]) -> None:
+        converted = [None if p is None else _converted(bytes(p)) for p in pieces]
+        # A shared piece ending in a bare CR may be half of a CR LF split across
+        # pieces: joining such a message piecewise could double that line break.
+        self.usable = not any(p is not None and p[1] for p in converted)
+        self.pieces = [None if p is None else p[0] for p in converted]
+
+    def join(self, filled: Sequence[bytes]) -> bytes | None:
+        """The DATA content with the slots filled in order, or None when this message
+        cannot be joined piecewise (a piece ending in a bare CR)."""
+        if not self.usable:
+            return None
+        out: list[bytes] = []
+        at_line_start = True
+        slots = iter(filled)
+        for piece in self.pieces:
+            if piece is None:
+                piece, cr = _converted(next(slots))
+                if cr:
+                    return None
+            if not piece:
+                continue
+            if at_line_start and piece[0] == _DOT:
+                out.append(DOT)
+            out.append(piece)
+            at_line_start = piece[-1] == _LF
+        return _terminated(b"".join(out))
+
+
+def _converted(piece: bytes) -> tuple[bytes, bool]:
+    """piece in wire form with its inner line-starting dots stuffed, and whether it
+    ended in a bare CR (NUL bytes aside)."""
+    cleaned = piece.replace(NUL, b"") if NUL in piece else piece
+    bare_cr = cleaned.endswith(b"\r")
+    return line_breaks(cleaned, CRLF).replace(b"\n.", b"\n.."), bare_cr
