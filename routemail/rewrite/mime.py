@@ -107,6 +107,7 @@ class _Reading:
     parts mostly repeat their fields)."""
 
     parts_left: int = MAX_PARTS
+    open_signed: bool = False  # read the parts of signed and encrypted multiparts too
     seen: dict[tuple[bytes, str], ContentInfo] = field(default_factory=dict)
 
     def content_info(self, fields: list[Field], default: str) -> ContentInfo:
@@ -129,10 +130,13 @@ def scan(
     depth: int = 0,
     default: str = "text/plain",
     reading: _Reading | None = None,
+    open_signed: bool = False,
 ) -> Part:
     """The entity in buf[start:end] and, for multiparts, its children, repaired where
-    Python's email parser would report a defect (so every copy re-parses cleanly)."""
-    reading = _Reading() if reading is None else reading
+    Python's email parser would report a defect (so every copy re-parses cleanly).
+    Signed and encrypted multiparts are kept whole unless open_signed (for reading
+    what they hold, never for a copy)."""
+    reading = _Reading(open_signed=open_signed) if reading is None else reading
     block = split_block(buf, start, end, top=top)
     reading.parts_left -= 1
     fields, problems = block.fields, list(block.problems)
@@ -167,7 +171,7 @@ def scan(
         part.new_fields = [
             f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"
         ]
-    if part.ctype in OPAQUE:
+    if part.ctype in OPAQUE and not reading.open_signed:
         if any(p.broken for p in part.walk()):
             # A signature over a broken structure cannot verify: repair it like any other.
             part.problems.append(f"{part.ctype} with a broken structure: repaired, not kept intact")
