@@ -23,9 +23,6 @@ keeps its needs-processing bit while anything is left to retry.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from routemail import approvals, feedback, moderate, sidecar, tally, tokens, webhooks
 from routemail.actionlog import ActionLog
@@ -34,6 +31,7 @@ from routemail.approvals import Refusal
 from routemail.commandline import routemail_command
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
+from routemail.delivery import OUTGOING, Deliverer, Work
 from routemail.errors import RoutemailError, UnknownMessage
 from routemail.lists import Directory, ResolvedList, ResolverError
 from routemail.message import Headers
@@ -41,41 +39,9 @@ from routemail.notices import Notice
 from routemail.spool import Spool
 from routemail.state import State
 from routemail.suppression import Suppression
-from routemail.transports import (
-    NULL_SENDER,
-    PERMANENT,
-    Result,
-    Transport,
-    TransportError,
-    Unavailable,
-    open_transport,
-)
+from routemail.transports import NULL_SENDER, PERMANENT, Result, Transport
 
-OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 ADMIN = "-"  # the pseudo-list of mail forwarded to the admin, in tags and counts
-# F lines whose detail starts so count toward max_attempts; the others record a copy
-# the transport never took ("transport down: ...") or a notice not sent.
-COUNTED_FAILURE = "attempt"
-TRANSPORT_DOWN = "transport down:"
-
-
-@dataclass
-class Work:
-    """One message being processed: what is known and what is left."""
-
-    msg_id: str
-    history: sidecar.History
-    raw: bytes
-    headers: Headers
-    # Whatever their case: one copy per address across lists, and an S line for
-    # bob@example.com settles Bob@Example.com on resume.
-    finished: AddressSet = field(default_factory=AddressSet)  # sent, skipped or given up
-    sent: AddressSet = field(default_factory=AddressSet)
-    retry: bool = False
-
-    @property
-    def virus(self) -> bool:
-        return self.history.verdicts.get("virus") == "FAIL"
 
 
 class Router:
@@ -96,19 +62,10 @@ class Router:
         self.directory = Directory(config)
         self.secret = tokens.load_secret(spool.root.parent)
         self.webhooks = webhooks.Outbox(spool.root.parent, config.webhooks)
-        self._transport = transport
+        self.delivery = Deliverer(
+            config, spool, log, self.tally, self.secret, self.suppressed, transport
+        )
         self._state: State | None = None
-
-    @property
-    def transport(self) -> Transport:
-        if self._transport is None:
-            try:
-                self._transport = open_transport(self.config, self.spool)
-            except TransportError as exc:
-                # Every copy still gets its F line, and the operator one line saying why.
-                self.tally.problem(tally.ERROR, "transport", str(exc))
-                self._transport = Unavailable(f"transport not usable: {exc}")
-        return self._transport
 
     @property
     def state(self) -> State:
@@ -126,11 +83,10 @@ class Router:
     @property
     def circuit_open(self) -> bool:
         """Whether the transport ended up taking nothing (unreachable, refusing us)."""
-        return bool(getattr(self._transport, "circuit_open", False))
+        return self.delivery.circuit_open
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        self.delivery.close()
         if self._state is not None:
             self._state.close()
 
@@ -171,8 +127,8 @@ class Router:
         if not work.retry:
             self.spool.set_pending(msg_id, False)
 
-    def _record(self, work: Work, code: str, *fields: str, sync: bool = True) -> None:
-        self.spool.append(work.msg_id, [sidecar.event(code, *fields)], sync=sync)
+    def _record(self, work: Work, code: str, *fields: str) -> None:
+        self.delivery.record(work, code, *fields)
 
     def _destination(self, work: Work, destination: str) -> None:
         name = self.directory.list_name(destination)
@@ -280,7 +236,7 @@ class Router:
                 # `routemail approve` tries again (say, after an upgrade).
                 self._hold(work, mlist, [f"no copy can be built: {exc}"], to_admin=True)
             return
-        if self._send_each(work, mlist.name, mlist.recipients, maker.copy_for):
+        if self.delivery.send_each(work, mlist.name, mlist.recipients, maker.copy_for):
             self._record(work, sidecar.LIST_SENT, mlist.name)
             sent = sum(r in work.sent for r in mlist.recipients)
             missed = len(mlist.recipients) - sent
@@ -295,36 +251,6 @@ class Router:
         else:
             work.retry = True
 
-    def _send_each(
-        self,
-        work: Work,
-        listname: str,
-        recipients: Sequence[str],
-        copy_for: Callable[[str], bytes],
-    ) -> bool:
-        """One copy to each recipient not yet finished; True when all are finished."""
-        self.tally.expect(sum(r not in work.finished for r in recipients))
-        for recipient in recipients:
-            if recipient in work.finished:
-                continue
-            if reason := self.suppressed(recipient, listname):
-                self._record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
-                self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
-                work.finished.add(recipient)
-                self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
-                continue
-            sender = self._envelope_sender(listname, recipient)
-            result = self._send(work, sender, recipient, copy_for(recipient), listname)
-            self._outcome(work, recipient, result, listname)
-        return all(r in work.finished for r in recipients)
-
-    def _envelope_sender(self, listname: str, recipient: str) -> str:
-        """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""
-        domain = self.config.site.domain
-        if self.config.delivery.transport == "smtp" and listname != OUTGOING:
-            return feedback.verp_sender(self.secret, listname, recipient, domain)
-        return f"{listname}{feedback.BOUNCES_SUFFIX}@{domain}"
-
     def _emit(self, work: Work, event: str, **fields: object) -> None:
         self.webhooks.emit(
             event,
@@ -338,7 +264,7 @@ class Router:
     def _outgoing(self, work: Work) -> None:
         """Transactional mail: sent as it is, with the same pacing, retries and suppression."""
         recipients = work.history.outgoing
-        if self._send_each(work, OUTGOING, recipients, lambda _: work.raw):
+        if self.delivery.send_each(work, OUTGOING, recipients, lambda _: work.raw):
             self._record(work, sidecar.LIST_SENT, OUTGOING)
             self.log.write(
                 work.msg_id, f"outgoing mail done: {len(work.history.outgoing)} recipients"
@@ -348,60 +274,12 @@ class Router:
             work.retry = True
 
     def _send(self, work: Work, sender: str, recipient: str, data: bytes, listname: str) -> Result:
-        if reason := self.suppressed(recipient, listname):
-            return Result(PERMANENT, f"suppressed: {reason}")
-        return self.transport.send(
-            sender, recipient, data, {"list": listname, "message": work.msg_id}
-        )
-
-    def _outcome(self, work: Work, recipient: str, result: Result, listname: str) -> None:
-        """S, F or G for one recipient; S is not fsync'd one by one (a killed
-        process loses no written line; L syncs them all)."""
-        if result.sent:
-            self._record(work, sidecar.SENT, recipient, sync=False)
-            work.sent.add(recipient)
-            self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
-            work.finished.add(recipient)
-            self.tally.copy(work.msg_id, listname, tally.SENT)
-            return
-        # A send the transport did not even try (its server is down) uses up no attempt.
-        failures = work.history.failures(recipient)
-        attempts = sum(_detail_starts(e, COUNTED_FAILURE) for e in failures)
-        attempts += 0 if result.halt else 1
-        received = work.history.received_at
-        age_hours = (time.time() - received.timestamp()) / 3600 if received else 0.0
-        delivery = self.config.delivery
-        permanent = result.outcome == PERMANENT
-        if permanent or attempts >= delivery.max_attempts or age_hours >= delivery.max_age_hours:
-            why = (
-                result.detail
-                if permanent
-                else f"gave up after {attempts} attempts: {result.detail}"
-            )
-            self._record(work, sidecar.GAVE_UP, recipient, why)
-            self.log.write(work.msg_id, f"{listname}: not delivered to {recipient}: {why}")
-            work.finished.add(recipient)
-            self.tally.copy(work.msg_id, listname, tally.GAVE_UP, why)
-            return
-        work.retry = True
-        self.tally.copy(work.msg_id, listname, tally.DEFERRED, result.detail)
-        if result.halt:
-            # One such line per recipient while the transport stays down, not one per run.
-            if not (failures and _detail_starts(failures[-1], TRANSPORT_DOWN)):
-                self._record(work, sidecar.FAILED, recipient, f"{TRANSPORT_DOWN} {result.detail}")
-            self.log.write(work.msg_id, f"{listname}: {recipient} not attempted ({result.detail})")
-            return
-        self._record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
-        self.log.write(work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry")
+        return self.delivery.send(work, sender, recipient, data, listname)
 
     def _notice_failed(
         self, work: Work, recipient: str, listname: str, what: str, result: Result
     ) -> None:
-        """An F line for a notice (moderation request, forward) that was not sent; it
-        counts toward no give-up: the notice is tried again while the message waits."""
-        self._record(work, sidecar.FAILED, recipient, f"{what} not sent: {result.detail}")
-        outcome = tally.GAVE_UP if result.outcome == PERMANENT else tally.DEFERRED
-        self.tally.copy(work.msg_id, listname, outcome, f"{what}: {result.detail}")
+        self.delivery.notice_failed(work, recipient, listname, what, result)
 
     # -- unknown destinations ----------------------------------------------
 
@@ -584,9 +462,3 @@ class Router:
                 why = f"refused-approval notice not sent: {result.detail}"
                 self._record(work, sidecar.GAVE_UP, moderator, why)
                 self.tally.copy(work.msg_id, refusal.listname, tally.GAVE_UP, why)
-
-
-def _detail_starts(failure: sidecar.Event, prefix: str) -> bool:
-    """Whether an F line's detail (the words after its recipient) begins with prefix."""
-    words = prefix.split()
-    return list(failure.fields[1 : 1 + len(words)]) == words

@@ -1,0 +1,193 @@
+"""Delivery: one copy to each recipient, each outcome a sidecar line (S, F, G or K).
+
+The router decides what a message needs; this module hands the copies to the
+transport and records what became of each: S sent, F failed (tried again by a
+later run, or not attempted while the transport is down), G given up, K skipped
+(suppressed). It also chooses each copy's envelope sender.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from routemail import feedback, sidecar, tally
+from routemail.actionlog import ActionLog
+from routemail.addresses import AddressSet
+from routemail.config import Config
+from routemail.message import Headers
+from routemail.spool import Spool
+from routemail.transports import (
+    PERMANENT,
+    Result,
+    Transport,
+    TransportError,
+    Unavailable,
+    open_transport,
+)
+
+OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
+# F lines whose detail starts so count toward max_attempts; the others record a copy
+# the transport never took ("transport down: ...") or a notice not sent.
+COUNTED_FAILURE = "attempt"
+TRANSPORT_DOWN = "transport down:"
+
+Suppressed = Callable[[str, str], "str | None"]
+
+
+@dataclass
+class Work:
+    """One message being processed: what is known and what is left."""
+
+    msg_id: str
+    history: sidecar.History
+    raw: bytes
+    headers: Headers
+    # Whatever their case: one copy per address across lists, and an S line for
+    # bob@example.com settles Bob@Example.com on resume.
+    finished: AddressSet = field(default_factory=AddressSet)  # sent, skipped or given up
+    sent: AddressSet = field(default_factory=AddressSet)
+    retry: bool = False
+
+    @property
+    def virus(self) -> bool:
+        return self.history.verdicts.get("virus") == "FAIL"
+
+
+class Deliverer:
+    """Sends copies through the configured transport and records their outcomes."""
+
+    def __init__(
+        self,
+        config: Config,
+        spool: Spool,
+        log: ActionLog,
+        counts: tally.Tally,
+        secret: bytes,
+        suppressed: Suppressed,
+        transport: Transport | None = None,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.log = log
+        self.tally = counts
+        self.secret = secret
+        self.suppressed = suppressed
+        self._transport = transport
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            try:
+                self._transport = open_transport(self.config, self.spool)
+            except TransportError as exc:
+                # Every copy still gets its F line, and the operator one line saying why.
+                self.tally.problem(tally.ERROR, "transport", str(exc))
+                self._transport = Unavailable(f"transport not usable: {exc}")
+        return self._transport
+
+    @property
+    def circuit_open(self) -> bool:
+        """Whether the transport ended up taking nothing (unreachable, refusing us)."""
+        return bool(getattr(self._transport, "circuit_open", False))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def record(self, work: Work, code: str, *fields: str, sync: bool = True) -> None:
+        self.spool.append(work.msg_id, [sidecar.event(code, *fields)], sync=sync)
+
+    def send_each(
+        self,
+        work: Work,
+        listname: str,
+        recipients: Sequence[str],
+        copy_for: Callable[[str], bytes],
+    ) -> bool:
+        """One copy to each recipient not yet finished; True when all are finished."""
+        self.tally.expect(sum(r not in work.finished for r in recipients))
+        for recipient in recipients:
+            if recipient in work.finished:
+                continue
+            if reason := self.suppressed(recipient, listname):
+                self.record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
+                self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
+                work.finished.add(recipient)
+                self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
+                continue
+            sender = self.envelope_sender(listname, recipient)
+            result = self.send(work, sender, recipient, copy_for(recipient), listname)
+            self.outcome(work, recipient, result, listname)
+        return all(r in work.finished for r in recipients)
+
+    def envelope_sender(self, listname: str, recipient: str) -> str:
+        """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""
+        domain = self.config.site.domain
+        if self.config.delivery.transport == "smtp" and listname != OUTGOING:
+            return feedback.verp_sender(self.secret, listname, recipient, domain)
+        return f"{listname}{feedback.BOUNCES_SUFFIX}@{domain}"
+
+    def send(self, work: Work, sender: str, recipient: str, data: bytes, listname: str) -> Result:
+        """One copy, unless the address is suppressed; the caller records the outcome."""
+        if reason := self.suppressed(recipient, listname):
+            return Result(PERMANENT, f"suppressed: {reason}")
+        return self.transport.send(
+            sender, recipient, data, {"list": listname, "message": work.msg_id}
+        )
+
+    def outcome(self, work: Work, recipient: str, result: Result, listname: str) -> None:
+        """S, F or G for one recipient; S is not fsync'd one by one (a killed
+        process loses no written line; L syncs them all)."""
+        if result.sent:
+            self.record(work, sidecar.SENT, recipient, sync=False)
+            work.sent.add(recipient)
+            self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
+            work.finished.add(recipient)
+            self.tally.copy(work.msg_id, listname, tally.SENT)
+            return
+        # A send the transport did not even try (its server is down) uses up no attempt.
+        failures = work.history.failures(recipient)
+        attempts = sum(_detail_starts(e, COUNTED_FAILURE) for e in failures)
+        attempts += 0 if result.halt else 1
+        received = work.history.received_at
+        age_hours = (time.time() - received.timestamp()) / 3600 if received else 0.0
+        delivery = self.config.delivery
+        permanent = result.outcome == PERMANENT
+        if permanent or attempts >= delivery.max_attempts or age_hours >= delivery.max_age_hours:
+            why = (
+                result.detail
+                if permanent
+                else f"gave up after {attempts} attempts: {result.detail}"
+            )
+            self.record(work, sidecar.GAVE_UP, recipient, why)
+            self.log.write(work.msg_id, f"{listname}: not delivered to {recipient}: {why}")
+            work.finished.add(recipient)
+            self.tally.copy(work.msg_id, listname, tally.GAVE_UP, why)
+            return
+        work.retry = True
+        self.tally.copy(work.msg_id, listname, tally.DEFERRED, result.detail)
+        if result.halt:
+            # One such line per recipient while the transport stays down, not one per run.
+            if not (failures and _detail_starts(failures[-1], TRANSPORT_DOWN)):
+                self.record(work, sidecar.FAILED, recipient, f"{TRANSPORT_DOWN} {result.detail}")
+            self.log.write(work.msg_id, f"{listname}: {recipient} not attempted ({result.detail})")
+            return
+        self.record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
+        self.log.write(work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry")
+
+    def notice_failed(
+        self, work: Work, recipient: str, listname: str, what: str, result: Result
+    ) -> None:
+        """An F line for a notice (moderation request, forward) that was not sent; it
+        counts toward no give-up: the notice is tried again while the message waits."""
+        self.record(work, sidecar.FAILED, recipient, f"{what} not sent: {result.detail}")
+        outcome = tally.GAVE_UP if result.outcome == PERMANENT else tally.DEFERRED
+        self.tally.copy(work.msg_id, listname, outcome, f"{what}: {result.detail}")
+
+
+def _detail_starts(failure: sidecar.Event, prefix: str) -> bool:
+    """Whether an F line's detail (the words after its recipient) begins with prefix."""
+    words = prefix.split()
+    return list(failure.fields[1 : 1 + len(words)]) == words
