@@ -100,13 +100,25 @@ class Api:
     send_key_env: str = "ROUTEMAIL_SEND_KEY"  # names the variable holding the /send API key
 
 
+# docs/deliverability.md describes each event and its JSON.
 WEBHOOK_EVENTS = (
+    # a message
     "received",
     "held",
     "approved",
+    "rejected",
+    "expired",
+    "forwarded",
+    "finished",
+    # one recipient's copy
+    "sent",
+    "deferred",
+    "gave_up",
+    "suppressed",
     "delivered",
     "bounced",
     "complained",
+    # an address
     "unsubscribed",
 )
 

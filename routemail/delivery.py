@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from routemail import feedback, sidecar, tally
+from routemail import feedback, sidecar, tally, webhooks
 from routemail.actionlog import ActionLog
 from routemail.addresses import AddressSet
 from routemail.config import Config
@@ -32,6 +32,7 @@ OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags 
 # the transport never took ("transport down: ...") or a notice not sent.
 COUNTED_FAILURE = "attempt"
 TRANSPORT_DOWN = "transport down:"
+ANSWER_CHARS = 200  # of the next hop's answer kept on an S line
 
 Suppressed = Callable[[str, str], "str | None"]
 
@@ -67,6 +68,7 @@ class Deliverer:
         secret: bytes,
         suppressed: Suppressed,
         transport: Transport | None = None,
+        hooks: webhooks.Outbox | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
@@ -75,6 +77,7 @@ class Deliverer:
         self.secret = secret
         self.suppressed = suppressed
         self._transport = transport
+        self.hooks = hooks
 
     @property
     def transport(self) -> Transport:
@@ -99,6 +102,14 @@ class Deliverer:
     def record(self, work: Work, code: str, *fields: str, sync: bool = True) -> None:
         self.spool.append(work.msg_id, [sidecar.event(code, *fields)], sync=sync)
 
+    def emit(
+        self, work: Work, event: str, recipient: str, listname: str, detail: str, **fields: object
+    ) -> None:
+        """A webhook event of one recipient's copy; transactional mail has no list (null)."""
+        if self.hooks is not None:
+            shown = None if listname == OUTGOING else listname
+            self.hooks.copy(event, work.msg_id, recipient, shown, detail, **fields)
+
     def send_each(
         self,
         work: Work,
@@ -113,6 +124,7 @@ class Deliverer:
                 continue
             if reason := self.suppressed(recipient, listname):
                 self.record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
+                self.emit(work, "suppressed", recipient, listname, reason)
                 self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
                 work.finished.add(recipient)
                 self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
@@ -141,7 +153,11 @@ class Deliverer:
         """S, F or G for one recipient; S is not fsync'd one by one (a killed
         process loses no written line; L syncs them all)."""
         if result.sent:
-            self.record(work, sidecar.SENT, recipient, sync=False)
+            # The next hop's answer (SES's MessageId, an SMTP reply) lets what it
+            # reports about the copy later find this line (routemail.tracking).
+            answer = " ".join(result.detail.split())[:ANSWER_CHARS]
+            self.record(work, sidecar.SENT, recipient, *((answer,) if answer else ()), sync=False)
+            self.emit(work, "sent", recipient, listname, answer)
             work.sent.add(recipient)
             self.log.write(work.msg_id, f"{listname}: sent to {recipient}")
             work.finished.add(recipient)
@@ -162,6 +178,7 @@ class Deliverer:
                 else f"gave up after {attempts} attempts: {result.detail}"
             )
             self.record(work, sidecar.GAVE_UP, recipient, why)
+            self.emit(work, "gave_up", recipient, listname, why, attempts=attempts)
             self.log.write(work.msg_id, f"{listname}: not delivered to {recipient}: {why}")
             work.finished.add(recipient)
             self.tally.copy(work.msg_id, listname, tally.GAVE_UP, why)
@@ -172,9 +189,11 @@ class Deliverer:
             # One such line per recipient while the transport stays down, not one per run.
             if not (failures and _detail_starts(failures[-1], TRANSPORT_DOWN)):
                 self.record(work, sidecar.FAILED, recipient, f"{TRANSPORT_DOWN} {result.detail}")
+                self.emit(work, "deferred", recipient, listname, result.detail, attempts=0)
             self.log.write(work.msg_id, f"{listname}: {recipient} not attempted ({result.detail})")
             return
         self.record(work, sidecar.FAILED, recipient, f"attempt {attempts}: {result.detail}")
+        self.emit(work, "deferred", recipient, listname, result.detail, attempts=attempts)
         self.log.write(work.msg_id, f"{listname}: {recipient} failed ({result.detail}); will retry")
 
     def notice_failed(

@@ -17,7 +17,7 @@ import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from routemail import sidecar, tokens
+from routemail import sidecar, tokens, webhooks
 from routemail.actionlog import ActionLog
 from routemail.author import Author
 from routemail.commandline import routemail_command
@@ -141,7 +141,13 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
     ).as_bytes()
 
 
-def decide_from_shell(spool: Spool, msg_id: str, listname: str, reject: bool = False) -> str:
+def decide_from_shell(
+    spool: Spool,
+    msg_id: str,
+    listname: str,
+    reject: bool = False,
+    hooks: webhooks.Outbox | None = None,
+) -> str:
     """`routemail approve|reject`: an A or J line on a held message; the line written."""
     listname = listname.lower()
     if listname not in spool.history(msg_id).held_lists:
@@ -159,4 +165,6 @@ def decide_from_shell(spool: Spool, msg_id: str, listname: str, reject: bool = F
         log.write(msg_id, f"{listname}: {verb} by {who}")
     finally:
         log.close()
+    if hooks is not None:
+        hooks.decision(verb, spool, msg_id, listname, who, "shell")
     return f"{msg_id}: {verb} for {listname} by {who}"

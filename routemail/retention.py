@@ -12,6 +12,7 @@ from routemail import sidecar
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.spool import Spool
+from routemail.webhooks import Outbox
 
 DAY = 86400.0
 
@@ -22,6 +23,7 @@ def tidy(config: Config, spool: Spool, log: ActionLog, now: float | None = None)
     hold = config.moderation.hold_days * DAY
     keep = config.retention.retention_days * DAY
     removed = 0
+    hooks = Outbox(spool.root.parent, config.webhooks)
     for msg_id, mtime, pending in spool.stat_entries():
         age = now - mtime
         if pending or age < min(hold, keep):
@@ -30,6 +32,7 @@ def tidy(config: Config, spool: Spool, log: ActionLog, now: float | None = None)
         if held and age >= hold:
             for name in sorted(held):
                 spool.append(msg_id, [sidecar.event(sidecar.EXPIRED, name)])
+                hooks.decision("expired", spool, msg_id, name, None, "expiry")
                 log.write(
                     msg_id, f"{name}: hold expired after {config.moderation.hold_days:g} days"
                 )

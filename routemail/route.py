@@ -63,7 +63,7 @@ class Router:
         self.secret = tokens.load_secret(spool.root.parent)
         self.webhooks = webhooks.Outbox(spool.root.parent, config.webhooks)
         self.delivery = Deliverer(
-            config, spool, log, self.tally, self.secret, self.suppressed, transport
+            config, spool, log, self.tally, self.secret, self.suppressed, transport, self.webhooks
         )
         self._state: State | None = None
 
@@ -103,6 +103,8 @@ class Router:
         except Exception as exc:  # one bad message must not stop the run
             self.log.write(msg_id, f"error, will retry: {type(exc).__name__}: {exc}")
             return f"{type(exc).__name__}: {exc}"
+        finally:
+            self.webhooks.flush()
         return None
 
     def _process(self, msg_id: str) -> None:
@@ -245,21 +247,14 @@ class Router:
                 f"{mlist.name}: delivered to {sent} recipients"
                 + (f", {missed} not (suppressed or given up)" if missed else ""),
             )
-            self._emit(work, "delivered", list=mlist.name, recipients=sent, not_delivered=missed)
+            self._emit(work, "finished", list=mlist.name, recipients=sent, not_delivered=missed)
             if self.config.retention.archive and mlist.settings.archive:
                 self.spool.archive(work.msg_id, mlist.name)
         else:
             work.retry = True
 
     def _emit(self, work: Work, event: str, **fields: object) -> None:
-        self.webhooks.emit(
-            event,
-            message=work.msg_id,
-            message_id=work.headers.message_id,
-            sender=work.headers.author.address,
-            subject=work.headers.subject,
-            **fields,
-        )
+        self.webhooks.message(event, work.msg_id, work.headers, **fields)
 
     def _outgoing(self, work: Work) -> None:
         """Transactional mail: sent as it is, with the same pacing, retries and suppression."""
@@ -269,7 +264,7 @@ class Router:
             self.log.write(
                 work.msg_id, f"outgoing mail done: {len(work.history.outgoing)} recipients"
             )
-            self._emit(work, "delivered", list=None, recipients=len(work.history.outgoing))
+            self._emit(work, "finished", list=None, recipients=len(work.history.outgoing))
         else:
             work.retry = True
 
@@ -324,6 +319,7 @@ class Router:
         result = self._send(work, NULL_SENDER, site.admin, notice, ADMIN)
         if result.sent:
             self._record(work, sidecar.UNKNOWN, destination)
+            self._emit(work, "forwarded", destination=destination, to=site.admin)
             self.tally.message(work.msg_id, tally.FORWARDED, ADMIN)
             self.log.write(
                 work.msg_id, f"unknown destination {destination}: forwarded to {site.admin}"
@@ -428,7 +424,7 @@ class Router:
         )
         self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(held_id, f"{listname}: approved by {approver}")
-        self.webhooks.emit("approved", message=held_id, list=listname, approver=approver)
+        self.webhooks.decision("approved", self.spool, held_id, listname, approver, "mail")
         self.process(held_id)  # deliver it in this run
 
     def _check_approval(self, work: Work, held_id: str, token: str) -> tuple[str, str] | Refusal:

@@ -20,7 +20,7 @@ UNKNOWN = "X"  # X timestamp destination          forwarded to the admin
 MODERATION = "M"  # M timestamp list               moderation request sent
 APPROVED = "A"  # A timestamp list approver
 LIST_SENT = "L"  # L timestamp list                all recipients done
-SENT = "S"  # S timestamp recipient
+SENT = "S"  # S timestamp recipient [answer...]    handed to the next hop, which answered so
 # Line types added by routemail (docs/spool-format.md).
 FAILED = "F"  # F timestamp recipient detail...  temporary failure, retried later
 GAVE_UP = "G"  # G timestamp recipient detail... permanent failure or give-up
@@ -31,10 +31,18 @@ DEFERRED = "W"  # W timestamp list reason...      list could not be resolved; re
 DISCARDED = "D"  # D timestamp destination reason... nothing further for that destination
 OUTGOING = "O"  # O timestamp recipient...        our own mail to send as it is
 STORED = "I"  # I sha256                          the stored message file's digest (first line)
+# What the mail system reported after a copy was sent (SES events, DSNs by VERP):
+# code timestamp recipient ref detail...; ref names the report, so each is recorded once.
+DELIVERED = "Y"  # the receiving server accepted the copy
+BOUNCED = "B"  # the copy bounced (detail: Permanent/..., Transient/...)
+COMPLAINED = "C"  # the recipient reported the copy as spam
+DELAYED = "Q"  # the receiving server deferred it; SES keeps trying
+UNDELIVERABLE = "U"  # SES accepted the copy but refused to deliver it (a virus)
+REPORTS = (DELIVERED, BOUNCED, COMPLAINED, DELAYED, UNDELIVERABLE)
 
 VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
 VERDICT_VALUES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
-TIMESTAMPED = frozenset("RXMALSFGKJEWDO")
+TIMESTAMPED = frozenset("RXMALSFGKJEWDOYBCQU")
 
 
 def now() -> dt.datetime:
@@ -232,7 +240,7 @@ def describe(e: Event) -> str:
         MODERATION: f"held for moderation on {first}; request sent to its moderators",
         APPROVED: f"approved for {first} by {rest or '?'}",
         LIST_SENT: f"delivered to every recipient of {first}",
-        SENT: f"sent to {first}",
+        SENT: f"sent to {first}" + (f" ({rest})" if rest else ""),
         FAILED: f"temporary failure for {first}: {rest}",
         GAVE_UP: f"gave up on {first}: {rest}",
         SKIPPED: f"skipped {first}: {rest}",
@@ -241,5 +249,16 @@ def describe(e: Event) -> str:
         DEFERRED: f"could not resolve {first} ({rest}); will retry",
         DISCARDED: f"discarded for {first}: {rest}",
         OUTGOING: f"outgoing mail for {', '.join(f)}",
+        DELIVERED: f"delivered to {first}: {_detail(f)}",
+        BOUNCED: f"bounced for {first}: {_detail(f)}",
+        COMPLAINED: f"{first} complained: {_detail(f)}",
+        DELAYED: f"delayed for {first}: {_detail(f)}",
+        UNDELIVERABLE: f"not delivered to {first}: {_detail(f)}",
     }
     return texts.get(e.code, f"{e.code} {' '.join(f)}")
+
+
+def _detail(fields: Sequence[str]) -> str:
+    """A report line's detail with the report that made it: `text (ref)`."""
+    ref = fields[1] if len(fields) > 1 else "?"
+    return f"{' '.join(fields[2:]) or '-'} ({ref})"

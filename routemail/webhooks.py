@@ -5,6 +5,10 @@ atomically before anything is attempted, so a restart loses none. Delivery
 signs `timestamp + "." + body` with HMAC-SHA256; a failure is retried with
 exponential backoff and jitter until max_age_hours, then moved to failed/.
 Receivers deduplicate on the event id should a crash repeat a delivery.
+
+The events of a message's life (docs/deliverability.md lists each with its
+JSON) are emitted through `message`, `decision` and `copy`, so every event of
+a kind carries the same fields whoever emits it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routemail.config import Webhooks
-from routemail.errors import RoutemailError
+from routemail.errors import RoutemailError, UnknownMessage
+from routemail.message import Headers
+
+if TYPE_CHECKING:
+    from routemail.spool import Spool
 
 MAX_RETRY_SECONDS = 3600.0
 TIMEOUT_SECONDS = 10.0
@@ -60,10 +68,74 @@ class Outbox:
         self.pending_dir = self.root / "pending"
         self.failed_dir = self.root / "failed"
         self.settings = settings
+        self._unsynced: list[Path] = []
 
-    def emit(self, event: str, **fields: Any) -> None:
+    def wants(self, event: str) -> bool:
+        return bool(self.settings.urls) and event in self.settings.events
+
+    def message(self, event: str, msg_id: str, headers: Headers, **fields: Any) -> None:
+        """An event of a whole message: its queue id, Message-ID, author and subject."""
+        self.emit(
+            event,
+            message=msg_id,
+            message_id=headers.message_id,
+            sender=headers.author.address,
+            subject=headers.subject,
+            **fields,
+        )
+
+    def decision(
+        self, event: str, spool: Spool, msg_id: str, listname: str, by: str | None, via: str
+    ) -> None:
+        """approved, rejected or expired: who decided (None for an expiry) and how
+        (mail, shell, api, web, expiry)."""
+        if not self.wants(event):
+            return
+        try:
+            head = spool.read_message(msg_id)[: 1 << 20]
+        except UnknownMessage:
+            head = b""
+        self.message(event, msg_id, Headers.of(head), list=listname, by=by, via=via)
+
+    def copy(
+        self,
+        event: str,
+        msg_id: str | None,
+        address: str,
+        listname: str | None,
+        detail: str,
+        **fields: Any,
+    ) -> None:
+        """An event of one recipient's copy. Written without fsync, as the S lines
+        they mirror are: a killed process loses none; flush() makes them durable."""
+        self.emit(
+            event,
+            sync=False,
+            message=msg_id,
+            address=address,
+            list=listname,
+            detail=detail,
+            **fields,
+        )
+
+    def flush(self) -> None:
+        """fsync what copy() wrote (the first fsync commits them all) and the directory."""
+        written, self._unsynced = self._unsynced, []
+        for path in written:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # already delivered
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if written:
+            _fsync_dir(self.pending_dir)
+
+    def emit(self, event: str, *, sync: bool = True, **fields: Any) -> None:
         """Persist an event for every configured URL that wants it."""
-        if event not in self.settings.events or not self.settings.urls:
+        if not self.wants(event):
             return
         now = time.time()
         body = json.dumps(
@@ -82,7 +154,10 @@ class Outbox:
                 "next_at": now,
                 "last_error": "",
             }
-            self._write(self.pending_dir / f"{time.time_ns()}-{secrets.token_hex(4)}.json", record)
+            path = self.pending_dir / f"{time.time_ns()}-{secrets.token_hex(4)}.json"
+            self._write(path, record, sync=sync)
+            if not sync:
+                self._unsynced.append(path)
 
     def pending(self) -> list[Pending]:
         return sorted(self._read_dir(self.pending_dir), key=lambda p: p.path.name)
@@ -152,12 +227,13 @@ class Outbox:
         return record
 
     @staticmethod
-    def _write(path: Path, record: Mapping[str, Any]) -> None:
+    def _write(path: Path, record: Mapping[str, Any], sync: bool = True) -> None:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(record, f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
 
     @staticmethod
@@ -179,6 +255,14 @@ class Outbox:
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a torn temporary write; the previous version stands
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def post(url: str, event: str, body: bytes, secret: bytes) -> str | None:

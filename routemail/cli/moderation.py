@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from routemail.cli.app import Context, TakesQueueId, cli, pass_context
+from routemail.webhooks import Outbox
 
 
 @cli.command(cls=TakesQueueId)
@@ -18,7 +19,8 @@ def approve(obj: Context, msg_id: str, listname: str, then_run: bool) -> None:
     from routemail.run import run as do_run
 
     spool = obj.spool
-    click.echo(decide_from_shell(spool, spool.resolve_id(msg_id), listname))
+    hooks = Outbox(obj.site_data, obj.config.webhooks)
+    click.echo(decide_from_shell(spool, spool.resolve_id(msg_id), listname, hooks=hooks))
     if then_run:
         do_run(obj.config, spool)
 
@@ -32,4 +34,7 @@ def reject(obj: Context, msg_id: str, listname: str) -> None:
     from routemail.moderate import decide_from_shell
 
     spool = obj.spool
-    click.echo(decide_from_shell(spool, spool.resolve_id(msg_id), listname, reject=True))
+    hooks = Outbox(obj.site_data, obj.config.webhooks)
+    click.echo(
+        decide_from_shell(spool, spool.resolve_id(msg_id), listname, reject=True, hooks=hooks)
+    )
