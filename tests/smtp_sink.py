@@ -102,6 +102,7 @@ class _Session(asyncio.Protocol):
         self.sink = sink
         self.buf = bytearray()
         self.in_data = False
+        self.scanned = 0  # bytes of content already searched for its end
         self.held: list[bytes] = []
         self.reset()
 
@@ -123,8 +124,12 @@ class _Session(asyncio.Protocol):
         closing = False
         while not closing:
             if self.in_data:
-                end = self.buf.find(END) if self.buf[:3] != b".\r\n" else -2
+                if self.buf[:3] == b".\r\n":
+                    end = -2  # no content at all
+                else:  # look only where the end could be now: a 50 KB copy comes in pieces
+                    end = self.buf.find(END, max(0, self.scanned - len(END)))
                 if end == -1:
+                    self.scanned = len(self.buf)
                     break
                 content = bytes(self.buf[: end + 2])
                 del self.buf[: end + 5]
@@ -184,7 +189,7 @@ class _Session(asyncio.Protocol):
                 return b"554 5.5.1 no valid recipients\r\n", False
             if self.refuse_data:
                 return b"554 5.7.1 DATA refused for this recipient\r\n", False
-            self.in_data = True
+            self.in_data, self.scanned = True, 0
             return b"354 go ahead\r\n", False
         return b"502 5.5.2 command not implemented\r\n", False
 

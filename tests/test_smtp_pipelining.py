@@ -218,3 +218,23 @@ members = {members!r}
         if line.startswith("S ")
     ]
     assert sorted(sent) == sorted(members)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+def test_an_address_that_would_end_the_command_is_refused_before_sending(
+    pipelining: bool,
+) -> None:
+    """A recipient with a line break or angle bracket in it could add commands of its
+    own: it is refused (permanent) without a byte written, and the session goes on."""
+    hostile = ["x@y.org>\r\nRCPT TO:<evil@z.org", "x@y.org> NOTIFY=NEVER", "a\x00@y.org"]
+    with Sink(pipelining=pipelining) as sink:
+        smtp = transport(sink)
+        results = [smtp.send(SENDER, r, copy("x@y.org"), TAGS) for r in hostile]
+        sender = smtp.send("bounces@x.org>\nDATA", "ann@x.org", copy("ann@x.org"), TAGS)
+        sent = smtp.send(SENDER, "ann@x.org", copy("ann@x.org"), TAGS)
+        smtp.close()
+    assert [r.outcome for r in results] == [PERMANENT] * 3
+    assert "not a mail address" in results[0].detail
+    assert sender.outcome == PERMANENT and sent.sent
+    assert [m.recipients for m in sink.messages] == [["ann@x.org"]]
+    assert sink.commands.count("RCPT") == 1

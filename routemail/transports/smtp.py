@@ -140,6 +140,8 @@ class SmtpTransport:
             )
 
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> Result:
+        if not (_path(sender) and _path(recipient)):
+            return Result(PERMANENT, f"smtp: {sender!r} to {recipient!r}: not a mail address")
         options = [f"SIZE={len(data)}"] if conn.has_extn("size") else []
         if conn.has_extn("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
@@ -169,10 +171,7 @@ class SmtpTransport:
         self, conn: smtplib.SMTP, sender: str, recipient: str, options: list[str], data: bytes
     ) -> Result:
         """MAIL, RCPT and DATA in one write, their replies read in order (RFC 2920)."""
-        commands = (
-            f"MAIL FROM:{smtplib.quoteaddr(sender)}{_params(options)}\r\n"
-            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
-        )
+        commands = f"MAIL FROM:<{sender}>{_params(options)}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
         try:
             conn.send(commands.encode("utf-8") if "SMTPUTF8" in options else commands)
             mail = conn.getreply()
@@ -244,6 +243,13 @@ class SmtpTransport:
 
 class _StaleConnection(smtplib.SMTPServerDisconnected):
     """MAIL FROM met a closed connection: nothing of this copy was sent."""
+
+
+def _path(address: str) -> bool:
+    """Whether address can stand between the angle brackets of MAIL FROM or RCPT TO:
+    nothing in it may end the command line or the path. (The commands are written as
+    they are: smtplib.quoteaddr parses every address with the email package.)"""
+    return not any(c in address for c in "\r\n\x00<>")
 
 
 def _params(options: list[str]) -> str:

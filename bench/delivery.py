@@ -1,0 +1,332 @@
+"""Delivery benchmark: personalised copies of a 50 KB multipart post over SMTP.
+
+Prints, in one run, recipients accepted per second by a fast SMTP sink on loopback
+(tests/smtp_sink.py, in a process of its own) for:
+
+- `routemail run` with its default settings (transport smtp to the sink, no TLS on
+  loopback, and `rate` lifted so that the sender, not the cap, is measured), one
+  personal copy per member (footer and one-click link);
+- the baseline measured in the same sitting: one smtplib session in this process
+  sending byte-spliced personal copies (the footer spliced into the message bytes);
+- with --peers, mlmmj (Debian package) bulk and personal, when installed.
+
+A rate is the recipients the sink accepted divided by the time from the first MAIL
+to the last accepted message; "wall" adds start-up. Every copy is checked at the
+sink to name its own recipient. Peak RSS of `routemail run` comes from wait4(); the
+memory line compares a run with a 10 MB post against one with the 50 KB post.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pstats
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fanout import message
+from routemail import tokens
+from routemail.config import Site
+from routemail.spool import Spool
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-0123456789abcdef0123456789"
+SITE = Site("lists.example.org", "admin@example.org", "https://lists.example.org", "Lists")
+FOOTER = "-- \nYou are on {list} as {recipient}.\nLeave: {unsubscribe_url}"
+SENDER = "volunteers-bounces@lists.example.org"
+VERDICTS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
+ATTACHMENT = 24_000  # bytes before base64: a post of about 50 KB
+BIG_ATTACHMENT = 7_500_000  # about 10 MB
+
+
+class SinkProcess:
+    """tests/smtp_sink.py run as a program: its port, and its counts on demand."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.smtp_sink"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def ask(self, what: str) -> dict[str, float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        counts: dict[str, float] = json.loads(self.proc.stdout.readline())
+        return counts
+
+    def wait_for(self, recipients: int, timeout: float = 120) -> dict[str, float]:
+        """The counts once `recipients` were accepted (a sender's last reply can reach
+        it before the sink has counted the message)."""
+        deadline = time.monotonic() + timeout
+        while (counts := self.ask("stats"))["recipients"] < recipients:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return counts
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+class Measure:
+    def __init__(self, label: str, counts: dict[str, float], expected: int, wall: float) -> None:
+        self.label = label
+        self.accepted = int(counts["recipients"])
+        self.personalised = int(counts["personalised"])
+        self.expected = expected
+        span = counts["last"] - counts["first"]
+        self.rate = self.accepted / span if span > 0 else 0.0
+        self.wall_rate = self.accepted / wall if wall > 0 else 0.0
+        self.connections = int(counts["connections"])
+
+
+def members(n: int) -> list[str]:
+    return [f"member{i}@example.net" for i in range(n)]
+
+
+# -- routemail --------------------------------------------------------------------
+
+
+def project(root: Path, port: int, n: int) -> dict[str, str]:
+    """A lists.toml sending to the sink, a list of n members; the environment to run in."""
+    addresses = ", ".join(f'"{m}"' for m in members(n))
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "lists.toml").write_text(
+        f"""\
+[site]
+domain = "lists.example.org"
+admin = "admin@example.org"
+base_url = "https://lists.example.org"
+
+[receiver]
+on_receipt = "none"
+
+[delivery]
+transport = "smtp"
+rate = 1000000
+
+[delivery.smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+
+[lists.volunteers]
+description = "All volunteers"
+posters = "anyone"
+subject_prefix = "[volunteers]"
+footer = {json.dumps(FOOTER)}
+members = [{addresses}]
+"""
+    )
+    env = dict(os.environ)
+    env.update(
+        ROUTEMAIL_CONFIG=str(root / "lists.toml"),
+        ROUTEMAIL_DATA=str(root / "data"),
+        MAILRECV_SECRET=SECRET,
+    )
+    return env
+
+
+def run_routemail(
+    sink: SinkProcess, raw: bytes, n: int, profile: Path | None = None
+) -> tuple[Measure, int]:
+    """One `routemail run` delivering raw to n members: its figures and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+        env = project(Path(tmp), sink.port, n)
+        Spool(Path(tmp) / "data" / "maillist").ensure().receive(
+            raw, ["volunteers@lists.example.org"], VERDICTS
+        )
+        sink.ask("reset")
+        command = [sys.executable, "-m", "routemail", "run"]
+        if profile is not None:
+            command[1:1] = ["-m", "cProfile", "-o", str(profile)]
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            sys.exit(f"routemail run exited {proc.returncode}")
+        counts = sink.wait_for(n)
+    return Measure("routemail run (defaults)", counts, n, wall), usage.ru_maxrss * 1024
+
+
+# -- the baseline: one smtplib session, byte-spliced copies ----------------------
+
+
+def run_baseline(sink: SinkProcess, raw: bytes, n: int) -> Measure:
+    """Each member's copy is the post's bytes with the footer and one-click link
+    spliced in before the closing boundary of its first text part; smtplib sends it."""
+    data = raw.replace(b"\n", b"\r\n")
+    cut = data.index(b"\r\n--alt")
+    head, tail = data[:cut], data[cut:]
+    sink.ask("reset")
+    start = time.perf_counter()
+    conn = smtplib.SMTP("127.0.0.1", sink.port)
+    issued = int(time.time())
+    for member in members(n):
+        url = tokens.unsubscribe_url(SITE, SECRET.encode(), "volunteers", member, issued)
+        footer = FOOTER.format(list="volunteers", recipient=member, unsubscribe_url=url)
+        conn.sendmail(SENDER, [member], head + b"\r\n" + footer.encode() + tail)
+    conn.quit()
+    wall = time.perf_counter() - start
+    return Measure("one smtplib session, byte-spliced", sink.wait_for(n), n, wall)
+
+
+# -- mlmmj ------------------------------------------------------------------------
+
+
+def run_mlmmj(sink: SinkProcess, raw: bytes, n: int, personal: bool) -> Measure | None:
+    """mlmmj delivering raw to n subscribers through the sink: bulk (100 recipients a
+    transaction, one identical copy) or personal (To: each member, one copy each)."""
+    make_ml = shutil.which("mlmmj-make-ml")
+    receive = shutil.which("mlmmj-receive")
+    if not (make_ml and receive):
+        return None
+    with tempfile.TemporaryDirectory(prefix="bench-mlmmj-") as tmp:
+        listdir = Path(tmp) / "volunteers"
+        subprocess.run(
+            [
+                make_ml,
+                "-L",
+                "volunteers",
+                "-s",
+                tmp,
+                "-a",
+                "-z",
+                "-h",
+                "lists.example.org",
+                "-o",
+                "admin@example.org",
+                "-c",
+                "root",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            input=b"",
+        )
+        control = listdir / "control"
+        (control / "relayhost").write_text("127.0.0.1\n")
+        (control / "smtpport").write_text(f"{sink.port}\n")
+        (control / "footer").write_text("-- \nYou are on volunteers.\n")
+        if personal:
+            (control / "addtohdr").write_text("")
+        subscribers = listdir / "subscribers.d"
+        for member in members(n):
+            with open(subscribers / member[0], "a") as f:
+                f.write(member + "\n")
+        sink.ask("reset")
+        start = time.perf_counter()
+        subprocess.run([receive, "-F", "-L", str(listdir)], input=raw, check=True)
+        counts = sink.wait_for(n, timeout=600)
+        wall = time.perf_counter() - start
+    label = "mlmmj, personal (To: per member)" if personal else "mlmmj, bulk (100 rcpt/txn)"
+    return Measure(label, counts, n, wall)
+
+
+# -- report -----------------------------------------------------------------------
+
+
+def median_of(runs: list[Measure]) -> Measure:
+    runs = sorted(runs, key=lambda m: m.rate)
+    return runs[len(runs) // 2]
+
+
+def show_profile(path: Path, limit: int = 14) -> None:
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    print(f"\nprofile of one routemail run, {total:.2f} s in all, by own time:")
+    for (file, line, name), (_, calls, own, cumulative, _) in rows[:limit]:
+        where = f"{Path(file).name}:{line}" if line else file
+        print(
+            f"  {100 * own / total:5.1f} %  {cumulative:6.2f} s cum  {calls:>8}  {name} ({where})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peers", action="store_true", help="also mlmmj, when installed")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one run at the largest size"
+    )
+    parser.add_argument("--memory", action="store_true", help="peak RSS with a 10 MB post")
+    args = parser.parse_args()
+
+    raw = message(ATTACHMENT)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}, load average {load}"
+    )
+    print(f"post: {len(raw):,} bytes, multipart (QP text + QP HTML + base64 attachment)")
+    print(f"median of {args.rounds} rounds; rate = recipients accepted / first MAIL to last 250\n")
+    sink = SinkProcess()
+    try:
+        print(
+            f"{'sender':<38} {'members':>7} {'rcpt/s':>8} {'wall/s':>8} {'vs base':>8}"
+            f" {'personal':>9} {'conns':>5} {'peak RSS':>9}"
+        )
+        for n in args.members:
+            base = median_of([run_baseline(sink, raw, n) for _ in range(args.rounds)])
+            ours = [run_routemail(sink, raw, n) for _ in range(args.rounds)]
+            best = median_of([m for m, _ in ours])
+            rss = max(r for _, r in ours)
+            rows = [(best, rss), (base, 0)]
+            if args.peers:
+                for personal in (False, True):
+                    if personal and n > 1000:
+                        continue  # about 22/s: minutes for nothing new
+                    peer = run_mlmmj(sink, raw, n, personal)
+                    if peer is not None:
+                        rows.append((peer, 0))
+            for m, peak in rows:
+                ratio = m.rate / base.rate if base.rate else 0.0
+                personal_text = f"{m.personalised}/{m.accepted}"
+                print(
+                    f"{m.label:<38} {n:>7} {m.rate:>8.0f} {m.wall_rate:>8.0f} {ratio:>7.2f}x"
+                    f" {personal_text:>9} {m.connections:>5}"
+                    f" {f'{peak / 2**20:.0f} MiB' if peak else '':>9}"
+                )
+                if m.accepted != m.expected:
+                    print(f"  !! {m.label}: {m.accepted} of {m.expected} recipients accepted")
+        if args.memory:
+            small = run_routemail(sink, raw, 50)[1]
+            big_raw = message(BIG_ATTACHMENT)
+            big = run_routemail(sink, big_raw, 50)[1]
+            print(
+                f"\npeak RSS, 50 members: {small / 2**20:.0f} MiB with the {len(raw) / 1e3:.0f} KB"
+                f" post, {big / 2**20:.0f} MiB with a {len(big_raw) / 1e6:.1f} MB one:"
+                f" {(big - small) / len(big_raw):.2f}x the message size more"
+            )
+        if args.profile:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "run.prof"
+                run_routemail(sink, raw, max(args.members), profile=path)
+                show_profile(path)
+    finally:
+        sink.close()
+
+
+if __name__ == "__main__":
+    main()
