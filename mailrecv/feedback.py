@@ -105,15 +105,15 @@ def _apply_once(
             log.info("ses-events: %s was applied already; ignored", message_id)
             return jsonify(actions=[], duplicate=True), 200
         try:
-            actions = feedback.ses_event(event, f"sns:{message_id}")
+            applied = feedback.ses_event(event, f"sns:{message_id}")
         except BaseException:
             feedback.state.forget_sight(message_id)  # SNS retries after the 503
             raise
     finally:
         feedback.state.close()
-    for action in actions:
+    for action in applied.actions + applied.timeline:
         log.info("ses-events: %s", action)
-    return jsonify(actions=actions), 200
+    return jsonify(actions=applied.actions, timeline=applied.timeline), 200
 
 
 def _confirm_subscription(verifier: Verifier, message: Mapping[str, Any]) -> tuple[Response, int]:

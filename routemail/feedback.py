@@ -13,10 +13,10 @@ import email.policy
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from routemail import addresses, listedit, sestags
+from routemail import addresses, listedit, sestags, sidecar, tracking
 from routemail.config import Config
 from routemail.errors import RoutemailError
 from routemail.notify import send as send_notice
@@ -27,6 +27,7 @@ from routemail.webhooks import Outbox as Webhooks
 
 BOUNCES_SUFFIX = "-bounces"
 UNSUBSCRIBE_SUFFIX = "-unsubscribe"
+OUTGOING = "outgoing"  # the list tag of transactional mail (routemail.delivery)
 VERP_TOKEN_CHARS = 10  # 50 bits: with the list's member set it names one recipient
 # flufl.bounce runs some fifty pattern sets over every body line, about 30 s a MB of
 # short lines; what it needs (the explanation and the delivery-status part) comes first
@@ -98,8 +99,16 @@ class Feedback:
         return Webhooks(self.spool.root.parent, self.config.webhooks)
 
     def bounce(
-        self, address: str, permanent: bool, listname: str, source: str, detail: str = ""
+        self,
+        address: str,
+        permanent: bool,
+        listname: str,
+        source: str,
+        detail: str = "",
+        message: str | None = None,
     ) -> str:
+        """Score or suppress a bounced address; message is the queue id whose timeline
+        holds the bounce, if one does."""
         s = self.suppression
         if permanent:
             action = s.permanent_bounce(address, source, detail)
@@ -109,15 +118,19 @@ class Feedback:
                 self._tell_moderators(address, listname, action)
         self.webhooks.emit(
             "bounced",
+            message=message,
             address=address,
             list=listname or None,
+            detail=detail,
             permanent=permanent,
             source=source,
             action=action,
         )
         return action
 
-    def complaint(self, address: str, listname: str, source: str) -> str:
+    def complaint(
+        self, address: str, listname: str, source: str, detail: str = "", message: str | None = None
+    ) -> str:
         action = self.suppression.complaint(address, listname, source)
         try:
             if listname and self.unsubscribe(address, listname, source, why="complaint"):
@@ -125,7 +138,13 @@ class Feedback:
         except RoutemailError as exc:
             action += f"; still a member: {exc}"
         self.webhooks.emit(
-            "complained", address=address, list=listname or None, source=source, action=action
+            "complained",
+            message=message,
+            address=address,
+            list=listname or None,
+            detail=detail,
+            source=source,
+            action=action,
         )
         return action
 
@@ -155,12 +174,15 @@ class Feedback:
             self.state.membership_changed(db, listname, address)
         self.webhooks.emit("unsubscribed", address=address, list=listname, source=source)
 
-    def ses_event(self, event: Mapping[str, Any], source: str) -> list[str]:
-        """Apply an SES notification or event-publishing record; what was done."""
+    def ses_event(self, event: Mapping[str, Any], source: str) -> Applied:
+        """Apply an SES notification or event-publishing record: what was done, and
+        which message's timeline each report went on."""
         kind = event.get("notificationType") or event.get("eventType")
         mail = event.get("mail")
         mail = mail if isinstance(mail, dict) else {}
-        listname = _tag(mail, "list")
+        listname = _tag(mail, "list").lower()
+        reports = tracking.ses_reports(event, sidecar.now())
+        placed = self._track(_tag(mail, "message"), listname, reports)
         done = []
         if kind == "Bounce":
             bounce = event.get("bounce") or {}
@@ -169,16 +191,51 @@ class Feedback:
             for address in _recipients(bounce.get("bouncedRecipients")):
                 detail = f"{bounce.get('bounceType')}/{bounce.get('bounceSubType', '')}"
                 action = self.bounce(
-                    address, permanent, listname, f"{source}:{feedback_id}", detail
+                    address,
+                    permanent,
+                    listname,
+                    f"{source}:{feedback_id}",
+                    placed.detail(address, detail),
+                    placed.message(address),
                 )
                 done.append(f"{address}: {action}")
         elif kind == "Complaint":
             complaint = event.get("complaint") or {}
             feedback_id = complaint.get("feedbackId", "")
             for address in _recipients(complaint.get("complainedRecipients")):
-                action = self.complaint(address, listname, f"{source}:{feedback_id}")
+                action = self.complaint(
+                    address,
+                    listname,
+                    f"{source}:{feedback_id}",
+                    placed.detail(address, "complaint"),
+                    placed.message(address),
+                )
                 done.append(f"{address}: {action}")
-        return done
+        return Applied(done, [f"{address}: {what}" for address, what in placed.notes])
+
+    def _track(self, msg_id: str, listname: str, reports: list[tracking.Report]) -> Placed:
+        """Put the reports on msg_id's timeline; the webhook events of deliveries,
+        delays and refusals go out for the reports written now (bounces and
+        complaints have theirs from bounce() and complaint())."""
+        placed = Placed(msg_id, None if listname in (ALL_LISTS, OUTGOING) else listname)
+        if not reports:
+            return placed
+        if not msg_id:
+            outcomes = ["names no queue entry (no message tag)"] * len(reports)
+        else:
+            outcomes = tracking.record(self.spool, msg_id, reports)
+        for report, outcome in zip(reports, outcomes, strict=True):
+            placed.add(report, outcome)
+            if outcome == tracking.RECORDED and report.code in _REPORT_EVENTS:
+                self.webhooks.copy(
+                    _REPORT_EVENTS[report.code],
+                    msg_id,
+                    report.recipient,
+                    placed.listname,
+                    report.detail,
+                    **_REPORT_FIELDS.get(report.code, {}),
+                )
+        return placed
 
     def _tell_moderators(self, address: str, listname: str, action: str) -> None:
         mlist = self.config.lists.get(listname)
@@ -199,6 +256,59 @@ class Feedback:
             )
 
 
+# Webhook events of the reports that bounce() and complaint() do not emit.
+_REPORT_EVENTS = {
+    sidecar.DELIVERED: "delivered",
+    sidecar.DELAYED: "deferred",
+    sidecar.UNDELIVERABLE: "gave_up",
+}
+_REPORT_FIELDS: dict[str, dict[str, Any]] = {
+    sidecar.DELAYED: {"attempts": None},
+    sidecar.UNDELIVERABLE: {"attempts": None},
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an SES event did: suppression actions, and where its reports went."""
+
+    actions: list[str]
+    timeline: list[str]
+
+
+@dataclass
+class Placed:
+    """Where an SES event's reports went: on msg_id's timeline, or why not."""
+
+    msg_id: str
+    listname: str | None = None
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    reports: dict[str, tracking.Report] = field(default_factory=dict)
+
+    def add(self, report: tracking.Report, outcome: str) -> None:
+        on_timeline = outcome in (tracking.RECORDED, tracking.DUPLICATE)
+        if on_timeline:
+            self.reports[addresses.key(report.recipient)] = report
+        where = f"on the timeline of {self.msg_id}" if on_timeline else "not on a timeline"
+        self.notes.append((report.recipient, f"{_WORDS[report.code]} {where} ({outcome})"))
+
+    def message(self, address: str) -> str | None:
+        return self.msg_id if addresses.key(address) in self.reports else None
+
+    def detail(self, address: str, fallback: str) -> str:
+        report = self.reports.get(addresses.key(address))
+        return report.detail if report else fallback
+
+
+_WORDS = {
+    sidecar.DELIVERED: "delivered",
+    sidecar.BOUNCED: "bounce",
+    sidecar.COMPLAINED: "complaint",
+    sidecar.DELAYED: "delayed",
+    sidecar.UNDELIVERABLE: "refused by SES",
+}
+
+
 def _tag(mail: Mapping[str, Any], name: str) -> str:
     """A message tag's value: event publishing gives tags as {name: [values]}."""
     tags = mail.get("tags")
@@ -206,7 +316,7 @@ def _tag(mail: Mapping[str, Any], name: str) -> str:
         return ALL_LISTS
     values = tags.get(name)
     if isinstance(values, list) and values and isinstance(values[0], str):
-        return sestags.decode(values[0]).lower()
+        return sestags.decode(values[0][: sestags.MAX_LENGTH])
     return ALL_LISTS
 
 

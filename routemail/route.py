@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from routemail import approvals, feedback, moderate, sidecar, tally, tokens, webhooks
+from routemail import approvals, feedback, moderate, sidecar, tally, tokens, tracking, webhooks
 from routemail.actionlog import ActionLog
 from routemail.addresses import AddressSet
 from routemail.approvals import Refusal
@@ -365,10 +365,13 @@ class Router:
                 work, destination, f"bounce for {listname} without a valid VERP token: ignored"
             )
             return
+        placed = tracking.record_dsn(self.spool, work.raw, recipient, bool(permanent), work.msg_id)
+        on = placed.msg_id if placed.on_timeline else None
         action = self.feedback.bounce(
-            recipient, bool(permanent), listname, f"dsn:{work.msg_id}", "DSN"
+            recipient, bool(permanent), listname, f"dsn:{work.msg_id}", placed.report.detail, on
         )
-        self._discard(work, destination, f"bounce for {recipient} on {listname}: {action}")
+        where = f"on the timeline of {on}" if on else f"on no timeline: {placed.outcome}"
+        self._discard(work, destination, f"bounce for {recipient} on {listname}: {action}; {where}")
 
     def _mailto_unsubscribe(self, work: Work, destination: str, listname: str) -> None:
         """<list>-unsubscribe@: unsubscribe the sender after the usual inbound checks."""

@@ -12,7 +12,7 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +140,18 @@ class Spool:
             # Inside the lock, so no later appender goes on before the entry is durable.
             if created:
                 _fsync_dir(self.queue)
+
+    def append_checked(
+        self, msg_id: str, choose: Callable[[str], Sequence[sidecar.Event]]
+    ) -> Sequence[sidecar.Event]:
+        """Under the sidecar's lock, read it and append the lines choose picks from its
+        text (all or none); the lines appended. Never makes an entry: one that does not
+        exist raises UnknownMessage."""
+        with sidecarfile.locked(self.sidecar_path(msg_id), create=False) as car:
+            events = choose(car.read().decode("utf-8", errors="replace"))
+            if events:
+                car.append("".join(e.format() for e in events).encode("utf-8"))
+        return events
 
     def set_pending(self, msg_id: str, pending: bool) -> None:
         self.append(msg_id, [], pending=pending)

@@ -76,7 +76,7 @@ def test_failures_go_to_a_queue_and_a_schedule_sweeps() -> None:
     target = res["SweepRule"]["Properties"]["Targets"][0]
     assert target["Input"] == {"Fn::Sub": '{"sweep": {"older_than": "${SweepAge}"}}'}
     types = res["EventsDestination"]["Properties"]["EventDestination"]["MatchingEventTypes"]
-    assert sorted(types) == ["bounce", "complaint", "delivery"]
+    assert sorted(types) == ["bounce", "complaint", "delivery", "deliveryDelay", "reject"]
 
 
 def test_lambda_zip_is_mailxfer_alone_and_imports(tmp_path: Path) -> None:

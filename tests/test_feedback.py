@@ -26,6 +26,7 @@ from tests.conftest import SECRET, Project, Receiver, RunCli, free_port, running
 from tests.mailbox import outbox, recipients
 
 VOLUNTEERS = "volunteers@lists.example.org"
+BOARD = "board@lists.example.org"
 PASSING = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 MEMBERS = {"ann@example.com", "bob@example.net", "coordinator@example.org"}
 
@@ -307,7 +308,7 @@ def test_dsn_to_verp_address_is_attributed(receiver: Receiver, routemail_cli: Ru
             project.config_path.read_text() + f'\n[delivery]\ntransport = "smtp"\nrate = 1000\n'
             f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {controller.port}\ntls = "none"\n'
         )
-        post_mail(receiver, member_post(6), VOLUNTEERS)
+        post = post_mail(receiver, member_post(6), VOLUNTEERS)
         run(routemail_cli)
         senders = {rcpts[0]: sender for sender, rcpts, _ in sink.mail}
         assert set(senders) == MEMBERS
@@ -323,9 +324,24 @@ def test_dsn_to_verp_address_is_attributed(receiver: Receiver, routemail_cli: Ru
         assert suppressed(project) == []
         assert project.spool.history(forged).discarded
         bob = senders["bob@example.net"]
-        post_mail(receiver, dsn_for("bob@example.net", bob, original), bob)
+        # A DSN on bob's token returning another message's headers (one bob never got)
+        # scores the bounce but writes nothing on that message.
+        other = post_mail(receiver, member_post(8, to="board@lists.example.org"), BOARD)
+        run(routemail_cli)
+        other_copy = member_post(8, to="board@lists.example.org").replace(b"\n", b"\r\n")
+        foreign = post_mail(receiver, dsn_for("bob@example.net", bob, other_copy), bob)
+        run(routemail_cli)
+        assert not [e for e in project.spool.history(other).events if e.code == "B"]
+        assert (
+            "on no timeline: no copy to bob@example.net was sent"
+            in routemail_cli("show", foreign).stdout
+        )
+        dsn = post_mail(receiver, dsn_for("bob@example.net", bob, original), bob)
         run(routemail_cli)
         assert suppressed(project) == [("bob@example.net", "", "bounce")]
+        (bounced,) = [e for e in project.spool.history(post).events if e.code == "B"]
+        assert bounced.fields[:2] == ("bob@example.net", f"dsn:{dsn}")
+        assert " ".join(bounced.fields[2:]) == "Permanent: 5.1.1 smtp; 550 5.1.1 No such user"
         sink.mail.clear()
         post_mail(receiver, member_post(7), VOLUNTEERS)
         run(routemail_cli)
