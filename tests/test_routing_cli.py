@@ -303,7 +303,7 @@ def test_show_delivered_message_by_prefix(site: Project, held_and_done: tuple[st
         "sent to ann@example.com",
         "sent to bob@example.net",
         "sent to coordinator@example.org",
-        "delivered to every recipient of volunteers",
+        "done with every recipient of volunteers",
     ]
     assert recipients(site.data_dir, "Rota") == {
         "ann@example.com": 1,
