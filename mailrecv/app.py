@@ -15,7 +15,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailrecv import feedback, monitoring
+from mailrecv import feedback, inbound, monitoring
 from mailrecv.api import mount
 from mailrecv.receive import MailrecvEndpoint
 from mailrecv.settings import load_settings
@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["ROUTEMAIL"] = settings
     mount.register(app)
     feedback.register(app, config)
+    inbound.register(app)
 
     monitoring.register(app, settings)
 

@@ -10,25 +10,19 @@ GET only shows a page whose button POSTs the same.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
 
+from mailrecv import snspost
+from mailrecv.receive import Rejected
 from routemail import addresses, tokens
 from routemail.config import Config, load
 from routemail.errors import ConfigError, RoutemailError
 from routemail.feedback import Feedback
-from routemail.sns import (
-    FUTURE_SKEW_SECONDS,
-    SnsError,
-    Verifier,
-    check_fresh,
-    check_sns_url,
-    fetch_certificate,
-)
+from routemail.sns import FUTURE_SKEW_SECONDS, Verifier, fetch_certificate
 from routemail.state import State
 
 log = logging.getLogger("mailrecv.feedback")
@@ -56,41 +50,36 @@ def _feedback(config: Config) -> Feedback:
 
 @blueprint.post("/ses-events")
 def ses_events() -> tuple[Response, int]:
-    if (request.content_length or 0) > MAX_SNS_BYTES:
-        return jsonify(error="too large for an SNS message"), 413
     try:
-        message = json.loads(request.get_data(cache=False))
-        if not isinstance(message, dict):
-            raise ValueError("not an object")
-    except (ValueError, RecursionError):
-        return jsonify(error="expected an SNS message (JSON)"), 400
+        message = snspost.read(MAX_SNS_BYTES)
+    except Rejected as exc:
+        return jsonify(error=exc.message), exc.status
     try:
         config = _config()
     except ConfigError as exc:
         log.error("ses-events: lists.toml is broken, SNS will retry: %s", exc.problems[0])
         return jsonify(error="configuration error; retry later"), 503
-    verifier: Verifier = current_app.extensions["routemail.sns"]
-    max_age = config.bounces.sns_max_age_hours * 3600
+    trust = snspost.Trust(
+        config.bounces.sns_topics,
+        "[bounces] sns_topics",
+        config.bounces.sns_max_age_hours,
+        "[bounces] sns_max_age_hours",
+    )
     try:
-        verifier.verify(message, config.bounces.sns_topics)
-        check_fresh(message, max_age, current_app.config["ROUTEMAIL"].clock())
-    except SnsError as exc:
-        log.warning(
-            "ses-events: refused %s from %s: %s", message.get("Type"), request.remote_addr, exc
-        )
-        return jsonify(error=f"not a verified SNS message: {exc}"), 403
+        snspost.verify(message, trust, "ses-events")
+    except Rejected as exc:
+        return jsonify(error=exc.message), exc.status
     kind = message["Type"]
     if kind == "SubscriptionConfirmation":
-        return _confirm_subscription(verifier, message)
+        return snspost.confirm_subscription(message, "ses-events")
     if kind != "Notification":
         log.info("ses-events: %s for %s", kind, message.get("TopicArn"))
         return jsonify(ok=True), 200
     try:
-        event = json.loads(message["Message"])
-    except (ValueError, RecursionError):
+        event = snspost.json_object(message["Message"])
+    except ValueError:
         return jsonify(error="the SNS Message is not an SES event"), 400
-    if not isinstance(event, dict):
-        return jsonify(error="the SNS Message is not an SES event"), 400
+    max_age = config.bounces.sns_max_age_hours * 3600
     return _apply_once(config, message["MessageId"], event, max_age + FUTURE_SKEW_SECONDS)
 
 
@@ -114,18 +103,6 @@ def _apply_once(
     for action in applied.actions + applied.timeline:
         log.info("ses-events: %s", action)
     return jsonify(actions=applied.actions, timeline=applied.timeline), 200
-
-
-def _confirm_subscription(verifier: Verifier, message: Mapping[str, Any]) -> tuple[Response, int]:
-    url = str(message.get("SubscribeURL", ""))
-    try:
-        check_sns_url(url)
-        verifier.fetch(url)
-    except (SnsError, OSError) as exc:
-        log.error("ses-events: cannot confirm subscription to %s: %s", message.get("TopicArn"), exc)
-        return jsonify(error="cannot confirm the subscription; retry later"), 503
-    log.info("ses-events: confirmed subscription to %s", message.get("TopicArn"))
-    return jsonify(confirmed=True), 200
 
 
 @blueprint.route("/unsubscribe/<listname>", methods=["GET", "POST"])

@@ -12,10 +12,10 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length, get_input_stream
@@ -93,6 +93,10 @@ class MailrecvEndpoint:
         return 200, {"id": receipt.id, "duplicate": receipt.duplicate, "sha256": stored.sha256}
 
 
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
 class Rejected(Exception):
     """A request answered with an error status and a JSON message."""
 
@@ -149,14 +153,38 @@ def receive(settings: Settings, environ: WSGIEnvironment) -> Stored:
     limit, too_big = _body_limit(settings.max_size, declared)
     if length is not None and length > limit:
         raise too_big
+
+    def check_signed(digest: str) -> None:
+        if declared and not hmac.compare_digest(digest, declared):
+            raise Rejected(400, f"the body does not match its {signing.BODY_SHA256}")
+        if not declared and not signed_over(digest):
+            raise Rejected(401, "bad signature")
+
+    return store(
+        settings, get_input_stream(environ), recipients, verdicts, (limit, too_big), check_signed
+    )
+
+
+def store(
+    settings: Settings,
+    stream: Readable,
+    recipients: list[str],
+    verdicts: dict[str, str],
+    limit: tuple[int, Rejected],
+    check: Callable[[str], None] = lambda digest: None,
+) -> Stored:
+    """Stream a message into the spool and make it durable with this receipt: the one
+    way mail enters the queue from outside (POST /mailrecv, POST /ses-inbound).
+
+    limit is the most bytes to read and the refusal for more; check(sha256 hex)
+    may refuse the whole body before anything is committed. Raises Rejected.
+    """
+    most, too_big = limit
     try:
         with settings.spool.incoming() as incoming:
-            _stream_body(get_input_stream(environ), incoming, limit, too_big)
+            _stream_body(stream, incoming, most, too_big)
             digest = incoming.sha256.hexdigest()
-            if declared and not hmac.compare_digest(digest, declared):
-                raise Rejected(400, f"the body does not match its {signing.BODY_SHA256}")
-            if not declared and not signed_over(digest):
-                raise Rejected(401, "bad signature")
+            check(digest)
             if incoming.size == 0:
                 raise Rejected(400, "empty message body")
             problem = rfc5322.header_problem(incoming.head)
@@ -225,7 +253,7 @@ def _header(environ: WSGIEnvironment, name: str) -> str:
     return str(environ.get("HTTP_" + name.upper().replace("-", "_"), ""))
 
 
-def _stream_body(stream: IO[bytes], incoming: Incoming, limit: int, too_big: Rejected) -> None:
+def _stream_body(stream: Readable, incoming: Incoming, limit: int, too_big: Rejected) -> None:
     while chunk := stream.read(CHUNK):
         if incoming.size + len(chunk) > limit:
             raise too_big
@@ -235,11 +263,17 @@ def _stream_body(stream: IO[bytes], incoming: Incoming, limit: int, too_big: Rej
 def parse_recipients(text: str) -> list[str]:
     if not text.strip():
         raise Rejected(400, f"missing {signing.RECIPIENTS}")
+    return normalize_recipients(text.split(","), signing.RECIPIENTS)
+
+
+def normalize_recipients(items: Iterable[str], where: str) -> list[str]:
+    """The envelope recipients, normalized; Rejected (400) naming where for one that is
+    not an address."""
     found = []
-    for item in text.split(","):
+    for item in items:
         address = addresses.normalize(item.strip())
         if address is None:
-            raise Rejected(400, f"{signing.RECIPIENTS}: {item.strip()[:100]!r} is not an address")
+            raise Rejected(400, f"{where}: {item.strip()[:100]!r} is not an address")
         found.append(address)
     return found
 

@@ -12,8 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from routemail.config import DEFAULT_MAX_SIZE
+from routemail.config import DEFAULT_MAX_SIZE, SesInbound
+from routemail.errors import ConfigError, Problem
 from routemail.spool import Spool
+from routemail.validation import settings as validate_settings
+from routemail.validation.checker import Checker
 
 log = logging.getLogger("mailrecv")
 
@@ -84,3 +87,19 @@ def _secret_file(name: Any, config_path: Path) -> str | None:
     except OSError as exc:
         log.error("cannot read receiver.secret_file %s: %s", path, exc.strerror)
         return None
+
+
+def ses_inbound(config_path: Path) -> SesInbound:
+    """[receiver.ses_inbound], checked as `routemail check` checks it; ConfigError with
+    every problem in [receiver] otherwise. Only that table counts: a mistake elsewhere
+    in lists.toml does not stop inbound mail."""
+    try:
+        text = config_path.read_text("utf-8")
+        data = tomllib.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(Problem(str(config_path), None, "", f"cannot read: {exc}")) from exc
+    checker = Checker(text, config_path)
+    receiver = validate_settings.receiver(checker, checker.table(data, "receiver"))
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    return receiver.ses_inbound

@@ -135,26 +135,47 @@ def _from_sns(sns: Any, env: Mapping[str, str], index: int) -> list[Job]:
         return jobs_from_event(message, env)
     if message.get("Event") == "s3:TestEvent":
         return []
+    return [receipt_notification(message, f"Records[{index}]")]
+
+
+def receipt_notification(message: Mapping[str, Any], where: str) -> Job:
+    """The message an SES receipt notification (SNS action, or S3 action with a topic)
+    carries or names; EventError, naming where, for anything else or a malformed one."""
     kind = message.get("notificationType") or message.get("eventType")
     if kind != "Received":
-        raise EventError(f"Records[{index}]: SNS notification of type {kind!r}, not 'Received'")
-    receipt = message.get("receipt") or {}
-    action = receipt.get("action") or {}
+        raise EventError(f"{where}: SNS notification of type {str(kind)[:40]!r}, not 'Received'")
+    receipt = message.get("receipt")
+    action = receipt.get("action") if isinstance(receipt, dict) else None
+    if not isinstance(receipt, dict) or not isinstance(action, dict):
+        raise EventError(f"{where}: the SES notification has no receipt.action")
     recipients = _recipients(receipt)
     verdicts = _verdicts(receipt)
     if action.get("type") == "S3":
         bucket, key = action.get("bucketName"), action.get("objectKey")
-        if not isinstance(bucket, str) or not isinstance(key, str):
-            raise EventError(f"Records[{index}]: S3 action lacks bucketName or objectKey")
-        return [Job(bucket, key, recipients, verdicts)]
+        if not isinstance(bucket, str) or not isinstance(key, str) or not bucket or not key:
+            raise EventError(f"{where}: S3 action lacks bucketName or objectKey")
+        return Job(bucket, key, recipients, verdicts)
     content = message.get("content")
-    if isinstance(content, str):
+    if action.get("type") == "SNS" and isinstance(content, str):
         # An SNS action with the message inline (SES allows up to 150 KB).
-        body = (
-            base64.b64decode(content)
-            if action.get("encoding") == "BASE64"
-            else content.encode("utf-8")
-        )
-        message_id = str((message.get("mail") or {}).get("messageId", "sns"))
-        return [Job("", message_id, recipients, verdicts, content=body)]
-    raise EventError(f"Records[{index}]: SES notification has neither an S3 action nor the content")
+        message_id = (message.get("mail") or {}).get("messageId")
+        name = message_id if isinstance(message_id, str) and message_id else "sns"
+        body = _decode_content(content, action.get("encoding"), where)
+        return Job("", name, recipients, verdicts, content=body)
+    raise EventError(
+        f"{where}: SES notification has neither an S3 action nor an SNS action with the content"
+    )
+
+
+def _decode_content(content: str, encoding: Any, where: str) -> bytes:
+    """The inline message's bytes: base64 (line breaks allowed, nothing else) or UTF-8."""
+    name = str(encoding or "UTF8").upper().replace("-", "")
+    try:
+        if name == "BASE64":
+            return base64.b64decode("".join(content.split()), validate=True)
+        if name == "UTF8":
+            return content.encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
+        problem = f"{where}: the content is not {encoding} as its action says: {exc}"
+        raise EventError(problem) from None
+    raise EventError(f"{where}: unknown content encoding {str(encoding)[:40]!r}")

@@ -35,11 +35,25 @@ class Site:
 
 
 @dataclass(frozen=True)
+class SesInbound:
+    """[receiver.ses_inbound]: SES receipt notifications over SNS, at POST /ses-inbound."""
+
+    sns_topics: frozenset[str] = frozenset()  # the receipt rules' topics; none: all refused
+    sns_max_age_hours: float = 1.0  # older notifications are refused as replays
+    bucket: str | None = None  # the S3 action's bucket; None: only inline mail is taken
+    prefix: str = ""  # the S3 action's object key prefix
+    region: str | None = None  # the bucket's region; None: boto3's own (AWS_REGION, ...)
+    endpoint_url: str | None = None  # another S3 endpoint (an S3-compatible store, tests)
+    timeout: float = 5.0  # per S3 connect and read; SNS gives up on an answer after 15 s
+
+
+@dataclass(frozen=True)
 class Receiver:
     on_receipt: str = "run"
     max_size: int = DEFAULT_MAX_SIZE
     secret_file: str | None = None
     trusted_proxies: int = 0
+    ses_inbound: SesInbound = field(default_factory=SesInbound)
 
 
 @dataclass(frozen=True)

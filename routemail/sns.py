@@ -94,13 +94,19 @@ def timestamp(message: Mapping[str, Any]) -> float:
     return when.timestamp()
 
 
-def check_fresh(message: Mapping[str, Any], max_age: float, now: float) -> float:
+def check_fresh(
+    message: Mapping[str, Any],
+    max_age: float,
+    now: float,
+    setting: str = "[bounces] sns_max_age_hours",
+) -> float:
     """The Timestamp of a message that is at most max_age seconds old; SnsError for an
-    older one (a replay: SNS retries for an hour at most) or one from the future."""
+    older one (a replay: SNS retries for an hour at most) or one from the future.
+    setting names where max_age is configured, for the error."""
     sent = timestamp(message)
     if sent < now - max_age:
         raise SnsError(
-            f"sent at {message.get('Timestamp')}, older than [bounces] sns_max_age_hours"
+            f"sent at {message.get('Timestamp')}, older than {setting}"
             f" ({max_age / 3600:g} h): refused as a replay"
         )
     if sent > now + FUTURE_SKEW_SECONDS:
@@ -173,12 +179,18 @@ class Verifier:
         self._certs: OrderedDict[str, _Cert | _Failed] = OrderedDict()
         self._lock = threading.Lock()
 
-    def verify(self, message: Mapping[str, Any], topics: frozenset[str]) -> None:
+    def verify(
+        self,
+        message: Mapping[str, Any],
+        topics: frozenset[str],
+        setting: str = "[bounces] sns_topics",
+    ) -> None:
         """Return quietly for a genuine message from an allowed topic, else raise SnsError.
-        Everything that can be checked without the certificate is checked first."""
+        Everything that can be checked without the certificate is checked first; setting
+        names where the allowed topics are configured, for the error."""
         topic = message.get("TopicArn")
         if topic not in topics:
-            raise SnsError(f"topic {topic!r} is not in [bounces] sns_topics")
+            raise SnsError(f"topic {topic!r} is not in {setting}")
         version = str(message.get("SignatureVersion", ""))
         if version not in HASHES:
             raise SnsError(f"unsupported SignatureVersion {version!r}")

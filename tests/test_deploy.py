@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 import subprocess
 import sys
@@ -77,6 +78,81 @@ def test_failures_go_to_a_queue_and_a_schedule_sweeps() -> None:
     assert target["Input"] == {"Fn::Sub": '{"sweep": {"older_than": "${SweepAge}"}}'}
     types = res["EventsDestination"]["Properties"]["EventDestination"]["MatchingEventTypes"]
     assert sorted(types) == ["bounce", "complaint", "delivery", "deliveryDelay", "reject"]
+
+
+def references(value: Any) -> set[str]:
+    """The resources and parameters a template value names (Ref, GetAtt, Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub" and isinstance(inner, str):
+                found |= {n.split(".")[0] for n in re.findall(r"\$\{([^}!]+)\}", inner)}
+            found |= references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= references(inner)
+    return found
+
+
+def test_inbound_delivery_selects_lambda_or_sns() -> None:
+    """InboundDelivery chooses the deployment: the Lambda and everything naming it exist
+    only with "lambda"; otherwise one receipt rule stores in the same bucket and prefix and
+    notifies the inbound topic (sns-s3), or publishes the message to it in base64
+    (sns-inline), the receiver's /ses-inbound URL subscribes to the topic, and SES may
+    write the bucket for either rule."""
+    loaded = template()
+    res = loaded["Resources"]
+    assert loaded["Parameters"]["InboundDelivery"]["AllowedValues"] == [
+        "lambda",
+        "sns-s3",
+        "sns-inline",
+    ]
+    assert loaded["Parameters"]["InboundDelivery"]["Default"] == "lambda"
+    lambda_only = {"Function", "FunctionRole", "FailureQueue", "SweepRule"}
+    for name, resource in res.items():
+        if references(resource) & lambda_only or name in lambda_only:
+            assert resource.get("Condition") == "UseLambda", name
+    assert res["InboundRule"]["Condition"] == "UseLambda"
+    sns_rule = res["InboundSnsRule"]
+    assert sns_rule["Condition"] == "UseSns"
+    # Its own name: switching deployments creates it before the Lambda's rule is deleted.
+    assert sns_rule["Properties"]["Rule"]["Name"] == {"Fn::Sub": "${AWS::StackName}-inbound-sns"}
+    (choice,) = sns_rule["Properties"]["Rule"]["Actions"]
+    condition, inline, stored = choice["Fn::If"]
+    assert condition == "SnsInline"
+    assert inline == {"SNSAction": {"TopicArn": {"Ref": "InboundTopic"}, "Encoding": "Base64"}}
+    lambda_store = res["InboundRule"]["Properties"]["Rule"]["Actions"][0]["S3Action"]
+    assert stored == {"S3Action": {**lambda_store, "TopicArn": {"Ref": "InboundTopic"}}}
+    subscription = res["InboundSubscription"]
+    assert subscription["Condition"] == "HasInboundEndpoint"
+    assert subscription["Properties"]["Protocol"] == "https"
+    retry = subscription["Properties"]["DeliveryPolicy"]["healthyRetryPolicy"]
+    assert retry["numRetries"] <= 100
+    (write, _tls) = res["MailBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allowed = write["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert allowed.endswith(":receipt-rule/${AWS::StackName}-inbound*")
+    conditions = loaded["Conditions"]
+    for name, value in (("UseLambda", "lambda"), ("SnsInline", "sns-inline")):
+        assert conditions[name] == {"Fn::Equals": [{"Ref": "InboundDelivery"}, value]}
+    assert conditions["UseSns"] == {"Fn::Not": [{"Condition": "UseLambda"}]}
+
+
+def test_receiver_may_only_read_and_delete_inbound_mail() -> None:
+    """The policy offered to the receiver's identity for sns-s3 allows reading and
+    deleting objects under the inbound prefix and nothing else."""
+    res = template()["Resources"]
+    policy = res["InboundReaderPolicy"]
+    assert policy["Condition"] == "SnsStored"
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["s3:DeleteObject", "s3:GetObject"]
+    assert statement["Resource"] == {"Fn::Sub": "${MailBucket.Arn}/${ObjectPrefix}*"}
+    outputs = template()["Outputs"]
+    assert outputs["InboundTopicArn"]["Condition"] == "UseSns"
+    assert outputs["InboundReaderPolicyArn"]["Condition"] == "SnsStored"
 
 
 def test_lambda_zip_is_mailxfer_alone_and_imports(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from routemail import addresses
@@ -20,11 +21,15 @@ from routemail.config import (
     Receiver,
     Retention,
     Ses,
+    SesInbound,
     Site,
     Smtp,
     Webhooks,
 )
 from routemail.validation.checker import Checker, either, positive
+
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+SNS_TOPIC = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 
 
 def site(v: Checker, t: dict[str, Any]) -> Site | None:
@@ -52,7 +57,9 @@ def site(v: Checker, t: dict[str, Any]) -> Site | None:
 
 
 def receiver(v: Checker, t: dict[str, Any]) -> Receiver:
-    v.unknown_keys(t, "receiver", {"on_receipt", "max_size", "secret_file", "trusted_proxies"})
+    v.unknown_keys(
+        t, "receiver", {"on_receipt", "max_size", "secret_file", "trusted_proxies", "ses_inbound"}
+    )
     return Receiver(
         on_receipt=v.get(t, "on_receipt", "receiver", str, "run", v.choice(("run", "none"))),
         max_size=v.get(
@@ -72,7 +79,61 @@ def receiver(v: Checker, t: dict[str, Any]) -> Receiver:
             0,
             lambda x: None if x >= 0 else "expected 0 or more proxies",
         ),
+        ses_inbound=ses_inbound(v, v.table(t, "ses_inbound", "receiver.")),
     )
+
+
+def ses_inbound(v: Checker, t: dict[str, Any]) -> SesInbound:
+    p = "receiver.ses_inbound"
+    keys = {"sns_topics", "sns_max_age_hours", "bucket", "prefix", "region", "endpoint_url"}
+    v.unknown_keys(t, p, {*keys, "timeout"})
+    bucket = v.get(
+        t,
+        "bucket",
+        p,
+        str,
+        None,
+        lambda x: None if S3_BUCKET.fullmatch(x) else "expected an S3 bucket name",
+    )
+    prefix = v.get(
+        t,
+        "prefix",
+        p,
+        str,
+        "",
+        lambda x: "the S3 action's object key prefix never starts with /" if x[:1] == "/" else None,
+    )
+    if "prefix" in t and bucket is None:
+        v.problem(f"{p}.prefix", "needs bucket, the S3 action's bucket the prefix is in")
+    endpoint_url = v.get(
+        t,
+        "endpoint_url",
+        p,
+        str,
+        None,
+        lambda x: None if x.startswith(("https://", "http://")) else "expected an http(s) URL",
+    )
+    return SesInbound(
+        sns_topics=sns_topics(v, t, p),
+        sns_max_age_hours=float(v.get(t, "sns_max_age_hours", p, (int, float), 1.0, positive)),
+        bucket=bucket,
+        prefix=prefix,
+        region=v.get(t, "region", p, str, None),
+        endpoint_url=endpoint_url,
+        timeout=float(v.get(t, "timeout", p, (int, float), 5.0, positive)),
+    )
+
+
+def sns_topics(v: Checker, t: dict[str, Any], prefix: str) -> frozenset[str]:
+    """The table's sns_topics: SNS topic ARNs."""
+    topics = v.get(t, "sns_topics", prefix, list, [])
+    for topic in topics:
+        if not (isinstance(topic, str) and SNS_TOPIC.fullmatch(topic)):
+            v.problem(
+                f"{prefix}.sns_topics",
+                f"{topic!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+            )
+    return frozenset(x for x in topics if isinstance(x, str))
 
 
 def delivery(v: Checker, t: dict[str, Any]) -> Delivery:
@@ -237,14 +298,10 @@ def webhooks(v: Checker, t: dict[str, Any]) -> Webhooks:
 def bounces(v: Checker, t: dict[str, Any]) -> Bounces:
     p = "bounces"
     v.unknown_keys(t, p, {"threshold", "decay_days", "sns_topics", "sns_max_age_hours"})
-    topics = v.get(t, "sns_topics", p, list, [])
-    for topic in topics:
-        if not (isinstance(topic, str) and topic.startswith("arn:aws")):
-            v.problem(f"{p}.sns_topics", f"{topic!r} is not an SNS topic ARN")
     return Bounces(
         threshold=v.get(t, "threshold", p, int, 5, positive),
         decay_days=float(v.get(t, "decay_days", p, (int, float), 7.0, positive)),
-        sns_topics=frozenset(x for x in topics if isinstance(x, str)),
+        sns_topics=sns_topics(v, t, p),
         sns_max_age_hours=float(v.get(t, "sns_max_age_hours", p, (int, float), 1.0, positive)),
     )
 
