@@ -7,7 +7,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from routemail import addresses
 from routemail.state import State
+
+# Failed checks at one address from all clients together may reach this many
+# times guess_limit: one client alone can never lock the owner out, and
+# guessing spread over many clients is still bounded.
+GUESS_SPREAD = 10
+
+
+def guess_limits(who: str, client: str, limit: int) -> list[tuple[str, int]]:
+    """The counters a check of who's secret (a password, a mailed token) from client
+    counts under, with their limits; the API and the web pages share them, so neither
+    way in gives a guesser a fresh allowance."""
+    who = addresses.key(who)  # BOB@x must not bring a fresh allowance of guesses at bob@x
+    return [
+        (f"guess:{who}|{client}", limit),  # this client at this address
+        (f"guess-client:{client}", limit),  # this client, any address
+        (f"guess:{who}", limit * GUESS_SPREAD),  # every client at this address
+    ]
 
 
 @dataclass(frozen=True)

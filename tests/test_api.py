@@ -464,7 +464,7 @@ def test_guessing_is_limited_per_client_across_addresses(api: Receiver, project:
 def test_one_client_cannot_lock_an_owner_out(project: Project) -> None:
     """Guesses from one client stop that client only; the owner, from elsewhere, gets in.
     Spread over many clients, guesses at one address stop at GUESS_SPREAD x guess_limit."""
-    from mailrecv.api.limits import GUESS_SPREAD
+    from routemail.ratelimits import GUESS_SPREAD
 
     project.write_config(BASE_CONFIG.replace("[receiver]\n", "[receiver]\ntrusted_proxies = 1\n"))
     with running_receiver(project) as api:
