@@ -255,14 +255,17 @@ class State:
 
     def set_password(self, db: sqlite3.Connection, email: str, password_hash: str) -> bool:
         """Inside a transaction: a verified account's new password; every password reset
-        token of the account stops working. False if there is no such account."""
+        token of the account stops working, and every signed-in web session of it ends
+        (routemail.websessions). False if there is no such account."""
         done = db.execute(
             "UPDATE accounts SET password_hash = ?"
             " WHERE email = ? COLLATE NOCASE AND status = 'verified'",
             (password_hash, email),
         ).rowcount
         db.execute(
-            "DELETE FROM tokens WHERE purpose = 'reset' AND email = ? COLLATE NOCASE", (email,)
+            "DELETE FROM tokens WHERE purpose IN ('reset', 'web-session')"
+            " AND email = ? COLLATE NOCASE",
+            (email,),
         )
         return done == 1
 
