@@ -33,6 +33,7 @@ from mailrecv.receive import Readable, Rejected, Stored, normalize_recipients, s
 from mailrecv.receive import store as store_message
 from mailrecv.settings import Settings, ses_inbound
 from mailxfer.events import EventError, Job, receipt_notification
+from mailxfer.transfer import get_object
 from routemail.config import VERDICT_NAMES, VERDICT_VALUES, SesInbound
 from routemail.errors import ConfigError
 
@@ -196,13 +197,12 @@ def _client(region: str | None, endpoint_url: str | None, timeout: float) -> Any
 def _open(s3: Any, job: Job, max_size: int) -> Any:
     """The object's streaming body, or None when it no longer exists."""
     try:
-        response = s3.get_object(Bucket=job.bucket, Key=job.key)
+        response = get_object(s3, job.bucket, job.key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        if code in ("NoSuchKey", "404"):
-            return None
         log.error("%s: cannot read %s, SNS will retry: %s", ENDPOINT, job.where, exc)
         raise Rejected(503, f"cannot read {job.where}; retry later") from None
+    if response is None:
+        return None
     size = response.get("ContentLength")
     if isinstance(size, int) and size > max_size:
         response["Body"].close()

@@ -187,17 +187,28 @@ def _post(
         raise TransferFailed(f"{job.where} not delivered: cannot reach {url}: {exc}") from None
 
 
+def get_object(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """S3's answer to GetObject (its Body still to be read), or None when the object does
+    not exist (any more); anything else that goes wrong raises."""
+    try:
+        return dict(s3.get_object(Bucket=bucket, Key=key))
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
 def _open(job: Job, s3: Any) -> BinaryIO | None:
     """The message as a seekable stream, or None when the object no longer exists."""
     if job.content is not None:
         return io.BytesIO(job.content)
     try:
-        response = s3.get_object(Bucket=job.bucket, Key=job.key)
+        response = get_object(s3, job.bucket, job.key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        if code in ("NoSuchKey", "404"):
-            return None
         raise TransferFailed(f"cannot read {job.where}: {exc}") from None
+    if response is None:
+        return None
     spool: Any = tempfile.SpooledTemporaryFile(max_size=MEMORY_CAP)  # noqa: SIM115
     stream = response["Body"]
     try:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import hashlib
+import http.server
 import json
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -413,31 +416,21 @@ def copies(inbound: Inbound, subject: str) -> dict[str, int]:
     return dict(recipients(inbound.project.data_dir, subject))
 
 
-@pytest.mark.parametrize("encoding", ["BASE64", "UTF8"])
-def test_inline_message_is_queued_and_delivered(inbound: Inbound, s3: Any, encoding: str) -> None:
-    """An SNS action's message (either encoding) is queued with the receipt's recipients
-    and verdicts, and `routemail run` delivers it to the list's members."""
-    subject = f"inline {encoding} {uuid.uuid4().hex[:8]}"
+@pytest.mark.parametrize("form", ["BASE64", "UTF8", "S3"])
+def test_message_is_queued_and_delivered(inbound: Inbound, s3: Any, form: str) -> None:
+    """An SNS action's message (either encoding) or an S3 action's object is queued with
+    the receipt's recipients and verdicts, byte for byte, the object deleted once queued,
+    and `routemail run` delivers it to the list's members."""
+    subject = f"{form} {uuid.uuid4().hex[:8]}"
     raw = post_text(subject)
-    status, answer = inbound.post(signed(inline(raw, encoding)))
-    assert status == 200, answer
-    assert answer["duplicate"] is False
-    history = inbound.project.spool.history(answer["id"])
-    assert history.destinations == [VOLUNTEERS]
-    assert history.verdicts == ALL_PASS
-    assert inbound.project.spool.message_path(answer["id"]).read_bytes() == raw
-    inbound.run()
-    assert copies(inbound, subject) == EACH_MEMBER_ONCE
-
-
-def test_stored_message_is_queued_deleted_and_delivered(inbound: Inbound, s3: Any) -> None:
-    """An S3 action's object is read, queued with the receipt's recipients and verdicts,
-    deleted once queued, and `routemail run` delivers it to the list's members."""
-    subject = f"stored {uuid.uuid4().hex[:8]}"
-    raw = post_text(subject)
-    _key, notification = stored(s3, raw)
+    notification = stored(s3, raw)[1] if form == "S3" else inline(raw, form)
     status, answer = inbound.post(signed(notification))
     assert status == 200, answer
+    assert answer == {
+        "id": answer["id"],
+        "duplicate": False,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+    }
     assert keys(s3) == []
     history = inbound.project.spool.history(answer["id"])
     assert history.destinations == [VOLUNTEERS]
@@ -494,6 +487,83 @@ def test_unreachable_s3_is_503_and_the_object_stays(inbound: Inbound, s3: Any) -
     assert status == 200, answer
     assert keys(s3) == []
     assert answer["id"] in inbound.queued()
+
+
+class DeleteRefusingProxy(http.server.BaseHTTPRequestHandler):
+    """Passes S3 requests to moto, except DELETE, which fails as S3 does when it errs."""
+
+    server: Any
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        request = urllib.request.Request(
+            self.server.target + self.path,
+            data=self.rfile.read(length) if length else None,
+            method=self.command,
+            headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+        )
+        try:
+            response = urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        with response:
+            status, headers, payload = response.status, response.headers, response.read()
+        self._answer(status, headers.get("Content-Type", ""), payload, headers)
+
+    do_GET = do_PUT = do_POST = do_HEAD = _forward
+
+    def do_DELETE(self) -> None:
+        error = b"<Error><Code>InternalError</Code><Message>test</Message></Error>"
+        self._answer(500, "application/xml", error)
+
+    def _answer(self, status: int, kind: str, payload: bytes, headers: Any = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "date"):
+                self.send_header(name, value)
+        if not headers:
+            self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def refusing_deletes(target: str) -> Iterator[str]:
+    """An S3 endpoint on a free loopback port that is moto, but cannot delete."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DeleteRefusingProxy)
+    server.target = target  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_object_not_deleted_is_503_and_the_retry_deletes(inbound: Inbound, s3: Any) -> None:
+    """Queued but not deleted: 503 naming the queue id, so SNS retries; the object stays
+    until the retry, which is a duplicate of the queued message and deletes it."""
+    key, notification = stored(s3, post_text("not deleted"))
+    body = signed(notification)
+    with (
+        refusing_deletes(inbound.s3_url) as proxy,
+        inbound.configured(endpoint_url=f'"{proxy}"'),
+    ):
+        status, answer = inbound.post(body)
+    assert status == 503, answer
+    assert "not deleted; retry later" in answer["error"]
+    assert answer["id"] in inbound.queued()
+    assert keys(s3) == [key]
+    status, again = inbound.post(body)
+    assert status == 200, again
+    assert (again["id"], again["duplicate"]) == (answer["id"], True)
+    assert keys(s3) == []
 
 
 def test_stored_message_refused_by_the_spool_stays(inbound: Inbound, s3: Any) -> None:
