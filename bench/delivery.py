@@ -90,6 +90,48 @@ class SinkProcess:
         self.proc.wait(10)
 
 
+# Runs each `routemail run` and reports its wall time and peak RSS (wait4). A child
+# forked from this process would report this process's own peak as its own when that
+# is higher; a small launcher's children report theirs.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    job = json.loads(line)
+    start = time.perf_counter()
+    proc = subprocess.Popen(job["argv"], env=job["env"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    print(json.dumps([wall, code, usage.ru_maxrss * 1024]), flush=True)
+"""
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
+        """argv run to its end: wall seconds, exit code, peak RSS in bytes."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "env": env}) + "\n")
+        self.proc.stdin.flush()
+        wall, code, rss = json.loads(self.proc.stdout.readline())
+        return wall, code, rss
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+LAUNCH: Launcher | None = None
+
+
 class Measure:
     def __init__(self, label: str, counts: dict[str, float], expected: int, wall: float) -> None:
         self.label = label
@@ -100,6 +142,11 @@ class Measure:
         self.rate = self.accepted / span if span > 0 else 0.0
         self.wall_rate = self.accepted / wall if wall > 0 else 0.0
         self.connections = int(counts["connections"])
+
+
+def crlf(raw: bytes) -> bytes:
+    """The post with CRLF line breaks, as mail arrives from SES or an MTA."""
+    return raw.replace(b"\n", b"\r\n")
 
 
 def members(n: int) -> list[str]:
@@ -150,11 +197,14 @@ members = [{addresses}]
 
 
 def run_routemail(
-    sink: SinkProcess, raw: bytes, n: int, profile: Path | None = None
+    sink: SinkProcess, raw: bytes, n: int, profile: Path | None = None, tree: str | None = None
 ) -> tuple[Measure, int]:
-    """One `routemail run` delivering raw to n members: its figures and peak RSS."""
+    """One `routemail run` delivering raw to n members: its figures and peak RSS.
+    tree: run the routemail package of that source tree instead (an earlier commit)."""
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
         env = project(Path(tmp), sink.port, n)
+        if tree:
+            env["PYTHONPATH"] = tree
         Spool(Path(tmp) / "data" / "maillist").ensure().receive(
             raw, ["volunteers@lists.example.org"], VERDICTS
         )
@@ -162,15 +212,14 @@ def run_routemail(
         command = [sys.executable, "-m", "routemail", "run"]
         if profile is not None:
             command[1:1] = ["-m", "cProfile", "-o", str(profile)]
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            sys.exit(f"routemail run exited {proc.returncode}")
+        global LAUNCH
+        LAUNCH = LAUNCH or Launcher()
+        wall, code, rss = LAUNCH.run(command, env)
+        if code != 0:
+            sys.exit(f"routemail run exited {code}")
         counts = sink.wait_for(n)
-    return Measure("routemail run (defaults)", counts, n, wall), usage.ru_maxrss * 1024
+    label = f"routemail run from {Path(tree).name}" if tree else "routemail run (defaults)"
+    return Measure(label, counts, n, wall), rss
 
 
 # -- the baseline: one smtplib session, byte-spliced copies ----------------------
@@ -179,9 +228,8 @@ def run_routemail(
 def run_baseline(sink: SinkProcess, raw: bytes, n: int) -> Measure:
     """Each member's copy is the post's bytes with the footer and one-click link
     spliced in before the closing boundary of its first text part; smtplib sends it."""
-    data = raw.replace(b"\n", b"\r\n")
-    cut = data.index(b"\r\n--alt")
-    head, tail = data[:cut], data[cut:]
+    cut = raw.index(b"\r\n--alt")
+    head, tail = raw[:cut], raw[cut:]
     sink.ask("reset")
     start = time.perf_counter()
     conn = smtplib.SMTP("127.0.0.1", sink.port)
@@ -256,6 +304,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peers", action="store_true", help="also mlmmj, when installed")
+    parser.add_argument(
+        "--compare", help="also run routemail from this source tree (say, a worktree of main)"
+    )
     parser.add_argument("--mlmmj", help="the folder holding mlmmj-receive (default: PATH)")
     parser.add_argument(
         "--profile", action="store_true", help="profile one run at the largest size"
@@ -263,14 +314,19 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="peak RSS with a 10 MB post")
     args = parser.parse_args()
 
-    raw = message(ATTACHMENT)
+    raw = crlf(message(ATTACHMENT))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores,"
         f" Python {platform.python_version()}, load average {load}"
     )
-    print(f"post: {len(raw):,} bytes, multipart (QP text + QP HTML + base64 attachment)")
+    print(
+        f"post: {len(raw):,} bytes with CRLF line breaks, multipart (QP text + QP HTML"
+        " + base64 attachment)"
+    )
     print(f"median of {args.rounds} rounds; rate = recipients accepted / first MAIL to last 250\n")
+    global LAUNCH
+    LAUNCH = Launcher()
     sink = SinkProcess()
     try:
         print(
@@ -283,6 +339,11 @@ def main() -> None:
             best = median_of([m for m, _ in ours])
             rss = max(r for _, r in ours)
             rows = [(best, rss), (base, 0)]
+            if args.compare:
+                before = [
+                    run_routemail(sink, raw, n, tree=args.compare) for _ in range(args.rounds)
+                ]
+                rows.append((median_of([m for m, _ in before]), max(r for _, r in before)))
             if args.peers:
                 for personal in (False, True):
                     if personal and n > 1000:
@@ -301,14 +362,21 @@ def main() -> None:
                 if m.accepted != m.expected:
                     print(f"  !! {m.label}: {m.accepted} of {m.expected} recipients accepted")
         if args.memory:
-            small = run_routemail(sink, raw, 50)[1]
-            big_raw = message(BIG_ATTACHMENT)
-            big = run_routemail(sink, big_raw, 50)[1]
-            print(
-                f"\npeak RSS, 50 members: {small / 2**20:.0f} MiB with the {len(raw) / 1e3:.0f} KB"
-                f" post, {big / 2**20:.0f} MiB with a {len(big_raw) / 1e6:.1f} MB one:"
-                f" {(big - small) / len(big_raw):.2f}x the message size more"
-            )
+            print("\npeak RSS of routemail run, 50 members, a 10 MB post against the 50 KB one:")
+            big_raw = crlf(message(BIG_ATTACHMENT))
+            for tree in (None, args.compare) if args.compare else (None,):
+                for eol, small_post, big_post in (
+                    ("CRLF", raw, big_raw),
+                    ("LF", raw.replace(b"\r\n", b"\n"), big_raw.replace(b"\r\n", b"\n")),
+                ):
+                    small = run_routemail(sink, small_post, 50, tree=tree)[1]
+                    big = run_routemail(sink, big_post, 50, tree=tree)[1]
+                    print(
+                        f"  {f'from {tree}, ' if tree else ''}{eol} line ends:"
+                        f" {small / 2**20:.0f} MiB, {big / 2**20:.0f} MiB with"
+                        f" {len(big_post) / 1e6:.1f} MB: {(big - small) / len(big_post):.2f}x"
+                        " the message size more"
+                    )
         if args.profile:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "run.prof"
@@ -316,6 +384,7 @@ def main() -> None:
                 show_profile(path)
     finally:
         sink.close()
+        LAUNCH.close()
 
 
 if __name__ == "__main__":

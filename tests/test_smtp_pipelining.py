@@ -70,7 +70,7 @@ def test_pipelined_copies_arrive_byte_for_byte(sink: Sink, name: str) -> None:
     for message, recipient in zip(sink.messages, recipients, strict=True):
         assert message.recipients == [recipient]
         assert message.sender == SENDER
-        assert message.content == unstuffed(smtp_data(copies[recipient]))
+        assert message.content + b".\r\n" == unstuffed(smtp_data(copies[recipient]))
         expected = bytes(copies[recipient]).replace(CRLF, b"\n").replace(b"\n", CRLF)
         assert message.content == expected
 

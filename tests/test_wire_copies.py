@@ -34,10 +34,10 @@ IDENTITIES = {"default": identity(), "dotted": identity(**DOTTED)}
 
 
 def smtplib_data(message: bytes) -> bytes:
-    """What the SMTP transport sent before: wire_form(), then smtplib.SMTP.data's
-    dot-stuffing and final CR LF (its helper, used as the reference)."""
+    """What the SMTP transport sent after 354 before: wire_form(), then smtplib.SMTP.data's
+    dot-stuffing, final CR LF and closing dot (its helper, used as the reference)."""
     data = smtplib._quote_periods(wire_form(message))  # type: ignore[attr-defined]
-    return data if data.endswith(CRLF) else data + CRLF
+    return (data if data.endswith(CRLF) else data + CRLF) + b".\r\n"
 
 
 def check_data_form(copy: bytes) -> None:
@@ -46,7 +46,8 @@ def check_data_form(copy: bytes) -> None:
     data = smtp_data(copy)
     assert data == smtplib_data(bytes(copy))
     expected = wire_form(bytes(copy))
-    assert unstuffed(data) == (expected if expected.endswith(CRLF) else expected + CRLF)
+    assert data.endswith(b"\r\n.\r\n")
+    assert unstuffed(data[:-3]) == (expected if expected.endswith(CRLF) else expected + CRLF)
     assert data.count(b"\n") == data.count(CRLF) == data.count(b"\r")
     assert b"\x00" not in data
 
@@ -105,11 +106,11 @@ def test_any_copy_joins_to_what_smtplib_sent(
 @pytest.mark.parametrize(
     ("pieces", "filled", "expected"),
     [
-        ([b".a\n", None, b"b\n"], [b".c\n.d\n"], b"..a\r\n..c\r\n..d\r\nb\r\n"),
-        ([b"x", None, b".y"], [b".z"], b"x.z.y\r\n"),
-        ([b"x\n", None, b".y\n"], [b""], b"x\r\n..y\r\n"),
-        ([b"a\r\n", None, b"\n.b"], [b"\x00"], b"a\r\n\r\n..b\r\n"),
-        ([], [], b"\r\n"),
+        ([b".a\n", None, b"b\n"], [b".c\n.d\n"], b"..a\r\n..c\r\n..d\r\nb\r\n.\r\n"),
+        ([b"x", None, b".y"], [b".z"], b"x.z.y\r\n.\r\n"),
+        ([b"x\n", None, b".y\n"], [b""], b"x\r\n..y\r\n.\r\n"),
+        ([b"a\r\n", None, b"\n.b"], [b"\x00"], b"a\r\n\r\n..b\r\n.\r\n"),
+        ([], [], b"\r\n.\r\n"),
     ],
 )
 def test_dots_are_stuffed_where_a_piece_starts_a_line(
@@ -126,12 +127,24 @@ def test_a_line_break_split_between_pieces_falls_back_to_the_whole_copy() -> Non
     parts = WireParts([b"a\n", None, b"\nb\n"])
     assert parts.join([b"x\r"]) is None
     copy = Prepared(b"a\nx\r\nb\n", lambda: parts.join([b"x\r"]))
-    assert smtp_data(copy) == b"a\r\nx\r\nb\r\n"
+    assert smtp_data(copy) == b"a\r\nx\r\nb\r\n.\r\n"
     assert not WireParts([b"a\r", None]).usable
 
 
 def test_plain_bytes_are_stuffed_without_a_prepared_copy() -> None:
     """Notices and outgoing mail (plain bytes) get the same DATA form by a whole pass."""
     raw = b".start\n.\nmiddle\r.\r\nend"
-    assert smtp_data(raw) == smtplib_data(raw) == b"..start\r\n..\r\nmiddle\r\n..\r\nend\r\n"
+    assert smtp_data(raw) == smtplib_data(raw) == b"..start\r\n..\r\nmiddle\r\n..\r\nend\r\n.\r\n"
     assert unstuffed(dot_stuffed(b".a\r\n..b\r\n")) == b".a\r\n..b\r\n"
+
+
+def test_pieces_already_in_data_form_are_not_copied() -> None:
+    """A shared piece of a CRLF message with no line starting with a dot goes into
+    DATA as the view into the message it is (no copy kept per message)."""
+    message = b"Subject: x\r\n\r\nbody line\r\nmore\r\n"
+    clean, dotted = memoryview(message)[:20], memoryview(message)[20:]
+    parts = WireParts([clean, None, dotted])
+    assert parts.pieces[0] is clean
+    assert parts.pieces[2] is dotted
+    assert WireParts([memoryview(b"a\r\n.b\r\n")]).pieces[0] == b"a\r\n..b\r\n"
+    assert parts.join([b".x\n"]) == smtplib_data(message[:20] + b".x\n" + message[20:])

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
-from routemail.transports.wire import smtp_data
+from routemail.transports.wire import END_OF_DATA, smtp_data
 
 if TYPE_CHECKING:
     from routemail.config import Smtp
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 AUTH_CODES = frozenset({530, 534, 535, 538})
 SERVICE_CLOSING = 421
 START_INPUT = 354
-END_OF_DATA = b".\r\n"
 
 
 class SmtpTransport:
@@ -202,8 +201,8 @@ class SmtpTransport:
         return self._content(conn, data)
 
     def _content(self, conn: smtplib.SMTP, data: bytes) -> Result:
-        """After 354: the copy, already in DATA form, and the closing dot in one write."""
-        conn.send(data + END_OF_DATA)
+        """After 354: the copy, already in DATA form with its closing dot, in one write."""
+        conn.send(data)
         code, text = conn.getreply()
         if code != 250:
             return self._refused(conn, code, text, "end of data")

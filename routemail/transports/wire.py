@@ -21,6 +21,9 @@ CRLF = b"\r\n"
 LF = b"\n"
 NUL = b"\x00"
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# What keeps a piece from going into DATA as it is: NUL, a bare CR or LF, a line
+# starting with a dot.
+_NEEDS_WORK = re.compile(rb"\x00|\r(?!\n)|(?<!\r)\n|\n\.")
 
 
 def wire_form(message: bytes) -> bytes:
@@ -57,16 +60,17 @@ def own_line_break(message: bytes) -> bytes:
 # is joined from pieces already in this form instead (WireParts, Prepared).
 
 DOT = b"."
+END_OF_DATA = b".\r\n"
 _DOT = ord(DOT)
 _LF = ord(LF)
 
 
 def smtp_data(message: bytes) -> bytes:
-    """message as the content of SMTP DATA: wire form, dot-stuffed, ending in CR LF
-    (the closing "." line not included)."""
+    """What follows DATA's 354 for message: its wire form dot-stuffed, ending in CR LF,
+    then the closing "." line, ready for one write."""
     if isinstance(message, Prepared):
         return message.smtp_data()
-    return _terminated(dot_stuffed(wire_form(message)))
+    return _closed(dot_stuffed(wire_form(message)))
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -81,8 +85,8 @@ def unstuffed(data: bytes) -> bytes:
     return data[1:] if data[:2] == b".." else data
 
 
-def _terminated(data: bytes) -> bytes:
-    return data if data.endswith(CRLF) else data + CRLF
+def _closed(data: bytes) -> bytes:
+    return data + (END_OF_DATA if data.endswith(CRLF) else CRLF + END_OF_DATA)
 
 
 class Prepared(bytes):
@@ -100,7 +104,7 @@ class Prepared(bytes):
     def smtp_data(self) -> bytes:
         data = self._data()
         # None: a piece broke the assumptions of the splice (see WireParts.join).
-        return data if data is not None else _terminated(dot_stuffed(wire_form(bytes(self))))
+        return data if data is not None else _closed(dot_stuffed(wire_form(bytes(self))))
 
     def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
         # Crossing a process boundary, it is the message it holds.
@@ -115,18 +119,20 @@ class WireParts:
     depends on the piece before it: that is decided as the copy is joined."""
 
     def __init__(self, pieces: Sequence[bytes | memoryview | None]) -> None:
-        converted = [None if p is None else _converted(bytes(p)) for p in pieces]
+        converted = [None if p is None else _prepared(p) for p in pieces]
         # A shared piece ending in a bare CR may be half of a CR LF split across
         # pieces: joining such a message piecewise could double that line break.
         self.usable = not any(p is not None and p[1] for p in converted)
-        self.pieces = [None if p is None else p[0] for p in converted]
+        self.pieces: list[bytes | memoryview | None] = [
+            None if p is None else p[0] for p in converted
+        ]
 
     def join(self, filled: Sequence[bytes]) -> bytes | None:
-        """The DATA content with the slots filled in order, or None when this message
-        cannot be joined piecewise (a piece ending in a bare CR)."""
+        """What follows 354 (see smtp_data) with the slots filled in order, or None when
+        this message cannot be joined piecewise (a piece ending in a bare CR)."""
         if not self.usable:
             return None
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         at_line_start = True
         slots = iter(filled)
         for piece in self.pieces:
@@ -140,7 +146,18 @@ class WireParts:
                 out.append(DOT)
             out.append(piece)
             at_line_start = piece[-1] == _LF
-        return _terminated(b"".join(out))
+        if not (out and at_line_start):
+            out.append(CRLF)
+        out.append(END_OF_DATA)
+        return b"".join(out)
+
+
+def _prepared(piece: bytes | memoryview) -> tuple[bytes | memoryview, bool]:
+    """A shared piece in DATA form: as it is (a view into the message, not a copy)
+    when it already is, as mail received with CRLF line breaks mostly is."""
+    if _NEEDS_WORK.search(piece) is None:
+        return piece, False
+    return _converted(bytes(piece))
 
 
 def _converted(piece: bytes) -> tuple[bytes, bool]:
