@@ -7,11 +7,9 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
-import http.server
 import json
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -29,6 +27,7 @@ from routemail.errors import ConfigError
 from tests import snskeys
 from tests.conftest import BASE_CONFIG, Project, Receiver, free_port, running_receiver
 from tests.mailbox import recipients
+from tests.s3_proxy import s3_proxy
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:routemail-inbound"
 BUCKET = "routemail-inbound"
@@ -100,29 +99,39 @@ class Inbound:
         assert done.returncode == 0, done.stderr
 
 
+def receiver_options(project: Project) -> dict[str, Any]:
+    """For starting the receiver with the test SNS certificate and moto's credentials."""
+    cert = project.root / "sns-cert.pem"
+    cert.write_bytes(snskeys.certificate())
+    env: dict[str, str | None] = {
+        "SNS_TEST_CERT": str(cert),
+        "SNS_TEST_LOG": str(project.root / "sns-get.log"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": None,
+        "AWS_PROFILE": None,
+        "AWS_ENDPOINT_URL": None,
+    }
+    return {"app": "tests.sns_app:app", "extra_env": env}
+
+
 @pytest.fixture(scope="module")
 def inbound(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterator[Inbound]:
     """One receiver for the module, with the test SNS certificate and moto's S3."""
     project = Project(tmp_path_factory.mktemp("ses-inbound"))
     project.write_config(inbound_config(moto_server))
-    cert = project.root / "sns-cert.pem"
-    cert.write_bytes(snskeys.certificate())
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    env: dict[str, str | None] = {
-        "SNS_TEST_CERT": str(cert),
-        "SNS_TEST_LOG": str(project.root / "sns-get.log"),
-        **aws,
-        "AWS_SESSION_TOKEN": None,
-        "AWS_PROFILE": None,
-        "AWS_ENDPOINT_URL": None,
-    }
-    with running_receiver(project, app="tests.sns_app:app", extra_env=env) as receiver:
+    with running_receiver(project, **receiver_options(project)) as receiver:
         yield Inbound(receiver, project, moto_server)
 
 
 @pytest.fixture
 def s3(inbound: Inbound, moto_url: str) -> Any:
     """moto's S3, emptied, with the inbound bucket."""
+    return inbound_bucket(moto_url)
+
+
+def inbound_bucket(moto_url: str) -> Any:
+    """A client of moto's S3, where the inbound bucket has been made."""
     client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
     return client
@@ -489,71 +498,14 @@ def test_unreachable_s3_is_503_and_the_object_stays(inbound: Inbound, s3: Any) -
     assert answer["id"] in inbound.queued()
 
 
-class DeleteRefusingProxy(http.server.BaseHTTPRequestHandler):
-    """Passes S3 requests to moto, except DELETE, which fails as S3 does when it errs."""
-
-    server: Any
-
-    def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        request = urllib.request.Request(
-            self.server.target + self.path,
-            data=self.rfile.read(length) if length else None,
-            method=self.command,
-            headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
-        )
-        try:
-            response = urllib.request.urlopen(request, timeout=10)
-        except urllib.error.HTTPError as exc:
-            response = exc
-        with response:
-            status, headers, payload = response.status, response.headers, response.read()
-        self._answer(status, headers.get("Content-Type", ""), payload, headers)
-
-    do_GET = do_PUT = do_POST = do_HEAD = _forward
-
-    def do_DELETE(self) -> None:
-        error = b"<Error><Code>InternalError</Code><Message>test</Message></Error>"
-        self._answer(500, "application/xml", error)
-
-    def _answer(self, status: int, kind: str, payload: bytes, headers: Any = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection", "date"):
-                self.send_header(name, value)
-        if not headers:
-            self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def refusing_deletes(target: str) -> Iterator[str]:
-    """An S3 endpoint on a free loopback port that is moto, but cannot delete."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DeleteRefusingProxy)
-    server.target = target  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_object_not_deleted_is_503_and_the_retry_deletes(inbound: Inbound, s3: Any) -> None:
     """Queued but not deleted: 503 naming the queue id, so SNS retries; the object stays
     until the retry, which is a duplicate of the queued message and deletes it."""
     key, notification = stored(s3, post_text("not deleted"))
     body = signed(notification)
     with (
-        refusing_deletes(inbound.s3_url) as proxy,
-        inbound.configured(endpoint_url=f'"{proxy}"'),
+        s3_proxy(inbound.s3_url, refuse_deletes=True) as proxy,
+        inbound.configured(endpoint_url=f'"{proxy.url}"'),
     ):
         status, answer = inbound.post(body)
     assert status == 503, answer
