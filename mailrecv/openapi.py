@@ -10,7 +10,7 @@ MESSAGES = {
     400: "Malformed input: the message names the field and what is expected.",
     401: "Missing or wrong credentials (HTTP Basic: account address and password).",
     403: "Not allowed, or a wrong, used or expired token.",
-    404: "No such list or member.",
+    404: "No such list, member or message (or a message these credentials may not see).",
     409: "Conflicts with the current state (duplicate, administrator, pending account, "
     "an address on the suppression list).",
     413: "The request body is larger than api.max_request_bytes.",
@@ -68,6 +68,97 @@ NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": LIST_NAM
 IN = (400, 413, 429)  # any endpoint taking a JSON body may answer these
 
 
+def _timeline_schemas() -> dict[str, Any]:
+    """The message timeline of GET /messages/{id} (routemail.timeline)."""
+    time = {"type": "string", "nullable": True, "example": "2026-11-23T19:52:13Z"}
+    text = {"type": "string"}
+    step = {
+        **_obj(["at", "detail"], at=time, detail=text, by=text, ref=text),
+        "nullable": True,
+    }
+    step_ref = {"allOf": [_ref("Step")], "nullable": True}
+    return {
+        "Step": step,
+        "ListState": _obj(
+            ["list", "status", "held", "approved", "rejected", "expired", "finished"],
+            list=text,
+            status={
+                "type": "string",
+                "enum": ["pending", "held", "approved", "rejected", "expired", "finished"],
+            },
+            **{k: step_ref for k in ("held", "approved", "rejected", "expired", "finished")},
+        ),
+        "RecipientState": _obj(
+            ["address", "status", "queued", "sent", "deferred", "gave_up", "suppressed"],
+            address=text,
+            status={
+                "type": "string",
+                "enum": [
+                    "queued",
+                    "sent",
+                    "deferred",
+                    "delayed",
+                    "gave_up",
+                    "suppressed",
+                    "delivered",
+                    "bounced",
+                    "complained",
+                ],
+            },
+            queued=time,
+            deferred={
+                **_obj(
+                    ["attempts", "last_error", "at"],
+                    attempts={"type": "integer", "minimum": 0},
+                    last_error=text,
+                    at=time,
+                ),
+                "nullable": True,
+            },
+            **{
+                k: step_ref
+                for k in (
+                    "sent",
+                    "gave_up",
+                    "suppressed",
+                    "delayed",
+                    "delivered",
+                    "bounced",
+                    "complained",
+                )
+            },
+        ),
+        "Timeline": _obj(
+            ["id", "state", "transactional", "received", "lists", "recipients"],
+            id=text,
+            state={"type": "string", "enum": ["pending", "held", "done", "discarded"]},
+            message_id={"type": "string", "nullable": True},
+            subject={"type": "string", "nullable": True},
+            transactional={"type": "boolean"},
+            received=_obj(
+                ["at", "destinations", "verdicts", "receipts"],
+                at=time,
+                destinations={"type": "array", "items": text},
+                verdicts={"type": "object", "additionalProperties": text},
+                receipts={"type": "integer", "minimum": 0},
+            ),
+            lists={"type": "array", "items": _ref("ListState")},
+            forwarded={
+                "type": "array",
+                "items": _obj(["at", "destination"], at=time, destination=text, to=text),
+            },
+            discarded={
+                "type": "array",
+                "items": _obj(
+                    ["at", "destination", "reason"], at=time, destination=text, reason=text
+                ),
+            },
+            recipients={"type": "array", "items": _ref("RecipientState")},
+            **{"from": {"type": "string", "nullable": True}},
+        ),
+    }
+
+
 def document() -> dict[str, Any]:
     status = {"type": "string"}
     schemas = {
@@ -105,6 +196,7 @@ def document() -> dict[str, Any]:
             **{"from": EMAIL},
         ),
     }
+    schemas.update(_timeline_schemas())
     account_in = {
         **_obj(["email"], email=EMAIL),
         "description": "No password: whoever verifies the account with the mailed token"
@@ -212,6 +304,24 @@ def document() -> dict[str, Any]:
                 **_op("Send transactional mail", 202, "Queued", (*IN, 401), send_in),
                 "security": [{"bearer": []}],
             }
+        },
+        "/messages/{id}": {
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "the queue id (22 characters of A-Z a-z 0-9 _ -)",
+                }
+            ],
+            "get": {
+                **_op("Show a message's timeline", 200, "Timeline", (401, 403, 404, 429)),
+                "security": [{"basic": []}, {"bearer": []}],
+                "description": "For the moderators and administrator of the message's lists"
+                " (Basic), and for transactional mail the send key (Bearer). Anyone else gets"
+                " the 404 of an id that names nothing.",
+            },
         },
         "/lists/{name}/messages/confirm": {
             "parameters": [NAME_PARAM],

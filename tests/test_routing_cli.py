@@ -296,7 +296,16 @@ def test_show_delivered_message_by_prefix(site: Project, held_and_done: tuple[st
     out = result.stdout.splitlines()
     assert out[:2] == [f"id:      {done}", "state:   done"]
     assert "subject: Rota" in out
-    timeline = [re.sub(f"^{TIME}  ", "", line) for line in out[out.index("") + 1 :]]
+    start = out.index("") + 1
+    end = out.index("", start)
+    timeline = [re.sub(f"^{TIME}  ", "", line) for line in out[start:end]]
+    # Then one line per recipient: status, when, and the outbox file it went to.
+    files = {e.fields[0]: e.fields[1] for e in site.spool.history(done).events if e.code == "S"}
+    assert [re.sub(TIME, "T", line) for line in out[end + 1 :]] == [
+        "recipients:",
+        *(f"  {who:23}  sent        T  {files[who]}" for who in files),
+    ]
+    assert list(files) == ["ann@example.com", "bob@example.net", "coordinator@example.org"]
     assert timeline == [
         f"received for {VOLUNTEERS}",
         " " * 22 + PASSING,

@@ -2,77 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
-import http.server
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Project, RunCli
 from tests.smtp_relay import relay_for
-
-WEBHOOK_SECRET = "webhook-secret-for-tests"
-
-
-@dataclass
-class HookReceiver:
-    """An HTTP server on loopback that fails the first `failures` requests."""
-
-    failures: int
-    accepted: list[dict[str, object]] = field(default_factory=list)
-    refused: int = 0
-    bad_signatures: int = 0
-    url: str = ""
+from tests.webhook_receiver import WEBHOOK_SECRET, HookReceiver, serve
 
 
 @pytest.fixture
 def hook_receiver() -> Iterator[HookReceiver]:
     """A webhook receiver on a free loopback port that answers 500 twice, then 200."""
-    with _serve(HookReceiver(failures=2)) as state:
+    with serve(HookReceiver(failures=2)) as state:
         yield state
-
-
-@contextlib.contextmanager
-def _serve(state: HookReceiver) -> Iterator[HookReceiver]:
-    """state's receiver, serving on a free loopback port for the block."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            timestamp = self.headers["X-Routemail-Timestamp"]
-            expected = hmac.new(
-                WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + body, hashlib.sha256
-            ).hexdigest()
-            if not hmac.compare_digest(expected, self.headers["X-Routemail-Signature"]):
-                state.bad_signatures += 1
-                self.send_response(401)
-            elif state.refused < state.failures:
-                state.refused += 1
-                self.send_response(500)
-            else:
-                state.accepted.append(json.loads(body))
-                self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
 
 
 def test_failing_receiver_gets_each_event_once_across_restart(
@@ -140,7 +87,7 @@ def test_every_step_of_a_message_reaches_a_real_receiver(
     sent, deferred, gave_up and suppressed are posted, signed, with the documented fields."""
     monkeypatch.setenv("ROUTEMAIL_WEBHOOK_SECRET", WEBHOOK_SECRET)
     hooks = HookReceiver(failures=0)
-    with _serve(hooks), relay_for(project, lists=CREW) as relay:
+    with serve(hooks), relay_for(project, lists=CREW) as relay:
         project.write_config(
             project.config_path.read_text() + f'\n[webhooks]\nurls = ["{hooks.url}"]\n'
         )

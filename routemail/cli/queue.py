@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from routemail import sidecar
+from routemail import sidecar, timeline
 from routemail.cli.app import Context, TakesQueueId, cli, emit_json, pass_context
+from routemail.errors import ConfigError
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:
@@ -57,16 +58,18 @@ def queue(obj: Context, as_json: bool, state: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 @pass_context
 def show(obj: Context, msg_id: str, as_json: bool) -> None:
-    """Show a queue entry: header summary and its sidecar as a timeline."""
+    """Show a queue entry: header summary, its sidecar as a timeline, and what became
+    of each recipient's copy (sent, deferred, given up, suppressed, delivered, bounced,
+    complained)."""
     spool = obj.spool
     msg_id = spool.resolve_id(msg_id)
     history = spool.history(msg_id)
     headers = dict(_header_summary(spool.message_path(msg_id)))
+    view = timeline.of(spool, msg_id, _admin(obj))
     if as_json:
         emit_json(
             {
-                "id": msg_id,
-                "state": sidecar.summary_state(history, spool.is_pending(msg_id)),
+                **view.as_json(),
                 "headers": headers,
                 "events": [
                     {"code": e.code, "time": e.time, "fields": list(e.fields)}
@@ -76,13 +79,44 @@ def show(obj: Context, msg_id: str, as_json: bool) -> None:
         )
         return
     click.echo(f"id:      {msg_id}")
-    click.echo(f"state:   {sidecar.summary_state(history, spool.is_pending(msg_id))}")
+    click.echo(f"state:   {view.state}")
     for name, value in headers.items():
         click.echo(f"{name + ':':8} {value}")
     click.echo("")
     for e in history.events:
         when = sidecar.format_time(e.time) if e.time else " " * 20
         click.echo(f"{when}  {sidecar.describe(e)}")
+    if view.recipients:
+        click.echo("")
+        click.echo("recipients:")
+        for line in _recipient_lines(view.recipients.values()):
+            click.echo(line)
+
+
+def _admin(obj: Context) -> str | None:
+    try:
+        return obj.config.site.admin
+    except ConfigError:
+        return None  # show works on a broken lists.toml; the admin is only named
+
+
+def _recipient_lines(recipients: Iterable[timeline.Recipient]) -> Iterator[str]:
+    """One line per recipient: address, status, when, and what was said."""
+    rows = [(r.address, r.status, *_latest(r)) for r in recipients]
+    width = max(len(a) for a, *_ in rows)
+    for address, status, when, detail in rows:
+        yield f"  {address:{width}}  {status:10}  {when:20}  {detail}".rstrip()
+
+
+def _latest(r: timeline.Recipient) -> tuple[str, str]:
+    """(time, detail) of the step that gives the recipient its status."""
+    status, step = r.current()
+    if step is None:
+        return (sidecar.format_time(r.queued) if r.queued else "-"), ""
+    detail = step.detail
+    if status == timeline.DEFERRED:
+        detail += f" ({r.attempts} attempt{'s' * (r.attempts != 1)})"
+    return (sidecar.format_time(step.at) if step.at else "-"), detail
 
 
 def _header_summary(path: Path) -> Iterator[tuple[str, str]]:
