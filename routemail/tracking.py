@@ -134,29 +134,19 @@ def ses_reports(event: Mapping[str, Any], now: dt.datetime) -> list[Report]:
         return _reports(sidecar.DELIVERED, found, f"ses:{ses_id}", body, now, ses_id)
     if kind == "Bounce":
         body = _dict(event.get("bounce"))
-        kind_text = f"{_text(body.get('bounceType'), 40)}/{_text(body.get('bounceSubType'), 40)}"
-        found = [
-            (_text(r.get("emailAddress"), 320), _join(kind_text, r.get("diagnosticCode")))
-            for r in _dicts(body.get("bouncedRecipients"))
-        ]
+        head = f"{_text(body.get('bounceType'), 40)}/{_text(body.get('bounceSubType'), 40)}"
+        found = _listed(body, "bouncedRecipients", head)
         ref = f"ses:{_text(body.get('feedbackId'), MAX_REF) or ses_id}"
         return _reports(sidecar.BOUNCED, found, ref, body, now, ses_id)
     if kind == "Complaint":
         body = _dict(event.get("complaint"))
-        detail = _text(body.get("complaintFeedbackType"), 60) or "complaint"
-        found = [
-            (_text(r.get("emailAddress"), 320), detail)
-            for r in _dicts(body.get("complainedRecipients"))
-        ]
+        head = _text(body.get("complaintFeedbackType"), 60) or "complaint"
+        found = _listed(body, "complainedRecipients", head)
         ref = f"ses:{_text(body.get('feedbackId'), MAX_REF) or ses_id}"
         return _reports(sidecar.COMPLAINED, found, ref, body, now, ses_id)
     if kind == "DeliveryDelay":
         body = _dict(event.get("deliveryDelay"))
-        delay = _text(body.get("delayType"), 60) or "delayed"
-        found = [
-            (_text(r.get("emailAddress"), 320), _join(delay, r.get("diagnosticCode")))
-            for r in _dicts(body.get("delayedRecipients"))
-        ]
+        found = _listed(body, "delayedRecipients", _text(body.get("delayType"), 60) or "delayed")
         ref = f"ses:{ses_id}@{_text(body.get('timestamp'), 40)}"
         return _reports(sidecar.DELAYED, found, ref, body, now, ses_id)
     if kind == "Reject":
@@ -165,6 +155,14 @@ def ses_reports(event: Mapping[str, Any], now: dt.datetime) -> list[Report]:
         found = [(r, detail) for r in _strings(mail.get("destination"))]
         return _reports(sidecar.UNDELIVERABLE, found, f"ses:{ses_id}", mail, now, ses_id)
     return []
+
+
+def _listed(body: Mapping[str, Any], key: str, head: str) -> list[tuple[str, str]]:
+    """(address, detail) of each {"emailAddress", "diagnosticCode"} in body[key]."""
+    return [
+        (_text(r.get("emailAddress"), 320), _join(head, r.get("diagnosticCode")))
+        for r in _dicts(body.get(key))
+    ]
 
 
 def _reports(
