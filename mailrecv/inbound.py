@@ -29,6 +29,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from mailrecv import snspost
+from mailrecv.monitoring import SES_INBOUND_POSTS, count_post
 from mailrecv.receive import Readable, Rejected, Stored, normalize_recipients, start_routemail
 from mailrecv.receive import store as store_message
 from mailrecv.settings import Settings, ses_inbound
@@ -50,6 +51,12 @@ S3_ATTEMPTS = 2  # SNS waits 15 s for an answer; a 503 in time beats a timeout
 
 def register(app: Flask) -> None:
     app.register_blueprint(blueprint)
+
+
+@blueprint.after_request
+def _count(response: Response) -> Response:
+    count_post(response.status_code, SES_INBOUND_POSTS)
+    return response
 
 
 @blueprint.post("/ses-inbound")

@@ -35,12 +35,18 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 POSTS = Counter(
     "mailrecv_posts_total", "Posts to /mailrecv, by the status answered.", ["status"], registry=None
 )
+SES_INBOUND_POSTS = Counter(
+    "mailrecv_ses_inbound_posts_total",
+    "SNS posts to /ses-inbound, by the status answered.",
+    ["status"],
+    registry=None,
+)
 
 
-def count_post(status: int) -> None:
+def count_post(status: int, counter: Counter = POSTS) -> None:
     """Count a post's answer; a failure to count never changes the answer."""
     try:
-        POSTS.labels(status=str(status)).inc()
+        counter.labels(status=str(status)).inc()
     except Exception:  # e.g. PROMETHEUS_MULTIPROC_DIR not writable
         log.warning("cannot count a post for /metrics", exc_info=True)
 
@@ -92,6 +98,7 @@ def _registry(settings: Settings) -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(POSTS)
+        registry.register(SES_INBOUND_POSTS)
     registry.register(SiteCollector(settings))
     return registry
 

@@ -28,6 +28,7 @@ from tests import snskeys
 from tests.conftest import BASE_CONFIG, Project, Receiver, free_port, running_receiver
 from tests.mailbox import recipients
 from tests.s3_proxy import s3_proxy
+from tests.test_health import sample, scrape
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:routemail-inbound"
 BUCKET = "routemail-inbound"
@@ -574,3 +575,18 @@ def test_settings_mistakes_are_named(tmp_path: Path) -> None:
         BUCKET,
         PREFIX,
     )
+
+
+def test_posts_are_counted_for_metrics(inbound: Inbound, s3: Any) -> None:
+    """/metrics counts /ses-inbound's answers by status, over the receiver's workers."""
+
+    def counts() -> tuple[float, float]:
+        status, text = scrape(inbound.receiver)
+        assert status == 200, text
+        found = [sample(text, "mailrecv_ses_inbound_posts_total", status=s) for s in ("200", "403")]
+        return (found[0] or 0.0, found[1] or 0.0)
+
+    before = counts()
+    assert inbound.post(signed(inline(post_text("counted"))))[0] == 200
+    assert inbound.post(signed(inline(post_text("not counted")), topic=snskeys.TOPIC))[0] == 403
+    assert counts() == (before[0] + 1, before[1] + 1)
