@@ -24,6 +24,7 @@ REPLY_TO = ("author", "list", "both")
 POSTER_POLICIES = ("members", "moderators", "anyone")
 LIST_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
 DEFAULT_MAX_SIZE = 40 * 1024 * 1024  # the SES inbound maximum
+MAX_SENDERS = 64  # the most SMTP connections or SES calls in flight one run may use
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Smtp:
     password_env: str | None = None
     timeout: float = 30.0
     ca_file: str | None = None  # trust this CA bundle instead of the system's
+    connections: int = 4  # SMTP sessions sending at once
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Ses:
     configuration_set: str | None = None
     endpoint_url: str | None = None
     timeout: float = 30.0
+    concurrency: int | str = "auto"  # SendEmail calls in flight, or "auto" (rate times latency)
 
 
 @dataclass(frozen=True)

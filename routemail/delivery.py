@@ -1,7 +1,8 @@
 """Delivery: one copy to each recipient, each outcome a sidecar line (S, F, G or K).
 
 The router decides what a message needs; this module hands the copies to the
-transport and records what became of each: S sent, F failed (tried again by a
+transport, several at once (routemail.transports.parallel), and records what
+became of each, one line at a time in the router's thread: S sent, F failed (tried again by a
 later run, or not attempted while the transport is down), G given up, K skipped
 (suppressed). It also chooses each copy's envelope sender.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from routemail import feedback, sidecar, tally, webhooks
 from routemail.actionlog import ActionLog
@@ -20,12 +23,14 @@ from routemail.message import Headers
 from routemail.spool import Spool
 from routemail.transports import (
     PERMANENT,
+    TEMPORARY,
     Result,
     Transport,
     TransportError,
     Unavailable,
     open_transport,
 )
+from routemail.transports.parallel import Paced
 
 OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 # F lines whose detail starts so count toward max_attempts; the others record a copy
@@ -35,6 +40,18 @@ TRANSPORT_DOWN = "transport down:"
 ANSWER_CHARS = 200  # of the next hop's answer kept on an S line
 
 Suppressed = Callable[[str, str], "str | None"]
+
+
+class Priority(Protocol):
+    """Mail that must not wait for the end of a list's fan-out (routemail.priority)."""
+
+    def due(self) -> bool:
+        """Whether priority mail waits; cheap enough to ask before every copy."""
+        ...
+
+    def run(self) -> None:
+        """Send it, in this thread, while the fan-out waits."""
+        ...
 
 
 @dataclass
@@ -76,6 +93,7 @@ class Deliverer:
         self.tally = counts
         self.secret = secret
         self.suppressed = suppressed
+        self.priority: Priority | None = None
         self._transport = transport
         self.hooks = hooks
 
@@ -117,22 +135,66 @@ class Deliverer:
         recipients: Sequence[str],
         copy_for: Callable[[str], bytes],
     ) -> bool:
-        """One copy to each recipient not yet finished; True when all are finished."""
+        """One copy to each recipient not yet finished; True when all are finished.
+
+        Several copies may be in flight; each outcome is recorded here, in this
+        thread, as it comes back, and all of them before this returns."""
         self.tally.expect(sum(r not in work.finished for r in recipients))
-        for recipient in recipients:
-            if recipient in work.finished:
-                continue
-            if reason := self.suppressed(recipient, listname):
-                self.record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
-                self.emit(work, "suppressed", recipient, listname, reason)
-                self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
-                work.finished.add(recipient)
-                self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
-                continue
-            sender = self.envelope_sender(listname, recipient)
-            result = self.send(work, sender, recipient, copy_for(recipient), listname)
-            self.outcome(work, recipient, result, listname)
+        in_flight: dict[Future[Result], str] = {}
+        handed = AddressSet()
+        try:
+            for recipient in recipients:
+                if recipient in work.finished or recipient in handed:
+                    continue
+                if reason := self.suppressed(recipient, listname):
+                    self.record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
+                    self.emit(work, "suppressed", recipient, listname, reason)
+                    self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
+                    work.finished.add(recipient)
+                    self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
+                    continue
+                while len(in_flight) >= self._in_flight():
+                    self._collect(work, listname, in_flight, FIRST_COMPLETED)
+                if self.priority is not None and self.priority.due():
+                    self._collect(work, listname, in_flight, ALL_COMPLETED)
+                    self.priority.run()
+                sender = self.envelope_sender(listname, recipient)
+                copy = copy_for(recipient)
+                in_flight[self._submit(work, sender, recipient, copy, listname)] = recipient
+                handed.add(recipient)
+        finally:
+            self._collect(work, listname, in_flight, ALL_COMPLETED)
         return all(r in work.finished for r in recipients)
+
+    def _in_flight(self) -> int:
+        transport = self.transport
+        return transport.in_flight if isinstance(transport, Paced) else 1
+
+    def _submit(
+        self, work: Work, sender: str, recipient: str, copy: bytes, listname: str
+    ) -> Future[Result]:
+        tags = {"list": listname, "message": work.msg_id}
+        transport = self.transport
+        if isinstance(transport, Paced):
+            return transport.submit(sender, recipient, copy, tags)
+        done: Future[Result] = Future()
+        done.set_result(transport.send(sender, recipient, copy, tags))
+        return done
+
+    def _collect(
+        self, work: Work, listname: str, in_flight: dict[Future[Result], str], until: str
+    ) -> None:
+        """Record the outcome of the copies that are back (the first, or all of them)."""
+        if not in_flight:
+            return
+        done, _ = wait(in_flight, return_when=until)
+        for future in [f for f in in_flight if f in done]:  # in the order handed over
+            recipient = in_flight.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # a transport's bug: the copy may have gone
+                result = Result(TEMPORARY, f"{type(exc).__name__}: {exc}")
+            self.outcome(work, recipient, result, listname)
 
     def envelope_sender(self, listname: str, recipient: str) -> str:
         """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""

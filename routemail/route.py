@@ -36,6 +36,7 @@ from routemail.errors import RoutemailError, UnknownMessage
 from routemail.lists import Directory, ResolvedList, ResolverError
 from routemail.message import Headers
 from routemail.notices import Notice
+from routemail.priority import Interleave
 from routemail.spool import Spool
 from routemail.state import State
 from routemail.suppression import Suppression
@@ -66,6 +67,12 @@ class Router:
             config, spool, log, self.tally, self.secret, self.suppressed, transport, self.webhooks
         )
         self._state: State | None = None
+        # Entries routed in this run, and whether the one being routed now is routed
+        # urgently, in the middle of another's fan-out (routemail.priority).
+        self.seen: set[str] = set()
+        self.urgent = False
+        self._announced: set[str] = set()
+        self.delivery.priority = Interleave(spool, self.route_urgent, self.seen)
 
     @property
     def state(self) -> State:
@@ -107,7 +114,18 @@ class Router:
             self.webhooks.flush()
         return None
 
+    def route_urgent(self, msg_id: str) -> None:
+        """Route an entry while another's fan-out waits: its transactional copies and
+        notices go now, its list deliveries and approvals in its own turn."""
+        self.urgent = True
+        try:
+            if error := self.process(msg_id):
+                self.tally.problem(tally.ERROR, msg_id, error)
+        finally:
+            self.urgent = False
+
     def _process(self, msg_id: str) -> None:
+        self.seen.add(msg_id)
         history = self.spool.history(msg_id)
         raw = self.spool.read_message(msg_id)
         work = Work(
@@ -118,7 +136,10 @@ class Router:
             AddressSet(history.finished_recipients),
             AddressSet(history.sent_to),
         )
-        if {e.code for e in history.events} <= {sidecar.RECEIVED, sidecar.VERDICTS}:
+        if {e.code for e in history.events} <= {sidecar.RECEIVED, sidecar.VERDICTS} and (
+            msg_id not in self._announced
+        ):
+            self._announced.add(msg_id)
             self._emit(work, "received", destinations=history.destinations)
         # A discard settles its own destination only: never the message's other ones.
         for destination in history.destinations:
@@ -227,6 +248,9 @@ class Router:
         )
 
     def _deliver(self, work: Work, mlist: ResolvedList, destination: str) -> None:
+        if self.urgent:  # a fan-out waits for its own turn in the run
+            work.retry = True
+            return
         settings = dataclasses.replace(mlist.settings, moderators=mlist.moderators)
         try:
             maker = CopyMaker(work.raw, ListIdentity(settings, self.config.site, self.secret))
@@ -407,6 +431,9 @@ class Router:
 
     def _approval(self, work: Work, destination: str, held_id: str, token: str) -> None:
         """Record a moderator's reply on the held message, or say why not."""
+        if self.urgent:  # approving means delivering: in its own turn
+            work.retry = True
+            return
         try:
             verdict = self._check_approval(work, held_id, token)
         except ResolverError as exc:

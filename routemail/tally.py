@@ -115,8 +115,12 @@ class Tally:
             word = "deferred" if outcome == DEFERRED else "given up"
             text = f"{listname}: {word}: {detail}" if listname else f"{word}: {detail}"
             if key in self._grouped:
-                self._grouped[key].count += 1  # the first reason stands: the later ones
-                # are often "not attempted: <the same>"
+                grouped = self._grouped[key]
+                grouped.count += 1
+                # A reason from a copy that was tried says more than the "not attempted:
+                # <the same>" of those after it, whichever of them came back first.
+                if ": not attempted:" in grouped.text and not detail.startswith("not attempted:"):
+                    grouped.text = text
             else:
                 self._grouped[key] = self.problem(UNDELIVERED, msg_id, text)
         if self.on_copy is not None:

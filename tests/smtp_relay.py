@@ -71,10 +71,17 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def relay_for(project: Project, delivery: str = "", lists: str = "") -> Iterator[Recorder]:
-    """A Recorder relay on loopback, and the project's lists.toml sending through it
-    (transport smtp, no TLS); `delivery` adds [delivery] keys, `lists` more tables."""
-    handler = Recorder()
+def relay_for(
+    project: Project,
+    delivery: str = "",
+    lists: str = "",
+    smtp: str = "",
+    handler: Recorder | None = None,
+) -> Iterator[Recorder]:
+    """A Recorder relay on loopback (or the one given), and the project's lists.toml
+    sending through it (transport smtp, no TLS); `delivery` adds [delivery] keys,
+    `smtp` [delivery.smtp] keys, `lists` more tables."""
+    handler = handler or Recorder()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
     controller.start()
     project.write_config(
@@ -89,6 +96,7 @@ rate = 1000
 host = "127.0.0.1"
 port = {controller.port}
 tls = "none"
+{smtp}
 """
     )
     try:

@@ -11,7 +11,8 @@ import pytest
 
 from routemail import config as configuration
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, open_transport
-from routemail.transports.pacing import Paced, TokenBucket
+from routemail.transports.pacing import TokenBucket
+from routemail.transports.parallel import Paced
 from tests.conftest import BASE_CONFIG, Project
 
 RATE = 50.0

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import base64
-import json
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-import boto3
 import pytest
 
 from routemail import config as configuration
@@ -25,12 +17,11 @@ from routemail.transports import (
     TransportError,
     open_transport,
 )
-from routemail.transports.pacing import Paced
+from routemail.transports.parallel import Paced
 from tests.conftest import BASE_CONFIG, Project, RunCli, free_port
+from tests.ses_front import DOMAIN, Fault, Front, prepare_moto, running_front, sent_by_moto
 
-DOMAIN = "lists.example.org"
 SENDER = f"volunteers-bounces@{DOMAIN}"
-SEND_PATH = "/v2/email/outbound-emails"
 
 
 def copy_for(recipient: str) -> bytes:
@@ -40,118 +31,12 @@ def copy_for(recipient: str) -> bytes:
     ).encode()
 
 
-@dataclass
-class Fault:
-    status: int
-    code: str
-    message: str
-
-
-@dataclass
-class Front:
-    """An HTTP server between the transport and moto: it records each request and can
-    answer a send with an SES error in its real wire shape instead of forwarding it."""
-
-    backend: str
-    faults: list[Fault] = field(default_factory=list)  # answered to the next sends, in order
-    refuse: dict[str, Fault] = field(default_factory=dict)  # by recipient, every time
-    sends: list[dict[str, Any]] = field(default_factory=list)
-    other_requests: list[str] = field(default_factory=list)
-    url: str = ""
-
-    def handler(self) -> type[BaseHTTPRequestHandler]:
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.forward(b"")
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path == SEND_PATH:
-                    request = json.loads(body)
-                    front.sends.append(request)
-                    recipient = request["Destination"]["ToAddresses"][0]
-                    fault = front.refuse.get(recipient) or (
-                        front.faults.pop(0) if front.faults else None
-                    )
-                    if fault:
-                        self.answer_error(fault)
-                        return
-                else:
-                    front.other_requests.append(body.decode())
-                self.forward(body)
-
-            def answer_error(self, fault: Fault) -> None:
-                payload = json.dumps({"message": fault.message}).encode()
-                self.send_response(fault.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header(
-                    "x-amzn-ErrorType",
-                    f"{fault.code}:http://internal.amazon.com/coral/com.amazonaws.sesv2/",
-                )
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def forward(self, body: bytes) -> None:
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
-                }
-                request = urllib.request.Request(
-                    front.backend + self.path,
-                    data=body or None,
-                    headers=headers,
-                    method=self.command,
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=10) as answer:
-                        status, answer_headers, payload = (
-                            answer.status,
-                            answer.headers,
-                            answer.read(),
-                        )
-                except urllib.error.HTTPError as error:
-                    status, answer_headers, payload = error.code, error.headers, error.read()
-                    error.close()
-                self.send_response(status)
-                for name, value in answer_headers.items():
-                    if name.lower() not in ("content-length", "connection", "server", "date"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        return Handler
-
-
 @pytest.fixture
 def front(moto_url: str) -> Iterator[Front]:
     """Fresh moto state with our domain verified and a configuration set, behind a Front."""
-    client: Any = boto3.client("sesv2", endpoint_url=moto_url, region_name="us-east-1")
-    client.create_email_identity(EmailIdentity=DOMAIN)
-    client.create_configuration_set(ConfigurationSetName="lists-outbound")
-    client.close()
-    f = Front(moto_url)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), f.handler())
-    f.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    prepare_moto(moto_url)
+    with running_front(moto_url) as f:
         yield f
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def sent_by_moto(moto_url: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(moto_url + "/moto-api/data.json", timeout=10) as answer:
-        data = json.load(answer)
-    return list(data["ses"]["RawMessage"])
 
 
 def open_ses(project: Project, endpoint: str, rate: str = "1000", retries: int = 3) -> Transport:

@@ -7,7 +7,8 @@ lines: SENT → S, TEMPORARY → F (retried by a later run), PERMANENT → G.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,7 @@ from routemail.errors import RoutemailError
 if TYPE_CHECKING:
     from routemail.config import Config
     from routemail.spool import Spool
+    from routemail.transports.parallel import Paced
 
 # The envelope sender of notices (MAIL FROM:<>): nothing answers them, so a notice
 # that bounces cannot come back as new mail (RFC 5321 4.5.5, RFC 3834).
@@ -27,6 +29,8 @@ PERMANENT = "permanent"
 # A rate "auto" falls back to this when the SES quota cannot be read: the
 # sandbox rate, which every SES account allows.
 FALLBACK_SES_RATE = 1.0
+# `[delivery.ses] concurrency = "auto"` grows up to this many calls in flight.
+AUTO_SES_CALLS = 16
 
 
 class TransportError(RoutemailError):
@@ -79,13 +83,16 @@ class Unavailable:
         pass
 
 
-def open_transport(config: Config, spool: Spool) -> Transport:
-    """The configured transport, paced at delivery.rate with in-run retries."""
+def open_transport(config: Config, spool: Spool) -> Paced:
+    """The configured transport, paced at delivery.rate with in-run retries, sending
+    through as many sessions at once as delivery.smtp or delivery.ses allow."""
     from routemail.transports.outbox import Outbox
-    from routemail.transports.pacing import Paced
+    from routemail.transports.parallel import Paced
 
     delivery = config.delivery
     inner: Transport
+    another: Callable[[], Transport] | None = None
+    senders, adaptive = 1, False
     rate: float | None = None if delivery.rate == "auto" else float(delivery.rate)
     if delivery.transport == "smtp":
         from routemail.transports.smtp import SmtpTransport
@@ -93,6 +100,8 @@ def open_transport(config: Config, spool: Spool) -> Transport:
         smtp = delivery.smtp
         ca_file = str(config.resolve_path(smtp.ca_file)) if smtp.ca_file else None
         inner = SmtpTransport(smtp, ca_file=ca_file)
+        another = functools.partial(SmtpTransport, smtp, ca_file=ca_file)
+        senders = smtp.connections
     elif delivery.transport == "ses":
         from routemail.transports.ses import SesTransport
 
@@ -100,11 +109,17 @@ def open_transport(config: Config, spool: Spool) -> Transport:
         if rate is None:
             rate = ses.max_send_rate() or FALLBACK_SES_RATE
         inner = ses
+        another = functools.partial(SesTransport, delivery.ses)
+        adaptive = delivery.ses.concurrency == "auto"
+        senders = AUTO_SES_CALLS if adaptive else int(delivery.ses.concurrency)
     else:
         inner = Outbox(spool.root / "outbox")
     return Paced(
         inner,
         rate,
+        another=another,
+        senders=senders,
+        adaptive=adaptive,
         retries=delivery.retries,
         backoff=delivery.backoff_seconds,
         max_backoff=delivery.max_backoff_seconds,

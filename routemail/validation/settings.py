@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from routemail import addresses
 from routemail.config import (
     DEFAULT_MAX_SIZE,
+    MAX_SENDERS,
     TRANSPORTS,
     VERDICT_NAMES,
     VERDICT_VALUES,
@@ -136,6 +138,18 @@ def sns_topics(v: Checker, t: dict[str, Any], prefix: str) -> frozenset[str]:
     return frozenset(x for x in topics if isinstance(x, str))
 
 
+def senders(what: str, auto: bool = False) -> Callable[[Any], str | None]:
+    """The check of a number of parallel senders: 1 to MAX_SENDERS (or "auto")."""
+    expected = f"expected 1 to {MAX_SENDERS} {what}" + (' or "auto"' if auto else "")
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, int) and 1 <= value <= MAX_SENDERS:
+            return None
+        return None if auto and value == "auto" else f"{expected}, got {value!r}"
+
+    return check
+
+
 def delivery(v: Checker, t: dict[str, Any]) -> Delivery:
     v.unknown_keys(
         t,
@@ -174,7 +188,7 @@ def delivery(v: Checker, t: dict[str, Any]) -> Delivery:
     v.unknown_keys(
         smtp_t,
         "delivery.smtp",
-        {"host", "port", "tls", "username", "password_env", "timeout", "ca_file"},
+        {"host", "port", "tls", "username", "password_env", "timeout", "ca_file", "connections"},
     )
     p = "delivery.smtp"
     tls = v.get(smtp_t, "tls", p, str, "starttls", v.choice(("starttls", "implicit", "none")))
@@ -187,6 +201,7 @@ def delivery(v: Checker, t: dict[str, Any]) -> Delivery:
         password_env=v.get(smtp_t, "password_env", p, str, None),
         timeout=float(v.get(smtp_t, "timeout", p, (int, float), 30.0, positive)),
         ca_file=v.get(smtp_t, "ca_file", p, str, None),
+        connections=v.get(smtp_t, "connections", p, int, 4, senders("connections")),
     )
     if smtp.username and not smtp.password_env:
         v.problem(
@@ -195,13 +210,23 @@ def delivery(v: Checker, t: dict[str, Any]) -> Delivery:
         )
     ses_t = v.table(t, "ses", "delivery.")
     v.unknown_keys(
-        ses_t, "delivery.ses", {"region", "configuration_set", "endpoint_url", "timeout"}
+        ses_t,
+        "delivery.ses",
+        {"region", "configuration_set", "endpoint_url", "timeout", "concurrency"},
     )
     ses = Ses(
         region=v.get(ses_t, "region", "delivery.ses", str, "us-east-1"),
         configuration_set=v.get(ses_t, "configuration_set", "delivery.ses", str, None),
         endpoint_url=v.get(ses_t, "endpoint_url", "delivery.ses", str, None),
         timeout=float(v.get(ses_t, "timeout", "delivery.ses", (int, float), 30.0, positive)),
+        concurrency=v.get(
+            ses_t,
+            "concurrency",
+            "delivery.ses",
+            (int, float, str),
+            "auto",
+            senders("calls", auto=True),
+        ),
     )
     non_negative = lambda x: None if x >= 0 else "expected 0 or more"  # noqa: E731
     return Delivery(
