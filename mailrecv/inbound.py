@@ -24,6 +24,7 @@ import functools
 import io
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -72,10 +73,11 @@ def ses_inbound_post() -> tuple[Response, int]:
         if kind != "Notification":
             log.info("%s: %s for %s", ENDPOINT, kind, message.get("TopicArn"))
             return jsonify(ok=True), 200
-        job = _job(message)
-        if job.bucket:
-            return _from_s3(settings, inbound, job)
-        return _answer(settings, job, _store(settings, job, io.BytesIO(job.content or b"")))
+        arrival = _arrival(message)
+        if arrival.job.bucket:
+            return _from_s3(settings, inbound, arrival)
+        stream = io.BytesIO(arrival.job.content or b"")
+        return _answer(settings, arrival.job, _store(settings, arrival, stream))
     except Rejected as exc:
         if exc.status < 500 and exc.status != 403:  # 403s and 5xx are logged where raised
             log.info(
@@ -105,6 +107,21 @@ def _trust(inbound: SesInbound) -> snspost.Trust:
     )
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """The message a notification carries or names, and its receipt's envelope."""
+
+    job: Job
+    recipients: list[str]
+    verdicts: dict[str, str]
+
+
+def _arrival(message: Mapping[str, Any]) -> Arrival:
+    """What the notification says, all checked before S3 or the spool is touched."""
+    job = _job(message)
+    return Arrival(job, *_recipients_and_verdicts(job))
+
+
 def _job(message: Mapping[str, Any]) -> Job:
     """The message the notification carries or names; 400 for anything else."""
     try:
@@ -132,10 +149,10 @@ def _recipients_and_verdicts(job: Job) -> tuple[list[str], dict[str, str]]:
     return recipients, {n: found.get(n, UNKNOWN_VERDICT) for n in VERDICT_NAMES}
 
 
-def _store(settings: Settings, job: Job, stream: Readable) -> Stored:
-    recipients, verdicts = _recipients_and_verdicts(job)
-    too_big = Rejected(413, f"{job.where} exceeds [receiver] max_size ({settings.max_size} bytes)")
-    return store_message(settings, stream, recipients, verdicts, (settings.max_size, too_big))
+def _store(settings: Settings, arrival: Arrival, stream: Readable) -> Stored:
+    where, limit = arrival.job.where, settings.max_size
+    too_big = Rejected(413, f"{where} exceeds [receiver] max_size ({limit} bytes)")
+    return store_message(settings, stream, arrival.recipients, arrival.verdicts, (limit, too_big))
 
 
 def _answer(
@@ -157,8 +174,9 @@ def _answer(
     return jsonify(answer), status
 
 
-def _from_s3(settings: Settings, inbound: SesInbound, job: Job) -> tuple[Response, int]:
+def _from_s3(settings: Settings, inbound: SesInbound, arrival: Arrival) -> tuple[Response, int]:
     """Queue the stored message, then delete its object."""
+    job = arrival.job
     if not inbound.bucket or job.bucket != inbound.bucket or not job.key.startswith(inbound.prefix):
         allowed = f"s3://{inbound.bucket}/{inbound.prefix}" if inbound.bucket else "none set"
         log.error(
@@ -178,7 +196,7 @@ def _from_s3(settings: Settings, inbound: SesInbound, job: Job) -> tuple[Respons
         log.warning("%s: %s is gone: queued and deleted already", ENDPOINT, job.where)
         return jsonify(gone=True), 200
     with body:
-        stored = _store(settings, job, _S3Stream(body, job))
+        stored = _store(settings, arrival, _S3Stream(body, job))
     try:
         s3.delete_object(Bucket=job.bucket, Key=job.key)
     except Exception as exc:

@@ -3,6 +3,7 @@
 With refuse_deletes, DELETE answers S3's 500 InternalError. With stall, a GET of an
 object sends its headers and the first half of its bytes, then nothing more until the
 test sets `release` (`stalled` is set once the half is out): a reader caught mid-object.
+Every request passed on is listed in `seen`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Proxy:
     stall: bool = False
     stalled: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    seen: list[str] = field(default_factory=list)  # "METHOD /path" of every request
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -38,6 +40,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return proxy
 
     def _forward(self) -> None:
+        self.proxy.seen.append(f"{self.command} {self.path}")
         length = int(self.headers.get("Content-Length") or 0)
         request = urllib.request.Request(
             self.proxy.target + self.path,

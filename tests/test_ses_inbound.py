@@ -294,9 +294,14 @@ def test_object_outside_bucket_and_prefix_is_never_read(
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key=key, Body=post_text("outside"))
     before = inbound.queued()
-    status, answer = inbound.post(signed(ses_notification(key=key, bucket=bucket)))
+    with (
+        s3_proxy(inbound.s3_url) as proxy,
+        inbound.configured(endpoint_url=f'"{proxy.url}"'),
+    ):
+        status, answer = inbound.post(signed(ses_notification(key=key, bucket=bucket)))
     assert status == 403, answer
     assert f"s3://{bucket}/{key} is outside" in answer["error"]
+    assert proxy.seen == []
     assert key in keys(s3, bucket)
     assert inbound.queued() == before
 
@@ -380,6 +385,20 @@ def test_malformed_notification_is_400(
     assert status == 400, answer
     assert expected in answer["error"]
     assert inbound.queued() == before
+
+
+def test_malformed_receipt_naming_an_object_leaves_it_alone(inbound: Inbound, s3: Any) -> None:
+    """A receipt that names an object but not a usable recipient is refused before the
+    object is read, and it stays."""
+    key, notification = stored(s3, post_text("bad recipient"), to=["not an address"])
+    with (
+        s3_proxy(inbound.s3_url) as proxy,
+        inbound.configured(endpoint_url=f'"{proxy.url}"'),
+    ):
+        status, answer = inbound.post(signed(notification))
+    assert status == 400, answer
+    assert proxy.seen == []
+    assert keys(s3) == [key]
 
 
 @pytest.mark.parametrize(
