@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +25,8 @@ SIDECAR_SUFFIX = ".data"
 PENDING_MODE = sidecarfile.PENDING_MODE  # user-read bit set: needs processing
 DONE_MODE = sidecarfile.DONE_MODE  # user-read bit clear: nothing left to do
 STALE_TEMP_SECONDS = 24 * 3600
+# An id is 22 characters of base64url (docs/spool-format.md, "The id"): never a path.
+QUEUE_ID = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -214,6 +217,11 @@ class Spool:
 
     def resolve_id(self, prefix: str) -> str:
         """A full id from a unique prefix, as people type them."""
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,22}", prefix, re.ASCII):
+            raise UnknownMessage(
+                f"{prefix[:40]!r} is not a queue id (up to 22 of A-Z a-z 0-9 _ -): "
+                "see `routemail queue`"
+            )
         if self.sidecar_path(prefix).exists():
             return prefix
         matches = [i for i in self.ids() if i.startswith(prefix)] if prefix else []

@@ -17,8 +17,7 @@ from routemail import addresses, sidecar
 from routemail.delivery import COUNTED_FAILURE, TRANSPORT_DOWN
 from routemail.errors import UnknownMessage
 from routemail.message import Headers
-from routemail.spool import Spool
-from routemail.tracking import QUEUE_ID
+from routemail.spool import QUEUE_ID, Spool
 
 SUPPRESSED_PREFIX = "suppressed:"
 

@@ -24,9 +24,8 @@ from typing import Any
 
 from routemail import addresses, identity, sidecar
 from routemail.errors import UnknownMessage
-from routemail.spool import Spool
+from routemail.spool import QUEUE_ID, Spool
 
-QUEUE_ID = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
 MAX_REF = 160
 MAX_DETAIL = 300
 MAX_RECIPIENTS = 50  # SES sends to at most 50 recipients a message; we send to one

@@ -345,6 +345,18 @@ def test_show_json(site: Project, held_and_done: tuple[str, str]) -> None:
     assert [e["code"] for e in done_json["events"]] == ["R", "V", "S", "S", "S", "L"]
 
 
+@pytest.mark.parametrize("given", ["../planted", "../../lists.toml", "a/b", "x" * 23, "é"])
+def test_show_refuses_what_is_no_queue_id(site: Project, given: str) -> None:
+    """An argument with a path in it (or too long, or not base64url) is refused with one
+    line, even where a file of that name exists: no id names anything outside QUEUE/."""
+    (site.spool.root / "planted.data").write_text("S 2026-11-23T19:52:13Z eve@example.com\n")
+    for command in (["show", given], ["show", "--json", given], ["reject", given, "volunteers"]):
+        result = routemail(site, *command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"Error: {given[:40]!r} is not a queue id"), result.stderr
+        assert "eve@example.com" not in result.output
+
+
 def test_show_ambiguous_prefix(site: Project) -> None:
     """A prefix shared by two entries is refused with one line asking for more of the id."""
     first = inject(site, "ann@example.com", "<amb-0@example.com>")
