@@ -538,6 +538,26 @@ def test_object_not_deleted_is_503_and_the_retry_deletes(inbound: Inbound, s3: A
     assert keys(s3) == []
 
 
+def test_message_over_max_size_is_413_and_the_object_stays(tmp_path: Path, moto_url: str) -> None:
+    """A stored or inline message over [receiver] max_size is refused with 413 (SNS does
+    not retry what cannot fit), nothing is queued, and a stored one stays in S3."""
+    s3 = inbound_bucket(moto_url)
+    project = Project(tmp_path / "small")
+    project.root.mkdir(exist_ok=True)
+    small = inbound_config(moto_url).replace("[receiver]\n", "[receiver]\nmax_size = 4000\n")
+    project.write_config(small)
+    key, notification = stored(s3, post_text("big stored", padding=5000))
+    with running_receiver(project, **receiver_options(project)) as receiver:
+        site = Inbound(receiver, project, moto_url)
+        status, answer = site.post(signed(notification))
+        assert status == 413, answer
+        assert "exceeds [receiver] max_size (4000 bytes)" in answer["error"]
+        status, answer = site.post(signed(inline(post_text("big inline", padding=5000))))
+        assert status == 413, answer
+    assert keys(s3) == [key]
+    assert project.spool.ids() == []
+
+
 def test_stored_message_refused_by_the_spool_stays(inbound: Inbound, s3: Any) -> None:
     """An object the spool will not queue (not a message) is refused and stays in S3."""
     key, notification = stored(s3, b"no header block here, only words\r\n")
@@ -609,3 +629,19 @@ def test_posts_are_counted_for_metrics(inbound: Inbound, s3: Any) -> None:
     assert inbound.post(signed(inline(post_text("counted"))))[0] == 200
     assert inbound.post(signed(inline(post_text("not counted")), topic=snskeys.TOPIC))[0] == 403
     assert counts() == (before[0] + 1, before[1] + 1)
+
+
+def test_unsubscribe_confirmation_is_acknowledged(inbound: Inbound, s3: Any) -> None:
+    """A verified UnsubscribeConfirmation is answered 200 and nothing is fetched or queued."""
+    url = f"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token={uuid.uuid4()}"
+    body = snskeys.signed(
+        "You have chosen to deactivate subscription",
+        kind="UnsubscribeConfirmation",
+        topic=TOPIC,
+        extra={"SubscribeURL": url, "Token": "t"},
+    )
+    before = inbound.queued()
+    assert inbound.post(body) == (200, {"ok": True})
+    log = inbound.project.root / "sns-get.log"
+    assert url not in (log.read_text().splitlines() if log.exists() else [])
+    assert inbound.queued() == before
