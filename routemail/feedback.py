@@ -106,9 +106,11 @@ class Feedback:
         source: str,
         detail: str = "",
         message: str | None = None,
+        said: str | None = None,
     ) -> str:
-        """Score or suppress a bounced address; message is the queue id whose timeline
-        holds the bounce, if one does."""
+        """Score or suppress a bounced address (detail goes with the suppression);
+        message is the queue id whose timeline holds the bounce, if one does, and said
+        what the report said, for the webhook."""
         s = self.suppression
         if permanent:
             action = s.permanent_bounce(address, source, detail)
@@ -121,7 +123,7 @@ class Feedback:
             message=message,
             address=address,
             list=listname or None,
-            detail=detail,
+            detail=said or detail,
             permanent=permanent,
             source=source,
             action=action,
@@ -195,8 +197,9 @@ class Feedback:
                     permanent,
                     listname,
                     f"{source}:{feedback_id}",
-                    placed.detail(address, detail),
+                    detail,
                     placed.message(address),
+                    placed.said(address),
                 )
                 done.append(f"{address}: {action}")
         elif kind == "Complaint":
@@ -207,7 +210,7 @@ class Feedback:
                     address,
                     listname,
                     f"{source}:{feedback_id}",
-                    placed.detail(address, "complaint"),
+                    placed.said(address) or "complaint",
                     placed.message(address),
                 )
                 done.append(f"{address}: {action}")
@@ -284,20 +287,23 @@ class Placed:
     listname: str | None = None
     notes: list[tuple[str, str]] = field(default_factory=list)
     reports: dict[str, tracking.Report] = field(default_factory=dict)
+    on_timeline: set[str] = field(default_factory=set)
 
     def add(self, report: tracking.Report, outcome: str) -> None:
         on_timeline = outcome in (tracking.RECORDED, tracking.DUPLICATE)
+        self.reports[addresses.key(report.recipient)] = report
         if on_timeline:
-            self.reports[addresses.key(report.recipient)] = report
+            self.on_timeline.add(addresses.key(report.recipient))
         where = f"on the timeline of {self.msg_id}" if on_timeline else "not on a timeline"
         self.notes.append((report.recipient, f"{_WORDS[report.code]} {where} ({outcome})"))
 
     def message(self, address: str) -> str | None:
-        return self.msg_id if addresses.key(address) in self.reports else None
+        return self.msg_id if addresses.key(address) in self.on_timeline else None
 
-    def detail(self, address: str, fallback: str) -> str:
+    def said(self, address: str) -> str | None:
+        """What the event said about address (the diagnostic, the complaint's type)."""
         report = self.reports.get(addresses.key(address))
-        return report.detail if report else fallback
+        return report.detail if report else None
 
 
 _WORDS = {

@@ -392,7 +392,13 @@ class Router:
         placed = tracking.record_dsn(self.spool, work.raw, recipient, bool(permanent), work.msg_id)
         on = placed.msg_id if placed.on_timeline else None
         action = self.feedback.bounce(
-            recipient, bool(permanent), listname, f"dsn:{work.msg_id}", placed.report.detail, on
+            recipient,
+            bool(permanent),
+            listname,
+            f"dsn:{work.msg_id}",
+            "DSN",
+            on,
+            placed.report.detail,
         )
         where = f"on the timeline of {on}" if on else f"on no timeline: {placed.outcome}"
         self._discard(work, destination, f"bounce for {recipient} on {listname}: {action}; {where}")

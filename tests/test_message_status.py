@@ -255,6 +255,11 @@ def test_status_api_show_and_webhooks_tell_sent_from_delivered(site: Site) -> No
         ("bounced", "bob@example.net", msg_id),
         ("complained", "ann@example.com", msg_id),
     }
+    (bounced,) = [e for e in site.hooks.accepted if e["type"] == "bounced"]
+    assert bounced["detail"] == "Permanent/General: smtp; 550 5.1.1 user unknown"
+    assert bounced["permanent"] is True and bounced["list"] == "volunteers"
+    listed = site.cli("suppression", "list").stdout
+    assert "bounce: Permanent/General" in listed and "550" not in listed
 
 
 def test_who_may_see_a_message(site: Site) -> None:
