@@ -14,6 +14,7 @@ from mailxfer.post import post_message
 from routemail import sidecar
 from tests.conftest import SECRET, Project, Receiver, RunCli
 from tests.mailbox import moderation_requests, outbox, recipients
+from tests.webhook_receiver import WEBHOOK_SECRET, HookReceiver, serve
 
 VOLUNTEERS = "volunteers@lists.example.org"
 BOARD = "board@lists.example.org"
@@ -86,8 +87,32 @@ def test_run_again_sends_nothing_more(receiver: Receiver, routemail_cli: RunCli)
     assert set(recipients(project.data_dir).values()) == {1}
 
 
-def test_non_member_held_then_approved_by_reply(receiver: Receiver, routemail_cli: RunCli) -> None:
-    """A non-member's post is held; the moderator's reply approves and delivers it."""
+def test_non_member_held_then_approved_by_reply(
+    receiver: Receiver, routemail_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-member's post is held; the moderator's reply approves and delivers it, and
+    the webhooks say held, then approved by the moderator via mail."""
+    project = receiver.project
+    monkeypatch.setenv("ROUTEMAIL_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    hooks = HookReceiver(failures=0)
+    with serve(hooks):
+        project.write_config(
+            project.config_path.read_text()
+            + f'\n[webhooks]\nurls = ["{hooks.url}"]\nevents = ["held", "approved"]\n'
+        )
+        _held_then_approved_by_reply(receiver, routemail_cli)
+    held, approved = hooks.accepted
+    assert (held["type"], held["list"], held["sender"]) == (
+        "held",
+        "volunteers",
+        "eve@outside.example",
+    )
+    assert approved["type"] == "approved" and approved["message"] == held["message"]
+    assert (approved["by"], approved["via"]) == ("coordinator@example.org", "mail")
+    assert approved["subject"] == held["subject"] == "Shift swap"
+
+
+def _held_then_approved_by_reply(receiver: Receiver, routemail_cli: RunCli) -> None:
     project = receiver.project
     msg_id = post(receiver, message(sender="Eve <eve@outside.example>"), VOLUNTEERS)
     run(routemail_cli)
