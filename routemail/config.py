@@ -43,7 +43,7 @@ class SesInbound:
     sns_max_age_hours: float = 1.0  # older notifications are refused as replays
     bucket: str | None = None  # the S3 action's bucket; None: only inline mail is taken
     prefix: str = ""  # the S3 action's object key prefix
-    region: str | None = None  # the bucket's region; None: boto3's own (AWS_REGION, ...)
+    region: str | None = None  # the bucket's region; None: boto3's own (AWS_DEFAULT_REGION, ...)
     endpoint_url: str | None = None  # another S3 endpoint (an S3-compatible store, tests)
     timeout: float = 5.0  # per S3 connect and read; SNS gives up on an answer after 15 s
 
