@@ -566,21 +566,6 @@ def test_stored_message_refused_by_the_spool_stays(inbound: Inbound, s3: Any) ->
     assert keys(s3) == [key]
 
 
-def test_subscription_confirmation_is_confirmed(inbound: Inbound, s3: Any) -> None:
-    """A verified SubscriptionConfirmation for an inbound topic is confirmed by fetching
-    its SubscribeURL."""
-    url = f"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token={uuid.uuid4()}"
-    body = snskeys.signed(
-        "You have chosen to subscribe",
-        kind="SubscriptionConfirmation",
-        topic=TOPIC,
-        extra={"SubscribeURL": url, "Token": "t"},
-    )
-    status, answer = inbound.post(body)
-    assert (status, answer) == (200, {"confirmed": True})
-    assert url in Path(inbound.project.root / "sns-get.log").read_text().splitlines()
-
-
 def test_settings_mistakes_are_named(tmp_path: Path) -> None:
     """Every mistake in [receiver.ses_inbound] is reported with its key and the fix."""
     text = inbound_config(
@@ -631,17 +616,27 @@ def test_posts_are_counted_for_metrics(inbound: Inbound, s3: Any) -> None:
     assert counts() == (before[0] + 1, before[1] + 1)
 
 
-def test_unsubscribe_confirmation_is_acknowledged(inbound: Inbound, s3: Any) -> None:
-    """A verified UnsubscribeConfirmation is answered 200 and nothing is fetched or queued."""
+@pytest.mark.parametrize(
+    ("kind", "answer", "fetched"),
+    [
+        ("SubscriptionConfirmation", {"confirmed": True}, True),
+        ("UnsubscribeConfirmation", {"ok": True}, False),
+    ],
+)
+def test_subscription_messages(
+    inbound: Inbound, s3: Any, kind: str, answer: dict[str, bool], fetched: bool
+) -> None:
+    """A verified SubscriptionConfirmation for an inbound topic is confirmed by fetching
+    its SubscribeURL; an UnsubscribeConfirmation is only acknowledged. Neither queues."""
     url = f"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token={uuid.uuid4()}"
     body = snskeys.signed(
-        "You have chosen to deactivate subscription",
-        kind="UnsubscribeConfirmation",
+        "You have chosen to subscribe",
+        kind=kind,
         topic=TOPIC,
         extra={"SubscribeURL": url, "Token": "t"},
     )
     before = inbound.queued()
-    assert inbound.post(body) == (200, {"ok": True})
+    assert inbound.post(body) == (200, answer)
     log = inbound.project.root / "sns-get.log"
-    assert url not in (log.read_text().splitlines() if log.exists() else [])
+    assert (url in (log.read_text().splitlines() if log.exists() else [])) is fetched
     assert inbound.queued() == before
