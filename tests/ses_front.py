@@ -46,6 +46,7 @@ class Front:
     url: str = ""
     delay: float = 0.0  # seconds added to every request before it is answered
     accepted: Counter[str] = field(default_factory=Counter)  # recipients moto took
+    accepted_at: list[float] = field(default_factory=list)  # time.monotonic() of each
     throttled: int = 0  # sends moto answered 429 (never expected)
     in_flight: int = 0
     most_in_flight: int = 0  # the most sends being answered at the same time
@@ -88,6 +89,7 @@ class Front:
                 with front.lock:
                     if status == 200:
                         front.accepted[recipient] += 1
+                        front.accepted_at.append(time.monotonic())
                     elif status == 429:
                         front.throttled += 1
 

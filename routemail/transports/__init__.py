@@ -109,7 +109,7 @@ def open_transport(config: Config, spool: Spool) -> Paced:
         if rate is None:
             rate = ses.max_send_rate() or FALLBACK_SES_RATE
         inner = ses
-        another = functools.partial(SesTransport, delivery.ses)
+        another = functools.partial(SesTransport, delivery.ses, ses.session)
         adaptive = delivery.ses.concurrency == "auto"
         senders = AUTO_SES_CALLS if adaptive else int(delivery.ses.concurrency)
     else:

@@ -60,7 +60,11 @@ class SesTransport:
     """Sends each copy with one sesv2 send_email call; botocore's own retries are off
     so that pacing owns every retry and its timing."""
 
-    def __init__(self, settings: Ses) -> None:
+    def __init__(self, settings: Ses, session: boto3.session.Session | None = None) -> None:
+        """session: one to share with the other senders' clients, which are made one at
+        a time (routemail.transports.parallel): a boto3 session is not safe to use from
+        several threads at once, its clients are; sharing it saves loading SES's API
+        model again for each client."""
         self.settings = settings
         self._config = botocore.config.Config(
             region_name=settings.region,
@@ -68,9 +72,9 @@ class SesTransport:
             connect_timeout=settings.timeout,
             read_timeout=settings.timeout,
         )
-        self._session = boto3.session.Session()
+        self.session = session or boto3.session.Session()
         try:
-            self.client: Any = self._session.client(
+            self.client: Any = self.session.client(
                 "sesv2", endpoint_url=settings.endpoint_url, config=self._config
             )
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
@@ -81,7 +85,7 @@ class SesTransport:
 
     def max_send_rate(self) -> float | None:
         """The account's maximum send rate (SES v1 get_send_quota), or None if unreadable."""
-        v1: Any = self._session.client(
+        v1: Any = self.session.client(
             "ses", endpoint_url=self.settings.endpoint_url, config=self._config
         )
         try:
