@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routemail import sidecar, sidecarfile
+from routemail.atomic import fsync_dir
 from routemail.errors import SpoolError, UnknownMessage
 from routemail.incoming import Incoming, Receipt
 
@@ -27,14 +28,6 @@ DONE_MODE = sidecarfile.DONE_MODE  # user-read bit clear: nothing left to do
 STALE_TEMP_SECONDS = 24 * 3600
 # An id is 22 characters of base64url (docs/spool-format.md, "The id"): never a path.
 QUEUE_ID = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -142,7 +135,7 @@ class Spool:
             car.append(text, sync=sync, mode=mode)
             # Inside the lock, so no later appender goes on before the entry is durable.
             if created:
-                _fsync_dir(self.queue)
+                fsync_dir(self.queue)
 
     def append_checked(
         self, msg_id: str, choose: Callable[[str], Sequence[sidecar.Event]]

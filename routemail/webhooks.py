@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from routemail.atomic import fsync_dir
 from routemail.config import Webhooks
 from routemail.errors import RoutemailError, UnknownMessage
 from routemail.message import Headers
@@ -131,7 +132,7 @@ class Outbox:
             finally:
                 os.close(fd)
         if written:
-            _fsync_dir(self.pending_dir)
+            fsync_dir(self.pending_dir)
 
     def emit(self, event: str, *, sync: bool = True, **fields: Any) -> None:
         """Persist an event for every configured URL that wants it."""
@@ -255,14 +256,6 @@ class Outbox:
                 )
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a torn temporary write; the previous version stands
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def post(url: str, event: str, body: bytes, secret: bytes) -> str | None:
