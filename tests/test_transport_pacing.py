@@ -188,3 +188,29 @@ def test_retry_settings_are_validated_with_the_line(project: Project) -> None:
     assert 'delivery.rate: "auto" reads the SES sending quota' in text
     assert "delivery.retries: expected 0 or more" in text
     assert "delivery.backoff_seconds: expected a positive number" in text
+
+
+def test_breaker_stops_every_sender_of_a_dead_relay() -> None:
+    """With four senders and a relay that takes nothing, the breaker opens for the relay
+    as a whole: after the first copy's retries the other copies are not attempted, so
+    the relay sees far fewer calls than there are copies."""
+    down = Result(TEMPORARY, "connection refused", halt=True)
+    sessions: list[Scripted] = []
+
+    def session() -> Scripted:
+        sessions.append(Scripted([down] * 1000))
+        return sessions[-1]
+
+    paced = Paced(
+        session(), None, another=session, senders=4, retries=2, backoff=0.01, max_backoff=60.0
+    )
+    try:
+        futures = [paced.submit("s", f"m{n}@x.org", b"", {}) for n in range(40)]
+        results = [f.result(timeout=30) for f in futures]
+    finally:
+        paced.close()
+    assert all(r.outcome == TEMPORARY and r.halt for r in results)
+    assert sum(r.detail.startswith("not attempted:") for r in results) >= 30
+    assert 1 < len(sessions) <= 4
+    assert sum(len(s.calls) for s in sessions) < 20
+    assert paced.circuit_open
