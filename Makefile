@@ -73,6 +73,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/counting.py
 	$(BIN)/python bench/duplicates.py
 	$(BIN)/python bench/address_case.py
+	$(BIN)/python bench/smtp_pacing.py
+	$(BIN)/python bench/ses_rate.py
+	$(BIN)/python bench/priority.py
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda
