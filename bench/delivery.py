@@ -99,7 +99,7 @@ import json, os, subprocess, sys, time
 for line in sys.stdin:
     job = json.loads(line)
     start = time.perf_counter()
-    proc = subprocess.Popen(job["argv"], env=job["env"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(job["argv"], env=job["env"], cwd=job["cwd"], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
@@ -116,10 +116,11 @@ class Launcher:
             text=True,
         )
 
-    def run(self, argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
-        """argv run to its end: wall seconds, exit code, peak RSS in bytes."""
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, int]:
+        """argv run in cwd to its end: wall seconds, exit code, peak RSS in bytes."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "env": env}) + "\n")
+        job = {"argv": argv, "env": env, "cwd": str(cwd)}
+        self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         wall, code, rss = json.loads(self.proc.stdout.readline())
         return wall, code, rss
@@ -215,7 +216,9 @@ def run_routemail(
             command[1:1] = ["-m", "cProfile", "-o", str(profile)]
         global LAUNCH
         LAUNCH = LAUNCH or Launcher()
-        wall, code, rss = LAUNCH.run(command, env)
+        # In the project's folder: `python -m` looks in the current folder first, which
+        # would take this tree's routemail over PYTHONPATH's.
+        wall, code, rss = LAUNCH.run(command, env, Path(tmp))
         if code != 0:
             sys.exit(f"routemail run exited {code}")
         counts = sink.wait_for(n)
