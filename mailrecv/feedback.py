@@ -21,7 +21,7 @@ from mailrecv.receive import Rejected
 from routemail import addresses, tokens
 from routemail.config import Config, load
 from routemail.errors import ConfigError, RoutemailError
-from routemail.feedback import Feedback
+from routemail.feedback import Feedback, ReportTooEarly
 from routemail.sns import FUTURE_SKEW_SECONDS, Verifier, fetch_certificate
 from routemail.state import State
 
@@ -95,6 +95,10 @@ def _apply_once(
             return jsonify(actions=[], duplicate=True), 200
         try:
             applied = feedback.ses_event(event, f"sns:{message_id}")
+        except ReportTooEarly as exc:
+            feedback.state.forget_sight(message_id)
+            log.info("ses-events: %s; SNS will retry", exc)
+            return jsonify(error=f"{exc}; retry later"), 503
         except BaseException:
             feedback.state.forget_sight(message_id)  # SNS retries after the 503
             raise

@@ -185,6 +185,12 @@ class Feedback:
         listname = _tag(mail, "list").lower()
         reports = tracking.ses_reports(event, sidecar.now())
         placed = self._track(_tag(mail, "message"), listname, reports)
+        if placed.too_early:
+            # Nothing else is applied: SNS delivers the whole event again, by when the
+            # copy's S line is there (what this call recorded is then recorded before).
+            raise ReportTooEarly(
+                f"{placed.msg_id}: {', '.join(placed.too_early)}: {tracking.TOO_EARLY}"
+            )
         done = []
         if kind == "Bounce":
             bounce = event.get("bounce") or {}
@@ -271,6 +277,10 @@ _REPORT_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
+class ReportTooEarly(RoutemailError):
+    """An SES event about a copy whose S line is not written yet: ask again later."""
+
+
 @dataclass(frozen=True)
 class Applied:
     """What an SES event did: suppression actions, and where its reports went."""
@@ -288,12 +298,15 @@ class Placed:
     notes: list[tuple[str, str]] = field(default_factory=list)
     reports: dict[str, tracking.Report] = field(default_factory=dict)
     on_timeline: set[str] = field(default_factory=set)
+    too_early: list[str] = field(default_factory=list)  # recipients to ask about again
 
     def add(self, report: tracking.Report, outcome: str) -> None:
         on_timeline = outcome in (tracking.RECORDED, tracking.DUPLICATE)
         self.reports[addresses.key(report.recipient)] = report
         if on_timeline:
             self.on_timeline.add(addresses.key(report.recipient))
+        if outcome == tracking.TOO_EARLY:
+            self.too_early.append(report.recipient)
         where = f"on the timeline of {self.msg_id}" if on_timeline else "not on a timeline"
         self.notes.append((report.recipient, f"{_WORDS[report.code]} {where} ({outcome})"))
 

@@ -138,13 +138,14 @@ class Spool:
                 fsync_dir(self.queue)
 
     def append_checked(
-        self, msg_id: str, choose: Callable[[str], Sequence[sidecar.Event]]
+        self, msg_id: str, choose: Callable[[str, bool], Sequence[sidecar.Event]]
     ) -> Sequence[sidecar.Event]:
         """Under the sidecar's lock, read it and append the lines choose picks from its
-        text (all or none); the lines appended. Never makes an entry: one that does not
-        exist raises UnknownMessage."""
+        text and whether it needs processing (all or none); the lines appended. Never
+        makes an entry: one that does not exist raises UnknownMessage."""
         with sidecarfile.locked(self.sidecar_path(msg_id), create=False) as car:
-            events = choose(car.read().decode("utf-8", errors="replace"))
+            pending = bool(car.mode & stat.S_IRUSR)
+            events = choose(car.read().decode("utf-8", errors="replace"), pending)
             if events:
                 car.append("".join(e.format() for e in events).encode("utf-8"))
         return events

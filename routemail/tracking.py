@@ -35,6 +35,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 RECORDED = "recorded"
 DUPLICATE = "recorded before"
+# The entry is still being routed and has no S line for the recipient yet: SES
+# answered between taking the copy and the line being written. Asked again later.
+TOO_EARLY = "its copy is still being sent"
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,13 @@ def record(spool: Spool, msg_id: str, reports: Sequence[Report]) -> list[str]:
         return [f"{msg_id[:40]!r} is not a queue id"] * len(reports)
     outcomes: list[str] = []
 
-    def choose(text: str) -> list[sidecar.Event]:
+    def choose(text: str, pending: bool) -> list[sidecar.Event]:
         outcomes.clear()
         chosen = []
         seen = set()
         for report in reports:
             key = (report.code, addresses.key(report.recipient), report.ref)
-            why = DUPLICATE if key in seen else _check(text, report)
+            why = DUPLICATE if key in seen else _check(text, report, pending)
             outcomes.append(why or RECORDED)
             if why is None:
                 seen.add(key)
@@ -79,13 +82,15 @@ def record(spool: Spool, msg_id: str, reports: Sequence[Report]) -> list[str]:
     return outcomes
 
 
-def _check(text: str, report: Report) -> str | None:
+def _check(text: str, report: Report, pending: bool) -> str | None:
     """Why the report does not go on this sidecar, or None. Only the lines naming the
     recipient are parsed: a big list's sidecar has one S line per member."""
     lines = _lines_naming(text, report.recipient)
     events = sidecar.parse("".join(line + "\n" for line in lines))
     want = addresses.key(report.recipient)
     sent = [e for e in events if e.code == sidecar.SENT and addresses.key(e.fields[0]) == want]
+    if not sent and pending:
+        return TOO_EARLY
     if not sent:
         return f"no copy to {report.recipient} was sent"
     if report.relay_id is not None and not any(e.fields[1:2] == (report.relay_id,) for e in sent):

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from routemail import sestags, sidecar
-from routemail.config import load
-from routemail.feedback import Feedback
+from routemail.config import Bounces, load
+from routemail.feedback import Feedback, ReportTooEarly
 from routemail.spool import Spool
 from routemail.state import State
+from routemail.suppression import Suppression
 from tests.conftest import Project
 
 PASSING = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
@@ -184,6 +185,7 @@ def test_a_removed_message_or_an_unsent_copy_is_answered_quietly(feedback: Feedb
     assert not spool.sidecar_path(gone).exists() and not spool.message_path(gone).exists()
     assert f"no queue entry {gone}" in applied.timeline[0]
     kept = queued(spool, 5, {"ann@example.com": SES_ID})
+    spool.set_pending(kept, False)  # routed: carol's copy will never be sent
     before = lines(spool, kept)
     applied = feedback.ses_event(ses("Delivery", kept, "carol@example.com"), "sns:z2")
     assert lines(spool, kept) == before
@@ -235,3 +237,21 @@ def test_a_done_entry_stays_done(feedback: Feedback) -> None:
     assert not spool.is_pending(msg_id)
     assert os.stat(spool.sidecar_path(msg_id)).st_mode & 0o777 == 0o200
     assert [e.code for e in reports(spool, msg_id)] == ["Y"]
+
+
+def test_a_report_faster_than_its_s_line_is_asked_for_again(feedback: Feedback) -> None:
+    """While the message is being routed and the copy's S line is not written yet, the
+    event is refused whole (nothing applied, not even the bounce) so that SNS delivers
+    it again; once the line is there it is recorded."""
+    spool = feedback.spool
+    msg_id = queued(spool, 9, {})
+    assert spool.is_pending(msg_id)
+    for kind in ("Delivery", "Bounce"):
+        with pytest.raises(ReportTooEarly, match=r"bob@example\.net: its copy is still being sent"):
+            feedback.ses_event(ses(kind, msg_id, "bob@example.net"), "sns:early")
+    assert reports(spool, msg_id) == []
+    assert Suppression(feedback.state, Bounces()).reason("bob@example.net") is None
+    spool.append(msg_id, [sidecar.event(sidecar.SENT, "bob@example.net", SES_ID)])
+    applied = feedback.ses_event(ses("Bounce", msg_id, "bob@example.net"), "sns:again")
+    assert applied.actions == ["bob@example.net: suppressed for all lists"]
+    assert [e.code for e in reports(spool, msg_id)] == ["B"]
