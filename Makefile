@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp_pacing.py
 	$(BIN)/python bench/ses_rate.py
 	$(BIN)/python bench/priority.py
+	$(BIN)/python bench/delivery.py --memory
 
 # The Lambda zip is mailxfer/ alone (the runtime provides boto3).
 LAMBDA_BUILD ?= build/lambda
