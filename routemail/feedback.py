@@ -185,9 +185,10 @@ class Feedback:
         listname = _tag(mail, "list").lower()
         reports = tracking.ses_reports(event, sidecar.now())
         placed = self._track(_tag(mail, "message"), listname, reports)
-        if placed.too_early:
-            # Nothing else is applied: SNS delivers the whole event again, by when the
-            # copy's S line is there (what this call recorded is then recorded before).
+        if placed.too_early and kind not in ("Bounce", "Complaint"):
+            # Nothing else to apply: SNS delivers the event again, by when the copy's S
+            # line is there. A bounce or complaint is applied now (it may be about a
+            # notice, which has no S line ever) and goes on no timeline.
             raise ReportTooEarly(
                 f"{placed.msg_id}: {', '.join(placed.too_early)}: {tracking.TOO_EARLY}"
             )

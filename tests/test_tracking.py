@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from routemail import sestags, sidecar
-from routemail.config import Bounces, load
+from routemail.config import load
 from routemail.feedback import Feedback, ReportTooEarly
 from routemail.spool import Spool
 from routemail.state import State
-from routemail.suppression import Suppression
 from tests.conftest import Project
 
 PASSING = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
@@ -240,18 +239,23 @@ def test_a_done_entry_stays_done(feedback: Feedback) -> None:
 
 
 def test_a_report_faster_than_its_s_line_is_asked_for_again(feedback: Feedback) -> None:
-    """While the message is being routed and the copy's S line is not written yet, the
-    event is refused whole (nothing applied, not even the bounce) so that SNS delivers
-    it again; once the line is there it is recorded."""
+    """While the message is being routed and the copy's S line is not written yet, a
+    Delivery is refused so that SNS delivers it again; a bounce is applied at once (a
+    notice's bounce never finds an S line) and goes on no timeline."""
     spool = feedback.spool
     msg_id = queued(spool, 9, {})
     assert spool.is_pending(msg_id)
-    for kind in ("Delivery", "Bounce"):
-        with pytest.raises(ReportTooEarly, match=r"bob@example\.net: its copy is still being sent"):
-            feedback.ses_event(ses(kind, msg_id, "bob@example.net"), "sns:early")
+    with pytest.raises(ReportTooEarly, match=r"bob@example\.net: its copy is still being sent"):
+        feedback.ses_event(ses("Delivery", msg_id, "bob@example.net"), "sns:early")
+    bounced = feedback.ses_event(ses("Bounce", msg_id, "carol@example.com"), "sns:early2")
+    assert bounced.actions == ["carol@example.com: suppressed for all lists"]
+    assert bounced.timeline == [
+        "carol@example.com: bounce not on a timeline (its copy is still being sent)"
+    ]
     assert reports(spool, msg_id) == []
-    assert Suppression(feedback.state, Bounces()).reason("bob@example.net") is None
     spool.append(msg_id, [sidecar.event(sidecar.SENT, "bob@example.net", SES_ID)])
-    applied = feedback.ses_event(ses("Bounce", msg_id, "bob@example.net"), "sns:again")
-    assert applied.actions == ["bob@example.net: suppressed for all lists"]
-    assert [e.code for e in reports(spool, msg_id)] == ["B"]
+    applied = feedback.ses_event(ses("Delivery", msg_id, "bob@example.net"), "sns:again")
+    assert applied.timeline == [
+        f"bob@example.net: delivered on the timeline of {msg_id} (recorded)"
+    ]
+    assert [e.code for e in reports(spool, msg_id)] == ["Y"]
