@@ -106,18 +106,11 @@ def _check(text: str, report: Report, pending: bool) -> str | None:
 
 
 def _lines_naming(text: str, recipient: str) -> list[str]:
-    lower = text.lower()
+    """The whole lines that mention the recipient (a torn last line is not whole). Each
+    line is lowered on its own: lowering the whole text could move the offsets."""
     needle = f" {addresses.key(recipient)}"
-    found = []
-    start = lower.find(needle)
-    while start >= 0:
-        begin = lower.rfind("\n", 0, start) + 1
-        end = lower.find("\n", start)
-        if end < 0:
-            break  # a torn last line
-        found.append(text[begin:end])
-        start = lower.find(needle, end)
-    return found
+    *whole, _torn = text.split("\n")
+    return [line for line in whole if needle in line.lower()]
 
 
 # -- SES events ------------------------------------------------------------

@@ -259,3 +259,15 @@ def test_a_report_faster_than_its_s_line_is_asked_for_again(feedback: Feedback) 
         f"bob@example.net: delivered on the timeline of {msg_id} (recorded)"
     ]
     assert [e.code for e in reports(spool, msg_id)] == ["Y"]
+
+
+def test_lines_before_in_any_script_do_not_hide_the_copy(feedback: Feedback) -> None:
+    """UTF-8 addresses whose lower case is longer ('İ' is two characters lowered) on
+    earlier lines do not shift where bob's S line is looked for."""
+    spool = feedback.spool
+    sent = {f"İİİ{n}@exämple.org": f"0100-{n}" for n in range(5)} | {"bob@example.net": SES_ID}
+    msg_id = queued(spool, 10, sent)
+    applied = feedback.ses_event(ses("Delivery", msg_id, "bob@example.net"), "sns:utf8")
+    assert applied.timeline == [
+        f"bob@example.net: delivered on the timeline of {msg_id} (recorded)"
+    ]
