@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routemail import addresses, sidecar
-from routemail.delivery import COUNTED_FAILURE, TRANSPORT_DOWN
+from routemail.delivery import COUNTED_FAILURE, OUTGOING, TRANSPORT_DOWN
 from routemail.errors import UnknownMessage
 from routemail.message import Headers
 from routemail.spool import QUEUE_ID, Spool
 
 SUPPRESSED_PREFIX = "suppressed:"
+# G lines route.py writes for a notice to a moderator, not for a copy of the message.
+REFUSED_NOTICE = "refused-approval notice"
 
 # A recipient's status: the first of these its lines show.
 QUEUED = "queued"
@@ -236,7 +238,7 @@ def _apply(t: Timeline, e: sidecar.Event) -> None:
             _recipient(t, address).queued = e.time
     elif code in _LIST_STEPS:
         name = f[0].lower()
-        if name == "outgoing" and code == sidecar.LIST_SENT:
+        if name == OUTGOING and code == sidecar.LIST_SENT:
             return  # transactional mail: its recipients say it all
         state = t.lists.setdefault(name, ListState(name))
         setattr(state, _LIST_STEPS[code], Step(e.time, _rest(e, 2), f[1] if len(f) > 1 else None))
@@ -274,7 +276,7 @@ def _recipient_line(t: Timeline, e: sidecar.Event) -> None:
         r = _recipient(t, f[0])
         r.attempts += detail.startswith(COUNTED_FAILURE)
         r.last_error = Step(e.time, detail)
-    elif code == sidecar.GAVE_UP and not detail.startswith("refused-approval notice"):
+    elif code == sidecar.GAVE_UP and not detail.startswith(REFUSED_NOTICE):
         _recipient(t, f[0]).gave_up = Step(e.time, detail)
     elif code == sidecar.SKIPPED and detail.startswith(SUPPRESSED_PREFIX):
         reason = detail.removeprefix(SUPPRESSED_PREFIX).strip()
