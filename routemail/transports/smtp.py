@@ -1,4 +1,5 @@
-"""The SMTP transport: one connection per run to any provider, STARTTLS or implicit TLS, auth."""
+"""The SMTP transport: one connection to any provider (a run has one per sender), STARTTLS or
+implicit TLS, auth, PIPELINING when offered."""
 
 from __future__ import annotations
 
