@@ -8,7 +8,9 @@ from __future__ import annotations
 import shlex
 
 
-def routemail_command(verb: str, msg_id: str, *more: str) -> str:
-    """'routemail VERB ID MORE...', with '--' before an id that starts with '-'."""
-    words = ["routemail", verb, *(["--"] if msg_id.startswith("-") else []), msg_id, *more]
+def routemail_command(verb: str, msg_id: str, *more: str, options: tuple[str, ...] = ()) -> str:
+    """'routemail VERB OPTIONS... ID MORE...', with '--' before an id that starts with
+    '-' (so options go before it: after '--' nothing is an option)."""
+    dashes = ["--"] if msg_id.startswith("-") else []
+    words = ["routemail", verb, *options, *dashes, msg_id, *more]
     return shlex.join(words)

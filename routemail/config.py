@@ -275,8 +275,8 @@ def reserved_name(name: str) -> str | None:
             f"names ending in {', '.join(RESERVED_SUFFIXES)} (with or without a +detail)"
             " are routemail's own addresses"
         )
-    if name.startswith("approve+"):
-        return "approve+ addresses carry moderators' approvals"
+    if name.startswith(("approve+", "reject+")):
+        return "approve+ and reject+ addresses carry moderators' decisions"
     if name in RESERVED_NAMES:
         return "routemail uses this address itself"
     return None

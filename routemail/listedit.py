@@ -1,4 +1,5 @@
-"""Style-preserving edits of lists.toml: add a list, add or remove a member.
+"""Style-preserving edits of lists.toml: add or remove a list, add or remove a
+member, change a list's settings.
 
 People and the API edit the same file. Each edit takes a file lock, re-reads
 the file, changes only the keys it must (comments and layout elsewhere are
@@ -9,9 +10,11 @@ replaces the file atomically (temporary file, fsync, rename, directory fsync).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
-from collections.abc import Callable, MutableMapping
+import tomllib
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 
 import tomlkit
@@ -44,27 +47,82 @@ def lock_for(path: Path) -> FileLock:
 def add_list(
     path: Path, name: str, administrator: str, description: str = "", posters: str = "members"
 ) -> None:
-    """A new [lists.NAME] with the administrator as moderator and member."""
+    """A new [lists.NAME] with the administrator as moderator and member, placed after
+    the last [lists.*] table (before the comments that introduce what follows it)."""
 
     def change(doc: tomlkit.TOMLDocument) -> bool:
         lists = doc.get("lists")
-        if lists is None:
-            lists = tomlkit.table(is_super_table=True)
-            doc.add("lists", lists)
-        if not isinstance(lists, MutableMapping):
+        if lists is not None and not isinstance(lists, MutableMapping):
             raise ListEditError(f"{path}: lists is not a table; fix the file by hand")
-        if any(str(key).lower() == name for key in lists):
+        if lists is not None and any(str(key).lower() == name for key in lists):
             raise ListExists(f"a list named {name!r} already exists")
-        table = tomlkit.table()
-        if description:
-            table.add("description", description)
-        table.add("moderators", [administrator])
-        table.add("posters", posters)
-        table.add("members", [administrator])
-        lists[name] = table
         return True
 
+    table = tomlkit.table()
+    if description:
+        table.add("description", description)
+    table.add("moderators", [administrator])
+    table.add("posters", posters)
+    table.add("members", [administrator])
+    block = tomlkit.dumps({"lists": {name: table}}).lstrip("\n")
+    # tomlkit writes [lists.NAME], or for names needing quotes [lists."a+b"].
+    _edit(path, change, insert=(block, name))
+
+
+def remove_list(path: Path, name: str) -> None:
+    """Remove [lists.NAME]: its header and keys, not the comments introducing the
+    table after it."""
+
+    def change(doc: tomlkit.TOMLDocument) -> bool:
+        _list_table(doc, name, path)
+        return True
+
+    _edit(path, change, remove=name)
+
+
+def set_keys(path: Path, name: str, values: Mapping[str, str | list[str] | None]) -> list[str]:
+    """Set the list's keys to these values (None or "" removes the key, leaving the
+    default); the keys that changed."""
+    changed: list[str] = []
+
+    def change(doc: tomlkit.TOMLDocument) -> bool:
+        table = _list_table(doc, name, path)
+        for key, value in values.items():
+            current = table.get(key)
+            if value is None or value == "":
+                if key in table:
+                    del table[key]
+                    changed.append(key)
+            elif current is None or current.unwrap() != value:
+                item = value if isinstance(value, str) else _array(value)
+                if current is None:
+                    _add_before_trailing_comments(table, key, item)
+                else:
+                    table[key] = item
+                changed.append(key)
+        return bool(changed)
+
     _edit(path, change)
+    return changed
+
+
+def _add_before_trailing_comments(table: Table, key: str, item: object) -> None:
+    """Add key after the table's last key: tomlkit counts the comments (and blank lines)
+    that introduce the next table as this one's, and would add it below them."""
+    body = table.value.body
+    trailing = []
+    while body and body[-1][0] is None:
+        trailing.append(body.pop())
+    table.add(key, item)
+    body.extend(reversed(trailing))
+
+
+def _array(values: list[str]) -> Array:
+    array = tomlkit.array()
+    array.extend(values)
+    if len(values) > 3:
+        array.multiline(True)
+    return array
 
 
 def add_member(path: Path, name: str, address: str) -> bool:
@@ -112,8 +170,14 @@ def _list_table(doc: tomlkit.TOMLDocument, name: str, path: Path) -> Table:
     raise NoSuchList(f"no list named {name!r} in {path}")
 
 
-def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], bool]) -> bool:
-    """Apply change under the lock; whether the file changed."""
+def _edit(
+    path: Path,
+    change: Callable[[tomlkit.TOMLDocument], bool],
+    insert: tuple[str, str] | None = None,
+    remove: str | None = None,
+) -> bool:
+    """Apply change under the lock (or insert or remove a list's table text); whether
+    the file changed."""
     try:
         with lock_for(path):
             text = path.read_text("utf-8")
@@ -123,7 +187,12 @@ def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], bool]) -> bool:
                 raise ListEditError(f"{path}: not valid TOML ({exc}); fix it by hand") from exc
             if not change(doc):
                 return False
-            new_text = tomlkit.dumps(doc)
+            if insert is not None:
+                new_text = _with_list(text, *insert)
+            elif remove is not None:
+                new_text = _without_list(text, remove)
+            else:
+                new_text = tomlkit.dumps(doc)
             try:
                 config.parse(new_text, path)
             except ConfigError as exc:
@@ -134,6 +203,86 @@ def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], bool]) -> bool:
         raise ListEditError(f"{path} is locked by another edit; retry") from exc
     except OSError as exc:
         raise ListEditError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+_HEADER = re.compile(r"^[ \t]*\[")  # a table header line: [x] or [[x]]
+_LISTS_HEADER = re.compile(r"^[ \t]*\[[ \t]*lists[ \t]*[.\]]")
+
+
+def _with_list(text: str, block: str, name: str) -> str:
+    """text with a new list's table block on lines of its own, after the last
+    [lists.*] table's keys (or, with none, before the first table that follows the
+    settings), blank lines around it. Checked: the result must hold what text held
+    plus the list, else the block goes at the end of the file."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    at = _insertion_line(lines)
+    before, after = lines[:at], lines[at:]
+    while before and not before[-1].strip():
+        before.pop()
+    head = "".join(before) + ("\n" if before else "")
+    tail = "\n" + "".join(after).lstrip("\n") if after else ""
+    result = head + block.rstrip("\n") + "\n" + tail
+    expected = tomllib.loads(text)
+    expected.setdefault("lists", {})[name] = tomllib.loads(block)["lists"][name]
+    try:
+        if tomllib.loads(result) == expected:
+            return result
+    except tomllib.TOMLDecodeError:
+        pass
+    return text.rstrip("\n") + "\n\n" + block  # a layout the scan misread: play safe
+
+
+def _without_list(text: str, name: str) -> str:
+    """text without the [lists.NAME] table's lines; checked as _with_list is."""
+    lines = text.splitlines(keepends=True)
+    expected = tomllib.loads(text)
+    del expected["lists"][next(k for k in expected["lists"] if k.lower() == name)]
+    for start, line in enumerate(lines):
+        if _HEADER.match(line) and _header_names(line, name):
+            end = _table_end(lines, start)
+            result = "".join(lines[:start]) + "".join(lines[end:]).lstrip("\n")
+            try:
+                if tomllib.loads(result) == expected:
+                    return result
+            except tomllib.TOMLDecodeError:
+                pass
+    raise ListEditError(f"cannot find where [lists.{name}] ends in the file; remove it by hand")
+
+
+def _header_names(line: str, name: str) -> bool:
+    """Whether a table header line is [lists.NAME] (bare or quoted key)."""
+    try:
+        parsed = tomllib.loads(line)
+    except tomllib.TOMLDecodeError:
+        return False
+    lists = parsed.get("lists")
+    return isinstance(lists, dict) and [k.lower() for k in lists] == [name]
+
+
+def _insertion_line(lines: list[str]) -> int:
+    """The index of the line before which a new [lists.NAME] goes."""
+    headers = [i for i, line in enumerate(lines) if _HEADER.match(line)]
+    lists = [i for i in headers if _LISTS_HEADER.match(lines[i])]
+    if lists:
+        return _table_end(lines, lists[-1])
+    # No list yet: after the site's settings, before [[dynamic]] or the end.
+    dynamic = [i for i in headers if lines[i].lstrip().startswith("[[")]
+    return _back_over_comments(lines, dynamic[0] if dynamic else len(lines))
+
+
+def _table_end(lines: list[str], start: int) -> int:
+    """The index just past the last key line of the table whose header is at start."""
+    following = [i for i in range(start + 1, len(lines)) if _HEADER.match(lines[i])]
+    return _back_over_comments(lines, following[0] if following else len(lines))
+
+
+def _back_over_comments(lines: list[str], end: int) -> int:
+    # Comments and blank lines just above a table introduce it: stay above them.
+    while end > 0 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return end
 
 
 def _replace(path: Path, text: str) -> None:

@@ -1,12 +1,13 @@
-"""Moderation: why a message is held, the request to moderators, and approvals.
+"""Moderation: why a message is held, and the request to moderators.
 
-A moderator approves by replying to the request. The reply goes to
-approve+<message>-<token>@domain, where <message> is the held message's id
-and <token> an HMAC over (message id, list) with the server secret, both in
-lower-case base32 so an MTA that folds case cannot break them. The reply
-counts only if the token verifies for a list the message is held for, its
-author (routemail.author) moderates that list, and DMARC passed or DKIM
-passed for a domain aligned with the author's (routemail.approvals).
+A moderator approves by replying to the request, or rejects by writing to
+its second address. The reply goes to approve+<message>-<token>@domain (or
+reject+…), where <message> is the held message's id and <token> an HMAC over
+(message id, list, and for a rejection the word reject) with the server
+secret, both in lower-case base32 so an MTA that folds case cannot break
+them. The reply counts only if the token verifies for a list the message is
+held for, its author (routemail.author) moderates that list, and DMARC passed
+or DKIM passed for a domain aligned with the author's (routemail.approvals).
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from routemail import sidecar, tokens, webhooks
-from routemail.actionlog import ActionLog
+from routemail import tokens
 from routemail.author import Author
 from routemail.commandline import routemail_command
-from routemail.config import Moderation, Site
-from routemail.errors import RoutemailError
+from routemail.config import Config, Moderation, Site
 from routemail.lists import ResolvedList
 from routemail.message import Headers
 from routemail.notices import Notice
 from routemail.spool import Spool
 
 APPROVE_PREFIX = "approve+"
+REJECT_PREFIX = "reject+"
+PREFIXES = {APPROVE_PREFIX: "approve", REJECT_PREFIX: "reject"}
 
 
 def verdict_reasons(verdicts: Mapping[str, str], policy: Moderation) -> list[str]:
@@ -58,20 +59,26 @@ def shown(author: Author) -> str:
 
 
 def approval_address(secret: bytes, msg_id: str, listname: str, site: Site) -> str:
-    token = tokens.moderation_token(secret, msg_id, listname)
-    return f"{APPROVE_PREFIX}{_id_to_base32(msg_id)}-{token}@{site.domain}"
+    return moderation_address(secret, msg_id, listname, site, "approve")
 
 
-def parse_approval_address(local_part: str) -> tuple[str, str] | None:
-    """(held message id, token) from an approval address's local part."""
+def moderation_address(secret: bytes, msg_id: str, listname: str, site: Site, action: str) -> str:
+    """The address a moderator writes to to approve or reject msg_id on listname."""
+    token = tokens.moderation_token(secret, msg_id, listname, action)
+    return f"{action}+{_id_to_base32(msg_id)}-{token}@{site.domain}"
+
+
+def parse_moderation_address(local_part: str) -> tuple[str, str, str] | None:
+    """(approve or reject, held message id, token) from a moderation address's local part."""
     local = local_part.lower()
-    if not local.startswith(APPROVE_PREFIX):
+    prefix = next((p for p in PREFIXES if local.startswith(p)), None)
+    if prefix is None:
         return None
-    encoded, sep, token = local[len(APPROVE_PREFIX) :].partition("-")
+    encoded, sep, token = local[len(prefix) :].partition("-")
     if not sep or len(token) != tokens.MODERATION_TOKEN_CHARS:
         return None
     msg_id = _base32_to_id(encoded)
-    return (msg_id, token) if msg_id else None
+    return (PREFIXES[prefix], msg_id, token) if msg_id else None
 
 
 def _id_to_base32(msg_id: str) -> str:
@@ -104,7 +111,8 @@ class Held:
 def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[str]) -> bytes:
     """The moderation request: why, how to approve, and the original attached."""
     name = held.mlist.name
-    reply = approval_address(secret, held.msg_id, name, site)
+    reply = moderation_address(secret, held.msg_id, name, site, "approve")
+    reject = moderation_address(secret, held.msg_id, name, site, "reject")
     author = shown(held.headers.author)
     attached = (
         "Only its headers are attached: SES found a virus in it."
@@ -122,8 +130,12 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
             *(f"  - {r}" for r in held.reasons),
             "",
             "To approve it, reply to this message; the text of your reply does not matter.",
-            f"To reject it, do nothing: it expires after {held.hold_days:g} days.",
+            f"To reject it, write to {reject}",
+            "  the first line of your message is the reason sent to the author.",
+            f"To discard it silently, do nothing: the hold expires after {held.hold_days:g} days.",
             "From a shell: " + routemail_command("approve", held.msg_id, name),
+            "          or: "
+            + routemail_command("reject", held.msg_id, name, options=("--reason", "WHY")),
             "",
             attached,
         ]
@@ -142,29 +154,11 @@ def request(held: Held, raw: bytes, site: Site, secret: bytes, moderators: list[
 
 
 def decide_from_shell(
-    spool: Spool,
-    msg_id: str,
-    listname: str,
-    reject: bool = False,
-    hooks: webhooks.Outbox | None = None,
+    config: Config, spool: Spool, msg_id: str, listname: str, action: str, reason: str = ""
 ) -> str:
-    """`routemail approve|reject`: an A or J line on a held message; the line written."""
-    listname = listname.lower()
-    if listname not in spool.history(msg_id).held_lists:
-        raise RoutemailError(
-            f"{msg_id} is not held for {listname}; "
-            f"`{routemail_command('show', msg_id)}` shows its history"
-        )
+    """`routemail approve|reject`: the decision, made as shell:USER, the user running it."""
+    from routemail import held
+
     who = f"shell:{getpass.getuser()}"
-    verb = "rejected" if reject else "approved"
-    code = sidecar.REJECTED if reject else sidecar.APPROVED
-    # An approval sets the bit (deliver it); a rejection leaves nothing to do.
-    spool.append(msg_id, [sidecar.event(code, listname, who)], pending=None if reject else True)
-    log = ActionLog(spool.root / "log")
-    try:
-        log.write(msg_id, f"{listname}: {verb} by {who}")
-    finally:
-        log.close()
-    if hooks is not None:
-        hooks.decision(verb, spool, msg_id, listname, who, "shell")
-    return f"{msg_id}: {verb} for {listname} by {who}"
+    decision = held.decide(config, spool, msg_id, listname, action, who, "shell", reason)
+    return f"{msg_id}: {decision.state} for {decision.list} by {decision.by}"

@@ -6,11 +6,14 @@ periods are read at all, so the scan stays cheap however long the service runs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-from routemail import sidecar
+from routemail import authornotices, sidecar
 from routemail.actionlog import ActionLog
 from routemail.config import Config
+from routemail.errors import UnknownMessage
+from routemail.message import Headers
 from routemail.spool import Spool
 from routemail.webhooks import Outbox
 
@@ -28,7 +31,8 @@ def tidy(config: Config, spool: Spool, log: ActionLog, now: float | None = None)
         age = now - mtime
         if pending or age < min(hold, keep):
             continue
-        held = spool.history(msg_id).held_lists
+        history = spool.history(msg_id)
+        held = history.held_lists
         if held and age >= hold:
             for name in sorted(held):
                 spool.append(msg_id, [sidecar.event(sidecar.EXPIRED, name)])
@@ -36,6 +40,13 @@ def tidy(config: Config, spool: Spool, log: ActionLog, now: float | None = None)
                 log.write(
                     msg_id, f"{name}: hold expired after {config.moderation.hold_days:g} days"
                 )
+            # Only an author told of the hold hears of its end (routemail.authornotices).
+            if told := sorted(held & history.told(authornotices.HELD)):
+                with contextlib.suppress(UnknownMessage):
+                    headers = Headers.of(spool.read_message(msg_id))
+                    authornotices.tell(
+                        config, spool, msg_id, headers, authornotices.EXPIRED, told, log=log
+                    )
         elif not held and age >= keep:
             spool.remove(msg_id)
             log.write(msg_id, "removed from the queue (retention)")

@@ -2,14 +2,16 @@
 
 The route of a message, in order (docs/routing.md states each rule):
 
-    approve+…@        → record the approval on the held message, deliver it now
+    approve+…@, reject+…@ → a moderator's decision on a held message (routemail.approvals)
     <list>-bounces+…@ → a DSN: score the bounce of the recipient the VERP token names
     <list>-unsubscribe@ → unsubscribe the author (after the usual verdict checks)
     our own mail      → dropped (it carries our List-Id or loop header)
-    a list address    → already sent, rejected or expired: nothing
+    a list address    → already sent, discarded or expired: nothing
+                        rejected: its author is told why, once (T)
                         held and not approved: nothing
                         needs moderation (a verdict, no author, may not post,
-                        machine-made): request to the moderators (M)
+                        machine-made): request to the moderators (M), and
+                        the author told it waits, once (T)
                         approved or needs none: deliver, one copy per address (S…, L)
     anything else     → machine-made (a DSN, Auto-Submitted): dropped once (K)
                         otherwise forwarded to the admin once (X)
@@ -24,10 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from routemail import approvals, feedback, moderate, sidecar, tally, tokens, tracking, webhooks
+from routemail import (
+    approvals,
+    authornotices,
+    feedback,
+    moderate,
+    sidecar,
+    tally,
+    tokens,
+    tracking,
+    webhooks,
+)
 from routemail.actionlog import ActionLog
 from routemail.addresses import AddressSet
-from routemail.approvals import Refusal
 from routemail.commandline import routemail_command
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
@@ -73,6 +84,7 @@ class Router:
         self.urgent = False
         self._announced: set[str] = set()
         self.delivery.priority = Interleave(spool, self.route_urgent, self.seen)
+        self._held_now: dict[str, list[str]] = {}  # lists each message was held for just now
 
     @property
     def state(self) -> State:
@@ -147,6 +159,13 @@ class Router:
                 self._destination(work, destination)
         if history.outgoing and not history.has(sidecar.LIST_SENT, OUTGOING):
             self._outgoing(work)
+        held_now = self._held_now.pop(msg_id, [])
+        if (
+            held_now
+            and not history.told(authornotices.HELD)
+            and authornotices.may_tell_held(history, work.headers, self.config)
+        ):
+            self._tell(work, authornotices.HELD, held_now)
         if not work.retry:
             self.spool.set_pending(msg_id, False)
 
@@ -155,8 +174,12 @@ class Router:
 
     def _destination(self, work: Work, destination: str) -> None:
         name = self.directory.list_name(destination)
-        if name is not None and (approval := moderate.parse_approval_address(name)):
-            self._approval(work, destination, *approval)
+        if name is not None and (reply := moderate.parse_moderation_address(name)):
+            # Deciding means delivering or telling an author: in the reply's own turn.
+            if self.urgent or not approvals.handle(
+                self, work, destination, approvals.Reply(*reply)
+            ):
+                work.retry = True
             return
         if name is not None and (bounce := feedback.parse_bounce_address(name)):
             self._dsn(work, destination, *bounce)
@@ -198,13 +221,15 @@ class Router:
 
     def _list(self, work: Work, mlist: ResolvedList, destination: str) -> None:
         name, h = mlist.name, work.history
-        if (
-            h.has(sidecar.LIST_SENT, name)
-            or h.has(sidecar.REJECTED, name)
-            or h.has(sidecar.EXPIRED, name)
-        ):
+        if h.has(sidecar.LIST_SENT, name):
             return
-        if h.approver(name) is None:
+        decision = h.decision(name)
+        if decision is not None and decision.code != sidecar.APPROVED:
+            if decision.code == sidecar.REJECTED and name not in h.told(authornotices.REJECTED):
+                why = " ".join(decision.fields[3:])
+                self._tell(work, authornotices.REJECTED, [name], why)
+            return
+        if decision is None:
             if h.has(sidecar.MODERATION, name):
                 return  # held, waiting for a moderator
             reasons = moderate.verdict_reasons(h.verdicts, self.config.moderation)
@@ -238,7 +263,8 @@ class Router:
             self.log.write(work.msg_id, f"{mlist.name}: moderation request not sent; will retry")
             work.retry = True
             return
-        self._record(work, sidecar.MODERATION, mlist.name)
+        self._record(work, sidecar.MODERATION, mlist.name, "; ".join(reasons))
+        self._held_now.setdefault(work.msg_id, []).append(mlist.name)
         self.tally.message(work.msg_id, tally.HELD, mlist.name)
         self._emit(work, "held", list=mlist.name, reasons=reasons)
         self.log.write(
@@ -427,70 +453,26 @@ class Router:
         )
 
     def _discard(self, work: Work, destination: str, why: str) -> None:
+        self.discard(work, destination, why)
+
+    # -- moderation: replies (routemail.approvals) and authors' notices ------
+
+    def discard(self, work: Work, destination: str, why: str) -> None:
         """Nothing more will happen for this destination (the message's other
         destinations go on): one sidecar line, one log line."""
         self._record(work, sidecar.DISCARDED, destination, why)
         self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(work.msg_id, why)
 
-    # -- approvals -------------------------------------------------------
+    def send_notice(self, work: Work, to: str, data: bytes, listname: str) -> Result:
+        """A notice to a moderator, sent once and never retried: a G line when it was not."""
+        result = self._send(work, NULL_SENDER, to, data, listname)
+        if not result.sent:
+            why = f"notice to a moderator not sent: {result.detail}"
+            self._record(work, sidecar.GAVE_UP, to, why)
+            self.tally.copy(work.msg_id, listname, tally.GAVE_UP, why)
+        return result
 
-    def _approval(self, work: Work, destination: str, held_id: str, token: str) -> None:
-        """Record a moderator's reply on the held message, or say why not."""
-        if self.urgent:  # approving means delivering: in its own turn
-            work.retry = True
-            return
-        try:
-            verdict = self._check_approval(work, held_id, token)
-        except ResolverError as exc:
-            self.log.write(work.msg_id, f"approval of {held_id}: cannot resolve the list ({exc})")
-            work.retry = True
-            return
-        if isinstance(verdict, Refusal):
-            self._discard(work, destination, f"invalid approval for {held_id}: {verdict.reason}")
-            if verdict.tell:
-                self._tell_refused(work, verdict)
-            return
-        listname, approver = verdict
-        self.spool.append(
-            held_id, [sidecar.event(sidecar.APPROVED, listname, approver)], pending=True
-        )
-        self._record(
-            work, sidecar.DISCARDED, destination, f"approval of {held_id} for {listname} accepted"
-        )
-        self.tally.message(work.msg_id, tally.DISCARDED)
-        self.log.write(held_id, f"{listname}: approved by {approver}")
-        self.webhooks.decision("approved", self.spool, held_id, listname, approver, "mail")
-        self.process(held_id)  # deliver it in this run
-
-    def _check_approval(self, work: Work, held_id: str, token: str) -> tuple[str, str] | Refusal:
-        """(list, approver) for a valid approval, else why it is not one."""
-        try:
-            held = self.spool.history(held_id)
-        except UnknownMessage:
-            return Refusal(f"no queue entry {held_id}")
-        listname = approvals.held_list(held, held_id, token, self.secret)
-        if listname is None:
-            return Refusal("the token does not verify")
-        if work.headers.automatic:
-            return Refusal("an automatic reply (Auto-Submitted or Precedence) never approves")
-        mlist = self.directory.resolve(listname)
-        verdicts = work.history.verdicts
-        judged = approvals.judge(work.headers, verdicts, work.raw, held, held_id, listname, mlist)
-        return judged if isinstance(judged, Refusal) else (listname, judged)
-
-    def _tell_refused(self, work: Work, refusal: Refusal) -> None:
-        """A notice saying why, once: the reply is discarded after it."""
-        to = refusal.notice_to(work.headers.author.address, self.config.site.admin)
-        site, listname = self.config.site, refusal.listname
-        notice = approvals.refusal_notice(
-            listname, refusal.reason, work.raw, work.headers, site, to
-        )
-        for moderator in to:
-            result = self._send(work, NULL_SENDER, moderator, notice, listname)
-            outcome = "sent" if result.sent else f"not sent ({result.detail})"
-            self.log.write(work.msg_id, f"refused approval: notice to {moderator} {outcome}")
-            if not result.sent:  # never retried: the reply is discarded
-                why = f"refused-approval notice not sent: {result.detail}"
-                self._record(work, sidecar.GAVE_UP, moderator, why)
-                self.tally.copy(work.msg_id, refusal.listname, tally.GAVE_UP, why)
+    def _tell(self, work: Work, event: str, lists: list[str], reason: str = "") -> None:
+        config, spool = self.config, self.spool
+        authornotices.tell(config, spool, work.msg_id, work.headers, event, lists, reason, self.log)

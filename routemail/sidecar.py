@@ -17,15 +17,15 @@ from routemail import addresses
 RECEIVED = "R"  # R timestamp destination...
 VERDICTS = "V"  # V dkim dmarc spf spam virus
 UNKNOWN = "X"  # X timestamp destination          forwarded to the admin
-MODERATION = "M"  # M timestamp list               moderation request sent
-APPROVED = "A"  # A timestamp list approver
+MODERATION = "M"  # M timestamp list [reason...]    moderation request sent
+APPROVED = "A"  # A timestamp list approver [how]
 LIST_SENT = "L"  # L timestamp list                all recipients done
 SENT = "S"  # S timestamp recipient [answer...]    handed to the next hop, which answered so
 # Line types added by routemail (docs/spool-format.md).
 FAILED = "F"  # F timestamp recipient detail...  temporary failure, retried later
 GAVE_UP = "G"  # G timestamp recipient detail... permanent failure or give-up
 SKIPPED = "K"  # K timestamp recipient reason    not sent (suppressed, disabled)
-REJECTED = "J"  # J timestamp list by             a moderator rejected it
+REJECTED = "J"  # J timestamp list by [how [reason...]]  a moderator rejected it
 EXPIRED = "E"  # E timestamp list                hold expired unapproved
 DEFERRED = "W"  # W timestamp list reason...      list could not be resolved; retried
 DISCARDED = "D"  # D timestamp destination reason... nothing further for that destination
@@ -39,10 +39,14 @@ COMPLAINED = "C"  # the recipient reported the copy as spam
 DELAYED = "Q"  # the receiving server deferred it; SES keeps trying
 UNDELIVERABLE = "U"  # SES accepted the copy but refused to deliver it (a virus)
 REPORTS = (DELIVERED, BOUNCED, COMPLAINED, DELAYED, UNDELIVERABLE)
+DROPPED = "N"  # N timestamp list by how          a moderator discarded it (nobody is told)
+TOLD = "T"  # T timestamp list event author     the author was told: held, rejected, expired
 
 VERDICT_NAMES = ("dkim", "dmarc", "spf", "spam", "virus")
 VERDICT_VALUES = ("PASS", "FAIL", "GRAY", "PROCESSING_FAILED", "DISABLED")
-TIMESTAMPED = frozenset("RXMALSFGKJEWDOYBCQU")
+TIMESTAMPED = frozenset("RXMALSFGKJEWDOYBCQUNT")
+# The lines that settle a hold: approved, rejected, discarded by a moderator, expired.
+DECISIONS = (APPROVED, REJECTED, DROPPED, EXPIRED)
 
 
 def now() -> dt.datetime:
@@ -175,6 +179,31 @@ class History:
                 return e.fields[1] if len(e.fields) > 1 else "?"
         return None
 
+    def decision(self, listname: str) -> Event | None:
+        """The first line that settled the hold on listname (A, J, N or E), if any."""
+        want = listname.lower()
+        return next(
+            (
+                e
+                for e in self.events
+                if e.code in DECISIONS and e.fields and e.fields[0].lower() == want
+            ),
+            None,
+        )
+
+    def hold_reason(self, listname: str) -> str:
+        """Why the message was held on listname, as its M line says ("" before M lines
+        carried a reason)."""
+        want = listname.lower()
+        for e in self._with(MODERATION):
+            if e.fields and e.fields[0].lower() == want:
+                return " ".join(e.fields[1:])
+        return ""
+
+    def told(self, event: str) -> set[str]:
+        """Lists the author was told of this event for (T lines)."""
+        return {e.fields[0].lower() for e in self._with(TOLD) if e.fields[1:2] == (event,)}
+
     # Recipients are as the list spells them; callers compare them with
     # addresses.key (a sidecar written before may hold another spelling).
     @property
@@ -193,12 +222,7 @@ class History:
     @property
     def held_lists(self) -> set[str]:
         """Lists the message waits on a moderator for (M, and no A, J, E or L since)."""
-        settled = (
-            self.lists_with(APPROVED)
-            | self.lists_with(REJECTED)
-            | self.lists_with(EXPIRED)
-            | self.lists_with(LIST_SENT)
-        )
+        settled = set().union(*(self.lists_with(c) for c in (*DECISIONS, LIST_SENT)))
         return self.lists_with(MODERATION) - settled
 
     @property
@@ -237,14 +261,19 @@ def describe(e: Event) -> str:
         RECEIVED: f"received for {', '.join(f)}",
         VERDICTS: " ".join(f"{n}={v}" for n, v in zip(VERDICT_NAMES, f, strict=False)),
         UNKNOWN: f"unknown destination {first}: forwarded to the admin",
-        MODERATION: f"held for moderation on {first}; request sent to its moderators",
-        APPROVED: f"approved for {first} by {rest or '?'}",
+        MODERATION: f"held for moderation on {first}; request sent to its moderators"
+        + (f" ({rest})" if rest else ""),
+        APPROVED: f"approved for {first} by {_by(f)}",
         LIST_SENT: f"done with every recipient of {first}",
         SENT: f"sent to {first}",
         FAILED: f"temporary failure for {first}: {rest}",
         GAVE_UP: f"gave up on {first}: {rest}",
         SKIPPED: f"skipped {first}: {rest}",
-        REJECTED: f"rejected for {first} by {rest or '?'}",
+        REJECTED: f"rejected for {first} by {_by(f)}"
+        + (f": {' '.join(f[3:])}" if len(f) > 3 else ""),
+        DROPPED: f"discarded for {first} by {_by(f)}",
+        TOLD: f"the author ({' '.join(f[2:]) or '?'}) was told it was {f[1] if len(f) > 1 else '?'}"
+        f" on {first}",
         EXPIRED: f"hold for {first} expired without approval",
         DEFERRED: f"could not resolve {first} ({rest}); will retry",
         DISCARDED: f"discarded for {first}: {rest}",
@@ -262,3 +291,17 @@ def _detail(fields: Sequence[str]) -> str:
     """A report line's detail with the report that made it: `text (ref)`."""
     ref = fields[1] if len(fields) > 1 else "?"
     return f"{' '.join(fields[2:]) or '-'} ({ref})"
+
+
+def decision_how(fields: Sequence[str]) -> str:
+    """How an A, J or N line's moderator decided: web, api, mail or shell. Lines written
+    before the field existed say nothing: an approval by `shell:USER` came from the
+    shell, any other approval by mail."""
+    if len(fields) > 2:
+        return fields[2]
+    return "shell" if fields[1:2] and fields[1].startswith("shell:") else "mail"
+
+
+def _by(fields: Sequence[str]) -> str:
+    by = fields[1] if len(fields) > 1 else "?"
+    return f"{by} ({decision_how(fields)})"

@@ -138,17 +138,38 @@ class Spool:
                 fsync_dir(self.queue)
 
     def append_checked(
-        self, msg_id: str, choose: Callable[[str, bool], Sequence[sidecar.Event]]
+        self,
+        msg_id: str,
+        choose: Callable[[str, bool], Sequence[sidecar.Event]],
+        *,
+        mark: bool | None = None,
     ) -> Sequence[sidecar.Event]:
         """Under the sidecar's lock, read it and append the lines choose picks from its
-        text and whether it needs processing (all or none); the lines appended. Never
-        makes an entry: one that does not exist raises UnknownMessage."""
+        text and whether it needs processing (all or none), optionally setting (mark)
+        the needs-processing bit with them; the lines appended. Never makes an entry:
+        one that does not exist raises UnknownMessage."""
         with sidecarfile.locked(self.sidecar_path(msg_id), create=False) as car:
             pending = bool(car.mode & stat.S_IRUSR)
             events = choose(car.read().decode("utf-8", errors="replace"), pending)
             if events:
-                car.append("".join(e.format() for e in events).encode("utf-8"))
+                mode = None if mark is None else PENDING_MODE if mark else DONE_MODE
+                car.append("".join(e.format() for e in events).encode("utf-8"), mode=mode)
         return events
+
+    def append_after(
+        self,
+        msg_id: str,
+        choose: Callable[[sidecar.History], Sequence[sidecar.Event]],
+        *,
+        pending: bool | None = None,
+    ) -> list[sidecar.Event]:
+        """append_checked with the history for choose to look at (it raises to append
+        nothing), so no other writer comes between the look and the lines."""
+
+        def from_text(text: str, _pending: bool) -> Sequence[sidecar.Event]:
+            return choose(sidecar.History.of(sidecar.parse(text)))
+
+        return list(self.append_checked(msg_id, from_text, mark=pending))
 
     def set_pending(self, msg_id: str, pending: bool) -> None:
         self.append(msg_id, [], pending=pending)

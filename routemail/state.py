@@ -335,6 +335,10 @@ class State:
             (listname, email, self.clock()),
         )
 
+    def forget_administrator(self, db: sqlite3.Connection, listname: str) -> None:
+        """The list is gone: a new list of that name starts with no administrator."""
+        db.execute("DELETE FROM administrators WHERE list = ?", (listname,))
+
     # -- SNS notifications -------------------------------------------------
 
     def first_sight(self, message_id: str, keep_seconds: float) -> bool:

@@ -59,8 +59,11 @@ def _mac(secret: bytes, purpose: str, *parts: str, chars: int) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:chars]
 
 
-def moderation_token(secret: bytes, msg_id: str, listname: str) -> str:
-    text = "\n".join(("moderate", msg_id, listname.lower())).encode("utf-8")
+def moderation_token(secret: bytes, msg_id: str, listname: str, action: str = "approve") -> str:
+    """The token of a moderation address; an approval's covers no action word (as
+    before rejections came by mail), so requests already sent keep working."""
+    parts = ("moderate", msg_id, listname.lower(), *(() if action == "approve" else (action,)))
+    text = "\n".join(parts).encode("utf-8")
     digest = hmac.new(secret, text, hashlib.sha256).digest()
     return base64.b32encode(digest).decode("ascii").lower()[:MODERATION_TOKEN_CHARS]
 

@@ -54,7 +54,10 @@ def test_adding_a_list(lists_toml: Path) -> None:
     """A new list gets its administrator as moderator and member; a second one is refused."""
     listedit.add_list(lists_toml, "club", "ada@example.com", "Our club")
     text = lists_toml.read_text()
-    assert text.startswith(CONFIG.rstrip("\n"))
+    # In a place of its own: after board, above the comment that introduces what follows.
+    comment = "\n# [[dynamic]] rules would follow here.\n"
+    assert text.startswith(CONFIG.removesuffix(comment) + "\n[lists.club]\n")
+    assert text.endswith('members = ["ada@example.com"]\n' + comment)
     club = tomllib.loads(text)["lists"]["club"]
     assert club == {
         "description": "Our club",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 import json
 import os
@@ -124,8 +125,11 @@ def _held_then_approved_by_reply(receiver: Receiver, routemail_cli: RunCli) -> N
     assert "sender eve@outside.example is not a member of volunteers" in text.get_content()
     attached = [p for p in request.iter_attachments() if p.get_content_type() == "message/rfc822"]
     assert len(attached) == 1
-    assert codes(project, msg_id)[-1] == sidecar.MODERATION
+    assert codes(project, msg_id)[-2:] == [sidecar.MODERATION, sidecar.TOLD]
     assert recipients(project.data_dir, "Shift swap") == {}
+    [told] = [m for m in outbox(project.data_dir) if m.recipient == "eve@outside.example"]
+    assert str(told.message["Subject"]) == "Your message was held: Shift swap"
+    assert str(told.message["Auto-Submitted"]) == "auto-replied"
 
     approval = message(
         sender="Coordinator <coordinator@example.org>",
@@ -298,7 +302,7 @@ def test_shell_approve_and_reject(project: Project, routemail_cli: RunCli, tmp_p
     run(routemail_cli)
     approved = routemail_cli("approve", ids[0], "volunteers")
     assert approved.returncode == 0, approved.stderr
-    assert "approved for volunteers by shell:" in approved.stdout
+    assert f"approved for volunteers by shell:{getpass.getuser()}" in approved.stdout
     rejected = routemail_cli("reject", ids[1], "volunteers")
     assert rejected.returncode == 0, rejected.stderr
     run(routemail_cli)
@@ -306,8 +310,8 @@ def test_shell_approve_and_reject(project: Project, routemail_cli: RunCli, tmp_p
     assert recipients(project.data_dir, "Other") == {}
     again = routemail_cli("approve", ids[1], "volunteers")
     assert again.returncode == 1
-    assert again.stderr.strip() == (
-        f"Error: {ids[1]} is not held for volunteers; `routemail show {ids[1]}` shows its history"
+    assert again.stderr.startswith(
+        f"Error: {ids[1]} was rejected for volunteers by shell:{getpass.getuser()} (shell) at "
     )
 
 
@@ -359,10 +363,15 @@ def test_old_holds_expire_and_old_entries_are_removed(
     old = time.time() - 15 * 86400
     os.utime(spool.sidecar_path(held_id), (old, old))
     run(routemail_cli)
-    assert codes(project, held_id)[-1] == sidecar.EXPIRED
+    assert codes(project, held_id)[-2:] == [sidecar.EXPIRED, sidecar.TOLD]
+    told = [m.message for m in outbox(project.data_dir) if m.recipient == "eve@outside.example"]
+    assert [str(m["Subject"]) for m in told] == [
+        "Your message was held: Shift swap",
+        "Your message was expired: Shift swap",
+    ]
     assert spool.sidecar_path(done_id).exists()
     ancient = time.time() - 31 * 86400
-    for msg_id in (held_id, done_id):
+    for msg_id in spool.ids():  # the two, and the notices to eve
         os.utime(spool.sidecar_path(msg_id), (ancient, ancient))
     run(routemail_cli)
     assert spool.ids() == []

@@ -262,7 +262,7 @@ def test_members_on_another_domain(site: Project) -> None:
 
 def test_show_held_message(site: Project, held_and_done: tuple[str, str]) -> None:
     """`show` of a held message gives its headers, state held, and the timeline in
-    order: received, verdicts, held for moderation."""
+    order: received, verdicts, held for moderation (and why), the author told."""
     held, _ = held_and_done
     result = routemail(site, "show", held)
     assert result.exit_code == 0, result.output
@@ -277,11 +277,17 @@ def test_show_held_message(site: Project, held_and_done: tuple[str, str]) -> Non
         "",
     ]
     timeline = out[7:]
-    assert len(timeline) == 3
+    assert len(timeline) == 4
     assert re.fullmatch(f"{TIME}  received for {VOLUNTEERS}", timeline[0])
     assert timeline[1] == " " * 20 + "  " + PASSING
     assert re.fullmatch(
-        f"{TIME}  held for moderation on volunteers; request sent to its moderators", timeline[2]
+        f"{TIME}  held for moderation on volunteers; request sent to its moderators"
+        r" \(sender eve@outside\.example is not a member of volunteers\)",
+        timeline[2],
+    )
+    assert re.fullmatch(
+        f"{TIME}  the author \\(eve@outside\\.example\\) was told it was held on volunteers",
+        timeline[3],
     )
     assert [r.recipient for r in moderation_requests(site.data_dir)] == ["coordinator@example.org"]
 
@@ -336,7 +342,14 @@ def test_show_json(site: Project, held_and_done: tuple[str, str]) -> None:
     assert [(e["code"], e["fields"]) for e in held_json["events"]] == [
         ("R", [VOLUNTEERS]),
         ("V", ["PASS"] * 5),
-        ("M", ["volunteers"]),
+        (
+            "M",
+            [
+                "volunteers",
+                *["sender", "eve@outside.example", "is", "not", "a", "member", "of", "volunteers"],
+            ],
+        ),
+        ("T", ["volunteers", "held", "eve@outside.example"]),
     ]
     assert held_json["events"][1]["time"] is None
     assert all(isinstance(e["time"], str) for i, e in enumerate(held_json["events"]) if i != 1)
@@ -382,7 +395,9 @@ def test_queue_state_held(site: Project, held_and_done: tuple[str, str]) -> None
     assert len(out) == 2
     assert re.fullmatch(f"{held}  held       {TIME}      0  {VOLUNTEERS}", out[1])
     as_json = json.loads(routemail(site, "queue", "--state", "done", "--json").stdout)
-    assert [(r["id"], r["state"], r["sent"], r["held"]) for r in as_json] == [(done, "done", 3, [])]
+    rows = [(r["id"], r["state"], r["sent"], r["held"]) for r in as_json]
+    assert (done, "done", 3, []) in rows
+    assert len(rows) == 2  # and the notice telling eve her post is held
     held_json = json.loads(routemail(site, "queue", "--state", "held", "--json").stdout)
     assert [(r["id"], r["held"]) for r in held_json] == [(held, ["volunteers"])]
     assert routemail(site, "queue", "--state", "pending").stdout == "queue is empty\n"
@@ -441,7 +456,9 @@ def test_approve_delivers_and_second_approval_is_refused(
     assert re.search(f"{TIME}  approved for volunteers by {re.escape(who)}\n", shown)
     again = routemail(site, "approve", held, "volunteers")
     assert again.exit_code == 1
-    assert "is not held for volunteers" in again.stderr
+    assert again.stderr.startswith(
+        f"Error: {held} was approved for volunteers by {who} (shell) at "
+    )
 
 
 def test_reject_ends_the_hold(site: Project, held_and_done: tuple[str, str]) -> None:

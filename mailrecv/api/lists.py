@@ -11,8 +11,8 @@ from flask import Response, jsonify
 from mailrecv.api.accounts import authenticate
 from mailrecv.api.context import ApiError, Context, blueprint, context
 from mailrecv.api.fields import body, existing_list, line_field, list_name, text_field
-from routemail import addresses, listedit, notify
-from routemail.config import MailingList, load, reserved_name
+from routemail import listedit, owners
+from routemail.config import MailingList, load
 
 POSTERS = ("members", "moderators", "anyone")
 MAX_DESCRIPTION = 200
@@ -37,18 +37,15 @@ def create_list(ctx: Context, admin: str, data: Mapping[str, Any]) -> dict[str, 
     posters = data.get("posters", "members")
     if posters not in POSTERS:
         raise ApiError(400, "posters: expected members, moderators or anyone")
-    if addresses.normalize(f"{name}@{ctx.config.site.domain}") is None:
-        raise ApiError(400, f"{name!r} cannot be the local part of an address; no '..'")
-    if reserved := reserved_name(name):
-        raise ApiError(400, f"{name!r} is reserved: {reserved}")
-    if name in {addresses.split(ctx.config.site.admin)[0], notify.SENDER_LOCAL}:
-        raise ApiError(409, f"{name!r} is already used by the site")
+    spool = ctx.settings.spool.ensure()
     try:
-        with ctx.state.transaction() as db:
-            listedit.add_list(ctx.settings.config_path, name, admin, description, str(posters))
-            ctx.state.set_administrator(db, name, admin)
+        owners.create_list(
+            ctx.config, spool, name, admin, owners.Actor(admin, "api"), description, str(posters)
+        )
     except listedit.ListExists as exc:
-        raise ApiError(409, f"a list named {name!r} exists already; choose another name") from exc
+        raise ApiError(409, f"{_first_line(exc)}; choose another name") from exc
+    except owners.OwnerError as exc:
+        raise ApiError(400, str(exc)) from exc
     except listedit.ListEditError as exc:
         log.warning("cannot add list %s: %s", name, exc)
         raise ApiError(409, f"the name {name!r} cannot be used: {_first_line(exc)}") from exc
