@@ -84,9 +84,20 @@ def _timeline_schemas() -> dict[str, Any]:
             list=text,
             status={
                 "type": "string",
-                "enum": ["pending", "held", "approved", "rejected", "expired", "finished"],
+                "enum": [
+                    "pending",
+                    "held",
+                    "approved",
+                    "rejected",
+                    "discarded",
+                    "expired",
+                    "finished",
+                ],
             },
-            **{k: step_ref for k in ("held", "approved", "rejected", "expired", "finished")},
+            **{
+                k: step_ref
+                for k in ("held", "approved", "rejected", "discarded", "expired", "finished")
+            },
         ),
         "RecipientState": _obj(
             ["address", "status", "queued", "sent", "deferred", "gave_up", "suppressed"],

@@ -77,7 +77,7 @@ class Router(Protocol):
 
     def process(self, msg_id: str) -> str | None: ...
     def discard(self, work: Work, destination: str, why: str) -> None: ...
-    def send_notice(self, work: Work, to: str, data: bytes, listname: str) -> Result: ...
+    def send_notice(self, work: Work, to: str, data: bytes, listname: str, what: str) -> Result: ...
 
 
 def handle(router: Router, work: Work, destination: str, reply: Reply) -> bool:
@@ -217,7 +217,8 @@ def _tell_refused(router: Router, work: Work, reply: Reply, refusal: Refusal) ->
     to = refusal.notice_to(headers.author.address, site.admin)
     notice = refusal_notice(refusal.listname, reply, refusal.reason, work.raw, headers, site, to)
     for moderator in to:
-        result = router.send_notice(work, moderator, notice, refusal.listname)
+        what = f"refused-{reply.verb} notice"
+        result = router.send_notice(work, moderator, notice, refusal.listname, what)
         outcome = "sent" if result.sent else f"not sent ({result.detail})"
         router.log.write(work.msg_id, f"refused {reply.verb}: notice to {moderator} {outcome}")
 

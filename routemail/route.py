@@ -464,11 +464,11 @@ class Router:
         self.tally.message(work.msg_id, tally.DISCARDED)
         self.log.write(work.msg_id, why)
 
-    def send_notice(self, work: Work, to: str, data: bytes, listname: str) -> Result:
+    def send_notice(self, work: Work, to: str, data: bytes, listname: str, what: str) -> Result:
         """A notice to a moderator, sent once and never retried: a G line when it was not."""
         result = self._send(work, NULL_SENDER, to, data, listname)
         if not result.sent:
-            why = f"notice to a moderator not sent: {result.detail}"
+            why = f"{what} not sent: {result.detail}"
             self._record(work, sidecar.GAVE_UP, to, why)
             self.tally.copy(work.msg_id, listname, tally.GAVE_UP, why)
         return result

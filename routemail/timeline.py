@@ -20,8 +20,8 @@ from routemail.message import Headers
 from routemail.spool import QUEUE_ID, Spool
 
 SUPPRESSED_PREFIX = "suppressed:"
-# G lines route.py writes for a notice to a moderator, not for a copy of the message.
-REFUSED_NOTICE = "refused-approval notice"
+# G lines routemail.approvals writes for a notice to a moderator, not for a copy of the message.
+REFUSAL_NOTICES = ("refused-approval notice", "refused-rejection notice")
 
 # A recipient's status: the first of these its lines show.
 QUEUED = "queued"
@@ -128,6 +128,7 @@ class ListState:
     held: Step | None = None
     approved: Step | None = None
     rejected: Step | None = None
+    discarded: Step | None = None  # by a moderator, silently
     expired: Step | None = None
     finished: Step | None = None
 
@@ -136,6 +137,7 @@ class ListState:
         for name, step in (
             ("finished", self.finished),
             ("rejected", self.rejected),
+            ("discarded", self.discarded),
             ("expired", self.expired),
             ("approved", self.approved),
             ("held", self.held),
@@ -154,6 +156,7 @@ class ListState:
             "held": step(self.held),
             "approved": step(self.approved),
             "rejected": step(self.rejected),
+            "discarded": step(self.discarded),
             "expired": step(self.expired),
             "finished": step(self.finished),
         }
@@ -241,7 +244,11 @@ def _apply(t: Timeline, e: sidecar.Event) -> None:
         if name == OUTGOING and code == sidecar.LIST_SENT:
             return  # transactional mail: its recipients say it all
         state = t.lists.setdefault(name, ListState(name))
-        setattr(state, _LIST_STEPS[code], Step(e.time, _rest(e, 2), f[1] if len(f) > 1 else None))
+        if code == sidecar.MODERATION:  # M list [reason...]: nobody decided yet
+            step = Step(e.time, _rest(e, 1), None)
+        else:  # A, J, N: list by [how [reason...]]
+            step = Step(e.time, _rest(e, 2), f[1] if len(f) > 1 else None)
+        setattr(state, _LIST_STEPS[code], step)
     elif code == sidecar.UNKNOWN:
         t.forwarded.append((e.time, f[0]))
     elif code == sidecar.DISCARDED:
@@ -254,6 +261,7 @@ _LIST_STEPS = {
     sidecar.MODERATION: "held",
     sidecar.APPROVED: "approved",
     sidecar.REJECTED: "rejected",
+    sidecar.DROPPED: "discarded",
     sidecar.EXPIRED: "expired",
     sidecar.LIST_SENT: "finished",
 }
@@ -276,7 +284,7 @@ def _recipient_line(t: Timeline, e: sidecar.Event) -> None:
         r = _recipient(t, f[0])
         r.attempts += detail.startswith(COUNTED_FAILURE)
         r.last_error = Step(e.time, detail)
-    elif code == sidecar.GAVE_UP and not detail.startswith(REFUSED_NOTICE):
+    elif code == sidecar.GAVE_UP and not detail.startswith(REFUSAL_NOTICES):
         _recipient(t, f[0]).gave_up = Step(e.time, detail)
     elif code == sidecar.SKIPPED and detail.startswith(SUPPRESSED_PREFIX):
         reason = detail.removeprefix(SUPPRESSED_PREFIX).strip()

@@ -453,7 +453,7 @@ def test_approve_delivers_and_second_approval_is_refused(
     }
     shown = routemail(site, "show", held).stdout
     assert "state:   done\n" in shown
-    assert re.search(f"{TIME}  approved for volunteers by {re.escape(who)}\n", shown)
+    assert re.search(f"{TIME}  approved for volunteers by {re.escape(who)} \\(shell\\)\n", shown)
     again = routemail(site, "approve", held, "volunteers")
     assert again.exit_code == 1
     assert again.stderr.startswith(
