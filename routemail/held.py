@@ -16,7 +16,6 @@ second one learns what the first was (AlreadyDecided).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.errors import RoutemailError, UnknownMessage
 from routemail.message import Headers
-from routemail.spool import Spool
+from routemail.spool import QUEUE_ID, Spool
 
 APPROVE, REJECT, DISCARD = "approve", "reject", "discard"
 ACTIONS = {APPROVE: sidecar.APPROVED, REJECT: sidecar.REJECTED, DISCARD: sidecar.DROPPED}
@@ -38,7 +37,6 @@ STATES = {
 }
 HOWS = ("web", "api", "mail", "shell")
 MAX_REASON = 1000  # characters of a rejection reason, which goes to the author
-QUEUE_ID = re.compile(r"[A-Za-z0-9_-]{22}")  # docs/spool-format.md, "The id"
 HEADER_BYTES = 256 * 1024  # enough of the message file for its header fields
 
 
