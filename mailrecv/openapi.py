@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailrecv import openapi_moderation
 from routemail.config import LIST_NAME
 
 MESSAGES = {
@@ -208,6 +209,7 @@ def document() -> dict[str, Any]:
         ),
     }
     schemas.update(_timeline_schemas())
+    schemas.update(openapi_moderation.schemas(_obj, _ref))
     account_in = {
         **_obj(["email"], email=EMAIL),
         "description": "No password: whoever verifies the account with the mailed token"
@@ -339,6 +341,10 @@ def document() -> dict[str, Any]:
             "post": _op("Confirm a message", 202, "Post", (*IN, 403, 404), confirm_in),
         },
     }
+    moderation = openapi_moderation.paths(_op, _json, _ref, NAME_PARAM, IN)
+    paths["/lists/{name}"]["patch"] = moderation.pop("list_patch")
+    paths["/lists/{name}/members"]["post"] = moderation.pop("members_post")
+    paths.update(moderation)
     responses = {
         f"E{code}": {
             "description": text,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify
 
 from mailrecv import pages
-from mailrecv.api import accounts, lists, members, messages, posting, send
+from mailrecv.api import accounts, lists, members, messages, moderation, owner, posting, send
 from mailrecv.api.context import blueprint, close_state
 from mailrecv.openapi import document
 
 # Imported for the routes they add to the blueprint.
-ROUTES = (accounts, lists, members, messages, posting, send)
+ROUTES = (accounts, lists, members, messages, moderation, owner, posting, send)
 
 
 @blueprint.get("/openapi.json")
