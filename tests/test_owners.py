@@ -3,7 +3,10 @@ file's comments and layout kept."""
 
 from __future__ import annotations
 
+import getpass
+import json
 import re
+import shlex
 import shutil
 import tomllib
 from pathlib import Path
@@ -14,10 +17,11 @@ from routemail import config as configuration
 from routemail import listedit, owners
 from routemail.run import run
 from routemail.state import State
-from tests.conftest import EXAMPLES, Project, example_site
+from tests.conftest import EXAMPLES, Project, RunCli, example_site
 from tests.mailbox import outbox
 
 ADA = owners.Actor("ada@example.com", "api")
+PASSING = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 
 
 def config_of(project: Project) -> configuration.Config:
@@ -230,3 +234,76 @@ def test_a_file_without_lists_gets_the_first_one_before_the_dynamic_rules(tmp_pa
     new = project.config_path.read_text()
     assert new.index("[lists.club]") < new.index("# Dynamic lists:") < new.index("[[dynamic]]")
     assert "\n\n[lists.club]\n" in new
+
+
+# -- from the shell --------------------------------------------------------------
+
+
+def test_lists_and_members_from_the_shell(project: Project, routemail_cli: RunCli) -> None:
+    """`routemail lists create|delete` and `routemail members add|remove`, as the user
+    running them; bad input is one line saying what is wrong."""
+    created = routemail_cli(
+        "lists", "create", "club", "--admin", "Ada@Example.com", "--description", "Our club"
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == "created club@lists.example.org, administered by Ada@example.com\n"
+    assert "club" in routemail_cli("lists", "--json").stdout
+    added = routemail_cli("members", "add", "club", "zoe@example.net", "ada@example.com", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout) == {
+        "list": "club",
+        "members": {"zoe@example.net": "added", "ada@example.com": "already a member"},
+    }
+    assert [d.subject for d in outbox(project.data_dir) if d.recipient == "zoe@example.net"] == [
+        "Welcome to club"
+    ]
+    removed = routemail_cli("members", "remove", "club", "zoe@example.net")
+    assert removed.stdout == "zoe@example.net: removed\n"
+    assert routemail_cli("members", "club@lists.example.org", "--json").returncode == 0
+    for args, error in (
+        (("lists", "create", "club", "--admin", "ada@example.com"), "already exists"),
+        (("lists", "create", "x-owner", "--admin", "ada@example.com"), "reserved"),
+        (("lists", "create", "new", "--admin", "not an address"), "not a plain address"),
+        (("members", "add", "nosuch", "zoe@example.net"), "no list named 'nosuch'"),
+        (("members", "add", "club", "zoe@@example.net"), "not a plain address"),
+        (("members", "remove", "club", "ada@example.com"), "administers club"),
+        (("lists", "delete", "nosuch"), "no list named 'nosuch'"),
+    ):
+        failed = routemail_cli(*args)
+        assert failed.returncode != 0 and error in failed.stderr, (args, failed.stderr)
+        assert "Traceback" not in failed.stderr
+    assert routemail_cli("lists", "delete", "club").stdout == "deleted club\n"
+    user = getpass.getuser()
+    assert (
+        f"club: created the list, administered by Ada@example.com by shell:{user} (shell)"
+        in log_lines(project)
+    )
+    assert f"club: deleted the list by shell:{user} (shell)" in log_lines(project)
+
+
+def test_held_from_the_shell(project: Project, routemail_cli: RunCli) -> None:
+    """`routemail held` lists what waits, with commands that work when pasted;
+    `routemail reject ID LIST --reason` tells the author."""
+    raw = (
+        b"From: eve@outside.example\nTo: volunteers@lists.example.org\nSubject: Hi\n"
+        b"Message-ID: <held-98@outside.example>\n\nHi\n"
+    )
+    msg_id = project.spool.receive(raw, ["volunteers@lists.example.org"], PASSING).id
+    assert msg_id.startswith("-")  # ids starting with '-' must keep working
+    assert routemail_cli("run").returncode == 0
+    shown = routemail_cli("held")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{msg_id}  volunteers  from eve@outside.example" in shown.stdout
+    [item] = json.loads(routemail_cli("held", "volunteers", "--json").stdout)["held"]
+    assert (item["id"], item["list"], item["subject"]) == (msg_id, "volunteers", "Hi")
+    assert routemail_cli("held", "board").stdout == "nothing is held for board\n"
+    printed = re.search(r"reject:  (routemail reject .*)", shown.stdout)
+    assert printed is not None
+    words = [w if w != "WHY" else "Not for this list" for w in shlex.split(printed.group(1))]
+    rejected = routemail_cli(*words[1:])
+    assert rejected.returncode == 0, rejected.stderr
+    notices = [d.message for d in outbox(project.data_dir) if "rejected" in d.subject]
+    [notice] = notices
+    body = notice.get_body(("plain",))
+    assert body is not None and "Not for this list" in body.get_content()
+    assert routemail_cli("held").stdout == "nothing is held\n"

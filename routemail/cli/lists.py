@@ -1,18 +1,65 @@
-"""Looking at the lists: `routemail lists` and `routemail members`."""
+"""The lists: `routemail lists [create|delete]` and `routemail members [add|remove]`."""
 
 from __future__ import annotations
+
+import getpass
+from typing import TYPE_CHECKING
 
 import click
 
 from routemail.cli.app import Context, cli, emit_json, pass_context, plural
 from routemail.errors import RoutemailError
 
+if TYPE_CHECKING:
+    from routemail.owners import Actor
 
-@cli.command(name="lists")
+
+@cli.group(name="lists", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the lists as JSON.")
+@click.pass_context
+def lists_command(ctx: click.Context, as_json: bool) -> None:
+    """Show the named lists and the dynamic list patterns; create or delete a list."""
+    if ctx.invoked_subcommand is None:
+        obj = ctx.find_object(Context)
+        assert obj is not None  # the cli group made it
+        _show_lists(obj, as_json)
+
+
+@lists_command.command(name="create")
+@click.argument("name")
+@click.option(
+    "--admin", "admin", required=True, help="Its administrator: moderator and first member."
+)
+@click.option("--description", default="", help="One line saying what the list is for.")
+@click.option(
+    "--posters",
+    type=click.Choice(["members", "moderators", "anyone"]),
+    default="members",
+    show_default=True,
+    help="Who may post without moderation.",
+)
 @pass_context
-def lists_command(obj: Context, as_json: bool) -> None:
-    """Show the named lists and the dynamic list patterns."""
+def lists_create(obj: Context, name: str, admin: str, description: str, posters: str) -> None:
+    """Create the list NAME in lists.toml."""
+    from routemail import owners
+
+    who = _address(admin, "--admin")
+    owners.create_list(obj.config, obj.spool, name, who, _shell(), description, posters)
+    click.echo(f"created {name.lower()}@{obj.config.site.domain}, administered by {who}")
+
+
+@lists_command.command(name="delete")
+@click.argument("name")
+@pass_context
+def lists_delete(obj: Context, name: str) -> None:
+    """Delete the list NAME from lists.toml (messages held for it expire)."""
+    from routemail import owners
+
+    owners.delete_list(obj.config, obj.spool, name, _shell())
+    click.echo(f"deleted {name.lower()}")
+
+
+def _show_lists(obj: Context, as_json: bool) -> None:
     config = obj.config
     named = [
         {
@@ -42,12 +89,70 @@ def lists_command(obj: Context, as_json: bool) -> None:
         click.echo(f"{d['pattern']:40}  dynamic ({d['resolver']})  {d['description']}")
 
 
-@cli.command()
-@click.argument("address")
-@click.option("--json", "as_json", is_flag=True, help="Print the resolution as JSON.")
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument(
+    "words", metavar="ADDRESS | add LIST ADDR... | remove LIST ADDR...", nargs=-1, required=True
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the resolution or the changes as JSON."
+)
+@click.option("--invite", is_flag=True, help="add: mail each a link to confirm instead of adding.")
 @pass_context
-def members(obj: Context, address: str, as_json: bool) -> None:
-    """Resolve the list at ADDRESS (or a bare list name): recipients, bcc, moderators."""
+def members(obj: Context, words: tuple[str, ...], as_json: bool, invite: bool) -> None:
+    """Resolve the list at ADDRESS (or a bare list name): recipients, bcc, moderators.
+    `members add LIST ADDR...` adds members (each gets a welcome mail with a link to
+    leave; --invite mails a link to confirm instead); `members remove LIST ADDR...`
+    removes them."""
+    if words[0] in ("add", "remove"):
+        _change_members(obj, words, as_json, invite)
+        return
+    if len(words) != 1:
+        raise click.UsageError("give one ADDRESS, or add|remove LIST ADDR...")
+    _resolve(obj, words[0], as_json)
+
+
+def _change_members(obj: Context, words: tuple[str, ...], as_json: bool, invite: bool) -> None:
+    from routemail import owners
+    from routemail.run import run as do_run
+
+    verb, *rest = words
+    if len(rest) < 2:
+        raise click.UsageError(
+            f"routemail members {verb} LIST ADDR...: give the list and addresses"
+        )
+    listname, *wanted = rest
+    if verb == "add":
+        result = owners.add_members(obj.config, obj.spool, listname, wanted, _shell(), invite)
+        do_run(obj.config, obj.spool)  # the welcome mails
+    else:
+        if invite:
+            raise click.UsageError("--invite goes with add")
+        result = owners.remove_members(obj.config, obj.spool, listname, wanted, _shell())
+    if as_json:
+        emit_json({"list": listname.lower(), "members": result})
+        return
+    for address, outcome in result.items():
+        click.echo(f"{address}: {outcome}")
+
+
+def _shell() -> Actor:
+    from routemail.owners import Actor
+
+    return Actor(f"shell:{getpass.getuser()}", "shell")
+
+
+def _address(value: str, what: str) -> str:
+    from routemail import addresses
+
+    norm = addresses.normalize(value)
+    if norm is None:
+        raise click.BadParameter(
+            f"{value!r} is not a plain address like ann@example.com", param_hint=what
+        )
+    return norm
+
+
+def _resolve(obj: Context, address: str, as_json: bool) -> None:
     from routemail.lists import Directory
 
     config = obj.config
