@@ -1,4 +1,5 @@
-"""The receiver's WSGI app: POST /mailrecv, /healthz and /metrics, the list API and its pages.
+"""The receiver's WSGI app: POST /mailrecv, /healthz and /metrics, the list API and its
+pages, and the moderation pages (/moderate).
 
 POST /mailrecv (mailrecv.receive) makes a signed message durable in the
 spool; it never routes (routemail does that) and answers 200 only once the
@@ -15,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailrecv import feedback, inbound, monitoring
+from mailrecv import feedback, inbound, moderation, monitoring
 from mailrecv.api import mount
 from mailrecv.receive import MailrecvEndpoint
 from mailrecv.settings import load_settings
@@ -29,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config["ROUTEMAIL"] = settings
     mount.register(app)
+    moderation.register(app)
     feedback.register(app, config)
     inbound.register(app)
 
