@@ -1,24 +1,20 @@
-"""The API's blueprint, its errors, and the context one request works with."""
+"""The API's blueprint, its errors, and the context one request works with
+(mailrecv.requestcontext)."""
 
 from __future__ import annotations
 
-import logging
 import math
-from dataclasses import dataclass
-from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from mailrecv.requestcontext import Context, Unavailable, request_context
 from mailrecv.settings import Settings
-from routemail.config import Config, load
+from routemail.config import load
 from routemail.errors import ConfigError
-from routemail.ratelimits import RateLimits
-from routemail.state import State, StateError
 
 PREFIX = "/api/v1"
 
-log = logging.getLogger(__name__)
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 
 
@@ -47,51 +43,16 @@ class ApiError(Exception):
         return h
 
 
-@dataclass
-class Context:
-    """What one request works with."""
-
-    settings: Settings
-    config: Config
-    state: State
-    client: str
-
-    @property
-    def api(self) -> Any:
-        return self.config.api
-
-    @property
-    def limits(self) -> RateLimits:
-        return RateLimits(self.state)
-
-
 def context() -> Context:
     """The request's context, opened on first use (config, state database)."""
-    ctx: Context | None = g.get("routemail_ctx")
-    if ctx is not None:
-        return ctx
-    settings: Settings = current_app.config["ROUTEMAIL"]
+    fresh = "routemail_ctx" not in g
     try:
-        config = load(settings.config_path)
-    except ConfigError as exc:
-        log.error("lists.toml is invalid, the list API is unavailable: %s", exc)
-        raise ApiError(503, "the list configuration is invalid; retry later") from exc
-    try:
-        db = State.open(settings.data_dir, settings.clock)
-    except StateError as exc:
-        log.error("%s", exc)
-        raise ApiError(503, "the state database is unavailable; retry later") from exc
-    ctx = Context(settings, config, db, request.remote_addr or "unknown")
-    g.routemail_ctx = ctx
-    if request.method == "POST":
-        db.purge(config.api.account_hours * 3600)
+        ctx = request_context()
+    except Unavailable as exc:
+        raise ApiError(503, f"{exc}; retry later") from exc
+    if fresh and request.method == "POST":
+        ctx.state.purge(ctx.config.api.account_hours * 3600)
     return ctx
-
-
-def close_state(exc: BaseException | None) -> None:
-    ctx: Context | None = g.pop("routemail_ctx", None)
-    if ctx is not None:
-        ctx.state.close()
 
 
 @blueprint.before_request

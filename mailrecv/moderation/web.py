@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, g, make_response, render_template, request
+from flask import Blueprint, Response, g, make_response, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from mailrecv.settings import Settings
+from mailrecv.requestcontext import Context, Unavailable, request_context
 from routemail import addresses, websessions
-from routemail.config import Config, load
-from routemail.errors import ConfigError
 from routemail.lists import Directory, ResolvedList, ResolverError
-from routemail.ratelimits import RateLimits, Reservation, guess_limits
-from routemail.spool import Spool
-from routemail.state import State, StateError
+from routemail.ratelimits import Reservation, guess_limits
 from routemail.websessions import WebSession
 
 PREFIX = "/moderate"
@@ -66,50 +61,12 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
-class Context:
-    """What one request of the pages works with."""
-
-    settings: Settings
-    config: Config
-    state: State
-    client: str
-
-    @property
-    def spool(self) -> Spool:
-        return self.settings.spool
-
-    @property
-    def limits(self) -> RateLimits:
-        return RateLimits(self.state)
-
-
 def context() -> Context:
-    """The request's context, opened on first use."""
-    ctx: Context | None = g.get("moderation_ctx")
-    if ctx is not None:
-        return ctx
-    settings: Settings = current_app.config["ROUTEMAIL"]
+    """The request's context (mailrecv.requestcontext), or a page saying to come back."""
     try:
-        config = load(settings.config_path)
-    except ConfigError as exc:
-        log.error("lists.toml is invalid, the moderation pages are unavailable: %s", exc)
-        raise Refused(503, "The list configuration is invalid; try again later.") from exc
-    try:
-        state = State.open(settings.data_dir, settings.clock)
-    except StateError as exc:
-        log.error("%s", exc)
-        raise Refused(503, "The state database is unavailable; try again later.") from exc
-    ctx = Context(settings, config, state, request.remote_addr or "unknown")
-    g.moderation_ctx = ctx
-    return ctx
-
-
-@blueprint.teardown_app_request
-def _close(exc: BaseException | None) -> None:
-    ctx: Context | None = g.pop("moderation_ctx", None)
-    if ctx is not None:
-        ctx.state.close()
+        return request_context()
+    except Unavailable as exc:
+        raise Refused(503, f"{str(exc).capitalize()}; try again later.") from exc
 
 
 # -- the signed-in moderator -------------------------------------------------
@@ -144,8 +101,8 @@ class SignInFirst(Exception):
 def guess(ctx: Context, who: str) -> Reservation:
     """Count a password check for who before making it (the API's counters, so neither
     way in gives a fresh allowance), or refuse with 429 when too many failed."""
-    window = ctx.config.api.window_seconds
-    limits = guess_limits(who, ctx.client, ctx.config.api.guess_limit)
+    window = ctx.api.window_seconds
+    limits = guess_limits(who, ctx.client, ctx.api.guess_limit)
     reservation = ctx.limits.reserve(limits, window)
     if reservation is None:
         raise Refused(
@@ -231,7 +188,7 @@ def redirect(path: str) -> Response:
 
 
 def _site_name() -> str:
-    ctx: Context | None = g.get("moderation_ctx")
+    ctx: Context | None = g.get("routemail_ctx")
     return ctx.config.site.name if ctx is not None else "Mailing lists"
 
 
