@@ -482,3 +482,17 @@ def test_password_reset_by_mailed_link(site: Site) -> None:
     assert sign_in(client, password="a brand new password").status_code == 303
     refused = client.post("/moderate/reset", base_url=HTTPS, data={"email": MODERATOR})
     assert refused.status_code == 403
+
+
+def test_broken_lists_toml_is_a_page_not_a_traceback(site: Site) -> None:
+    """With lists.toml broken by hand, the pages say to come back later."""
+    client = site.client()
+    sign_in(client)
+    site.project.write_config("[lists.volunteers\nbroken")
+    for path in ("/moderate/signin", "/moderate/lists"):
+        answer = client.get(path, base_url=HTTPS)
+        assert answer.status_code == 503
+        assert "The list configuration is invalid; try again later." in answer.get_data(
+            as_text=True
+        )
+        assert answer.headers["Content-Security-Policy"] == CSP
