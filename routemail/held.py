@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from routemail import sidecar, webhooks
+from routemail import addresses, sidecar, webhooks
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.errors import RoutemailError, UnknownMessage
+from routemail.lists import ResolvedList
 from routemail.message import Headers
 from routemail.spool import QUEUE_ID, Spool
 
@@ -105,6 +106,13 @@ class Decision:
             "at": sidecar.format_time(self.at),
             "reason": self.reason or None,
         }
+
+
+def may_moderate(config: Config, administrator: str | None, mlist: ResolvedList, who: str) -> bool:
+    """Whether who decides on mail held for mlist: one of its moderators, or the
+    administrator of a list in lists.toml (administrator: State.list_administrator's)."""
+    admin = administrator if mlist.name in config.lists else None
+    return mlist.is_moderator(who) or addresses.same(admin or "", who)
 
 
 def check_id(msg_id: str) -> str:

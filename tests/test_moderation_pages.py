@@ -496,3 +496,15 @@ def test_broken_lists_toml_is_a_page_not_a_traceback(site: Site) -> None:
             as_text=True
         )
         assert answer.headers["Content-Security-Policy"] == CSP
+
+
+def test_administrator_moderates_without_being_a_moderator(site: Site) -> None:
+    """The account that administers a list decides on its mail even when lists.toml,
+    edited by hand, no longer names it among the moderators (as in the API)."""
+    with State.open(site.project.data_dir) as state, state.transaction() as db:
+        state.set_administrator(db, "board", MODERATOR)
+    client = site.client()
+    sign_in(client)
+    assert "board" in client.get("/moderate/lists", base_url=HTTPS).get_data(as_text=True)
+    assert client.get("/moderate/lists/board", base_url=HTTPS).status_code == 200
+    assert client.get("/moderate/lists/board/settings", base_url=HTTPS).status_code == 200

@@ -17,7 +17,7 @@ from mailrecv.api.accounts import authenticate
 from mailrecv.api.context import ApiError, Context, blueprint, context
 from mailrecv.api.fields import body, list_name, text_field
 from mailrecv.receive import start_routemail
-from routemail import addresses, held, preview
+from routemail import held, preview
 from routemail.errors import UnknownMessage
 from routemail.lists import Directory, ResolvedList, ResolverError
 
@@ -37,7 +37,7 @@ def require_moderator(ctx: Context, name: str) -> tuple[str, ResolvedList]:
         raise ApiError(404, f"no list named {name!r}")
     named = ctx.config.lists.get(name)
     admin = ctx.state.list_administrator(named) if named else None
-    if not (mlist.is_moderator(account) or addresses.same(admin or "", account)):
+    if not held.may_moderate(ctx.config, admin, mlist, account):
         raise ApiError(403, f"{account} is not a moderator of {name}")
     return account, mlist
 

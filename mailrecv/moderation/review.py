@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,18 +13,18 @@ from mailrecv.moderation.web import (
     Refused,
     blueprint,
     context,
+    may_moderate,
     moderated_list,
     owns,
     redirect,
     render,
     signed_in,
 )
+from mailrecv.receive import start_routemail
 from routemail import held, preview
-from routemail.background import start_run
 from routemail.errors import RoutemailError
 from routemail.lists import Directory, ResolverError
 
-log = logging.getLogger(__name__)
 DECISIONS = {held.APPROVE: "approved", held.REJECT: "rejected", held.DISCARD: "discarded"}
 
 
@@ -54,7 +53,7 @@ def _lists_of(ctx: Context, me: str) -> list[ListRow]:
             found = directory.resolve(name)
         except ResolverError:
             continue  # cannot tell now whether me moderates it; the list page says why
-        if found is not None and found.is_moderator(me):
+        if found is not None and may_moderate(ctx, found, me):
             description = found.settings.description
             rows.append(ListRow(name, description, waiting[name], owns(ctx, name, me)))
     return rows
@@ -113,7 +112,7 @@ def decide(name: str, msg_id: str) -> Response:
     except RoutemailError as exc:
         raise Refused(400, str(exc)) from exc
     if action != held.DISCARD and ctx.settings.on_receipt == "run":
-        start_run(ctx.settings.config_path, ctx.settings.data_dir, _warn)
+        start_routemail(ctx.settings)
     return redirect(f"{PREFIX}/lists/{mlist.name}?decided={msg_id}.{action}")
 
 
@@ -141,7 +140,3 @@ def _find(ctx: Context, msg_id: str, listname: str) -> held.HeldMessage:
         ) from exc
     except held.NotHeld as exc:
         raise Refused(404, f"No message {msg_id[:40]} is held for {listname}.") from exc
-
-
-def _warn(text: str) -> None:
-    log.warning("%s", text)

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, g, make_response, render_template, reques
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mailrecv.requestcontext import Context, Unavailable, request_context
-from routemail import addresses, websessions
+from routemail import addresses, held, websessions
 from routemail.lists import Directory, ResolvedList, ResolverError
 from routemail.ratelimits import Reservation, guess_limits
 from routemail.websessions import WebSession
@@ -133,8 +133,8 @@ def check_form_token() -> None:
 
 
 def moderated_list(ctx: Context, name: str, who: str) -> ResolvedList:
-    """The list called name when who moderates it; 404 when there is no such list,
-    403 when who is not among its moderators."""
+    """The list called name when who moderates (or administers) it; 404 when there is
+    no such list, 403 when who is not among its moderators."""
     try:
         found = Directory(ctx.config).resolve(name)
     except ResolverError as exc:
@@ -142,9 +142,15 @@ def moderated_list(ctx: Context, name: str, who: str) -> ResolvedList:
         raise Refused(503, f"The list {name} cannot be looked up now; try again later.") from exc
     if found is None:
         raise Refused(404, f"There is no list called {name[:80]}.")
-    if not found.is_moderator(who):
+    if not may_moderate(ctx, found, who):
         raise Refused(403, f"{who} is not a moderator of {found.name}.")
     return found
+
+
+def may_moderate(ctx: Context, mlist: ResolvedList, who: str) -> bool:
+    named = ctx.config.lists.get(mlist.name)
+    admin = ctx.state.list_administrator(named) if named else None
+    return held.may_moderate(ctx.config, admin, mlist, who)
 
 
 def owns(ctx: Context, name: str, who: str) -> bool:
