@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from routemail import addresses, listedit, sestags, sidecar, tracking
+from routemail import addresses, listedit, owners, sestags, sidecar, tracking
 from routemail.config import Config
 from routemail.errors import RoutemailError
 from routemail.notify import send as send_notice
@@ -168,6 +168,16 @@ class Feedback:
         if removed:
             self.suppression.record(address, listname, "unsubscribe", source, f"removed ({why})")
             self._left(address, listname, source)
+            # The member's own request, by mail or a one-click link; else routemail's.
+            how = (
+                "mail"
+                if source.startswith("mailto:")
+                else "web"
+                if source == "one-click"
+                else source
+            )
+            actor = owners.Actor(address if why == "request" else "routemail", how)
+            owners.log_change(self.spool, listname, f"removed member {address}", actor)
         return removed
 
     def _left(self, address: str, listname: str, source: str) -> None:

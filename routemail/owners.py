@@ -84,7 +84,7 @@ def add_members(
                 _invite(config, spool, state, mlist, who, actor)
                 outcome[who] = "invited"
             elif _edit_member(config, state, mlist, who, add=True):
-                _log(spool, mlist.name, f"added member {who}", actor)
+                log_change(spool, mlist.name, f"added member {who}", actor)
                 _welcome(config, spool, state, mlist, who)
                 outcome[who] = "added"
             else:
@@ -106,7 +106,7 @@ def remove_members(
             raise OwnerError(f"{admin} administers {mlist.name} and cannot be removed")
         for who in wanted:
             if _edit_member(config, state, mlist, who, add=False):
-                _log(spool, mlist.name, f"removed member {who}", actor)
+                log_change(spool, mlist.name, f"removed member {who}", actor)
                 outcome[who] = "removed"
             else:
                 outcome[who] = "not a member"
@@ -162,7 +162,7 @@ def _invite(
         f"To join, open\n\n  {url}\n\nand press the button. The link works for"
         f" {lifetime / 3600:g} hours. If you do not want to join, ignore this mail.\n",
     )
-    _log(spool, mlist.name, f"invited {who}", actor)
+    log_change(spool, mlist.name, f"invited {who}", actor)
 
 
 def _queue(
@@ -210,7 +210,7 @@ def update_settings(
                     state.set_administrator(db, mlist.name, admin)
     changed = listedit.set_keys(config.path, mlist.name, values)
     for key in changed:
-        _log(spool, mlist.name, f"set {key} = {_shown(values[key])}", actor)
+        log_change(spool, mlist.name, f"set {key} = {_shown(values[key])}", actor)
     return changed
 
 
@@ -267,7 +267,7 @@ def create_list(
     with State.open(spool.root.parent) as state, state.transaction() as db:
         listedit.add_list(config.path, name, admin, description, posters)
         state.set_administrator(db, name, admin)
-    _log(spool, name, f"created the list, administered by {admin}", actor)
+    log_change(spool, name, f"created the list, administered by {admin}", actor)
     return load(config.path).lists[name]
 
 
@@ -277,7 +277,7 @@ def delete_list(config: Config, spool: Spool, name: str, actor: Actor) -> None:
     with State.open(spool.root.parent) as state, state.transaction() as db:
         listedit.remove_list(config.path, mlist.name)
         state.forget_administrator(db, mlist.name)
-    _log(spool, mlist.name, "deleted the list", actor)
+    log_change(spool, mlist.name, "deleted the list", actor)
 
 
 # -- shared ----------------------------------------------------------------------
@@ -299,7 +299,8 @@ def _addresses(values: Iterable[Any], key: str) -> list[str]:
     return out
 
 
-def _log(spool: Spool, listname: str, what: str, actor: Actor) -> None:
+def log_change(spool: Spool, listname: str, what: str, actor: Actor) -> None:
+    """The log line of a change to lists.toml: `LIST: WHAT by WHO (HOW)`."""
     log = ActionLog(spool.root / "log")
     try:
         log.write("-", f"{listname}: {what} by {actor}")

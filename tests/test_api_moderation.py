@@ -285,8 +285,13 @@ def test_the_administrator_adds_members_and_changes_settings(
         assert answer.status == status, (bad, answer.body)
     assert call(api.url, "PATCH", "/lists/club", {"footer": ""}, as_(CHAIR)).status == 403
     assert call(api.url, "PATCH", "/lists/nosuch", {"footer": ""}, as_(ADMIN)).status == 404
+    assert (
+        call(api.url, "DELETE", "/lists/club/members/zoe@example.net", auth=as_(ADMIN)).status
+        == 200
+    )
     log = log_text(project)
     for line in (
+        f"club: removed member zoe@example.net by {ADMIN} (api)",
         f"club: created the list, administered by {ADMIN} by {ADMIN} (api)",
         f"club: added member zoe@example.net by {ADMIN} (api)",
         f"club: invited yan@example.net by {ADMIN} (api)",

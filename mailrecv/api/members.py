@@ -20,7 +20,7 @@ from mailrecv.api.confirmations import (
 from mailrecv.api.context import ApiError, Context, blueprint, context
 from mailrecv.api.fields import address, body, existing_list, token_field
 from mailrecv.api.limits import reserve_guess, right_guess
-from routemail import addresses, listedit
+from routemail import addresses, listedit, owners
 from routemail.config import MailingList
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def confirm_subscription(ctx: Context, mlist: MailingList, who: str, token: str)
     with ctx.state.transaction() as db:
         taken = ctx.state.take(db, "subscribe", who, token, mlist.name)
         if taken is not None:
-            _edit_members(ctx, db, mlist, who, add=True)
+            _edit_members(ctx, db, mlist, who, add=True, by=who)
     if taken is None:
         raise ApiError(403, "wrong or expired token; subscribe again for a new one")
     right_guess(ctx, reservation)
@@ -89,7 +89,7 @@ def unsubscribe(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[
     with ctx.state.transaction() as db:
         taken = ctx.state.take(db, "unsubscribe", who, token, mlist.name)
         if taken is not None:
-            _edit_members(ctx, db, mlist, who, add=False)
+            _edit_members(ctx, db, mlist, who, add=False, by=who)
     if taken is None:
         raise ApiError(403, "wrong or expired token; ask to unsubscribe again for a new one")
     right_guess(ctx, reservation)
@@ -97,12 +97,12 @@ def unsubscribe(ctx: Context, mlist: MailingList, who: str, token: str) -> dict[
 
 
 def remove_member(ctx: Context, mlist: MailingList, who: str) -> dict[str, Any]:
-    require_administrator(ctx, mlist)
+    admin = require_administrator(ctx, mlist)
     _protect_administrator(ctx, mlist, who)
     if not addresses.contains(mlist.members, who):
         raise ApiError(404, f"{who} is not a member of {mlist.name}")
     with ctx.state.transaction() as db:
-        _edit_members(ctx, db, mlist, who, add=False)
+        _edit_members(ctx, db, mlist, who, add=False, by=admin)
     return {"list": mlist.name, "address": who, "status": "removed"}
 
 
@@ -112,15 +112,20 @@ def _protect_administrator(ctx: Context, mlist: MailingList, who: str) -> None:
 
 
 def _edit_members(
-    ctx: Context, db: sqlite3.Connection, mlist: MailingList, who: str, add: bool
+    ctx: Context, db: sqlite3.Connection, mlist: MailingList, who: str, add: bool, by: str
 ) -> None:
-    """Add or remove who in lists.toml, inside the state transaction db; a change
-    retires the one-click unsubscribe links of copies sent before it."""
+    """Add or remove who in lists.toml, inside the state transaction db, as `by`; a
+    change retires the one-click unsubscribe links of copies sent before it, and is a
+    line in the log."""
     path = ctx.settings.config_path
     try:
         edit = listedit.add_member if add else listedit.remove_member
         if edit(path, mlist.name, who):
             ctx.state.membership_changed(db, mlist.name, who)
+            what = f"{'added' if add else 'removed'} member {who}"
+            owners.log_change(
+                ctx.settings.spool.ensure(), mlist.name, what, owners.Actor(by, "api")
+            )
     except listedit.NoSuchList as exc:
         raise ApiError(404, f"no list named {mlist.name!r}") from exc
     except listedit.ListEditError as exc:
