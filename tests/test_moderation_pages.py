@@ -369,6 +369,15 @@ def test_owner_finds_adds_and_removes_members(site: Site) -> None:
     log = "".join(p.read_text() for p in (site.project.spool.root / "log").iterdir())
     assert f"volunteers: added member zoe@example.com by {MODERATOR} (web)" in log
     assert f"volunteers: removed member bob@example.net by {MODERATOR} (web)" in log
+    invited = client.post(
+        "/moderate/lists/volunteers/members",
+        base_url=HTTPS,
+        data={"addresses": "kim@example.net", "invite": "1", "csrf": csrf},
+    )
+    assert "kim@example.net: invited" in invited.get_data(as_text=True)
+    assert "kim@example.net" not in load(site.project.config_path).lists["volunteers"].members
+    log = "".join(p.read_text() for p in (site.project.spool.root / "log").iterdir())
+    assert f"volunteers: invited kim@example.net by {MODERATOR} (web)" in log
     bad = client.post(
         "/moderate/lists/volunteers/members",
         base_url=HTTPS,
