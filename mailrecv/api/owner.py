@@ -17,6 +17,7 @@ from mailrecv.api.fields import body, existing_list
 from mailrecv.receive import start_routemail
 from routemail import listedit, owners
 from routemail.config import MailingList, load
+from routemail.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ def settings_of(ctx: Context, mlist: MailingList) -> dict[str, Any]:
         "posters": mlist.posters if isinstance(mlist.posters, str) else list(mlist.posters),
         "moderators": list(mlist.moderators),
     }
+
+
+def _administered(name: str) -> tuple[Context, MailingList, Spool, owners.Actor]:
+    """The request's context, the named list, the spool, and its administrator acting
+    through the API (401 or 403 for anyone else)."""
+    ctx = context()
+    mlist = existing_list(ctx, name)
+    admin = require_administrator(ctx, mlist)
+    return ctx, mlist, ctx.settings.spool.ensure(), owners.Actor(admin, "api")
 
 
 def _edit_error(exc: listedit.ListEditError) -> ApiError:
@@ -55,11 +65,7 @@ def members_create(name: str) -> Response:
     invite = data.get("invite", False)
     if not isinstance(invite, bool):
         raise ApiError(400, "invite: expected true or false")
-    ctx = context()
-    mlist = existing_list(ctx, name)
-    admin = require_administrator(ctx, mlist)
-    spool = ctx.settings.spool.ensure()
-    actor = owners.Actor(admin, "api")
+    ctx, mlist, spool, actor = _administered(name)
     try:
         result = owners.add_members(ctx.config, spool, mlist.name, wanted, actor, invite)
     except listedit.ListEditError as exc:
@@ -74,13 +80,9 @@ def lists_update(name: str) -> Response:
     data = body()
     if not data:
         raise ApiError(400, f"give one or more of {', '.join(owners.SETTINGS)}")
-    ctx = context()
-    mlist = existing_list(ctx, name)
-    admin = require_administrator(ctx, mlist)
-    spool = ctx.settings.spool.ensure()
-    actor = owners.Actor(admin, "api")
+    ctx, mlist, spool, actor = _administered(name)
     try:
-        owners.update_settings(ctx.config, spool, mlist.name, data, actor, keep_moderator=admin)
+        owners.update_settings(ctx.config, spool, mlist.name, data, actor, keep_moderator=actor.who)
     except listedit.ListEditError as exc:
         raise _edit_error(exc) from exc
     ctx.config = load(ctx.settings.config_path)
