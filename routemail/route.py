@@ -231,7 +231,10 @@ class Router:
             return
         if decision is None:
             if h.has(sidecar.MODERATION, name):
-                return  # held, waiting for a moderator
+                # Held, waiting for a moderator; its author may not have been told yet
+                # (a run stopped between the request and the notice).
+                self._held_now.setdefault(work.msg_id, []).append(name)
+                return
             reasons = moderate.verdict_reasons(h.verdicts, self.config.moderation)
             if reason := moderate.poster_reason(mlist, work.headers.author):
                 reasons.append(reason)

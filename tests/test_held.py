@@ -237,3 +237,15 @@ def test_lines_written_before_the_how_field_still_read(project: Project) -> None
         "",
     )
     assert history.hold_reason("volunteers") == ""
+
+
+def test_an_author_not_told_before_a_crash_is_told_once_on_resume(project: Project) -> None:
+    """A run stopped after the moderation request (M) but before the author's notice (T)
+    leaves the entry pending; the next run tells the author, once."""
+    msg_id = post(project)
+    project.spool.append(msg_id, [sidecar.event(sidecar.MODERATION, "volunteers", "why")])
+    project.spool.set_pending(msg_id, True)
+    routed(project)
+    routed(project)
+    assert told(project) == ["Your message was held: Shift swap"]
+    assert [e.code for e in project.spool.history(msg_id).events].count(sidecar.TOLD) == 1
