@@ -66,7 +66,9 @@ def logged_events(project: Project, address: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-@pytest.mark.parametrize("sent", ["2019-06-01T12:00:00.000Z", sns_time(2)])
+@pytest.mark.parametrize(
+    "sent", ["2019-06-01T12:00:00.000Z", sns_time(2)], ids=["from-2019", "two-hours-ago"]
+)
 def test_old_notification_is_refused(sns: Receiver, sent: str) -> None:
     """A genuinely signed bounce from 2019, or from two hours ago, is a replay: 403,
     nobody suppressed."""
