@@ -118,11 +118,13 @@ class Receiver(LocalReceiver):
 
 def start_receiver(
     project: Project,
-    workers: int = 2,
+    workers: int = 1,
     extra_env: dict[str, str | None] | None = None,
     app: str = "mailrecv.wsgi:app",
 ) -> Receiver:
-    """gunicorn started and answering /healthz; an extra_env value of None removes it."""
+    """gunicorn started and answering /healthz; an extra_env value of None removes it.
+    One worker (with its threads) unless the test is about several: each worker
+    imports the whole application, and the suite starts a few hundred receivers."""
     log_path = project.root / "gunicorn.log"
     env = project.env()
     for name, value in (extra_env or {}).items():
@@ -150,9 +152,16 @@ def running_receiver(project: Project, **options: Any) -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def receiver(project: Project) -> Iterator[Receiver]:
-    """The real receiver under gunicorn (2 workers) on a free loopback port."""
-    with running_receiver(project) as r:
+def workers() -> int:
+    """gunicorn workers for the test's receiver; a test about several workers
+    overrides it with @pytest.mark.parametrize("workers", [2])."""
+    return 1
+
+
+@pytest.fixture
+def receiver(project: Project, workers: int) -> Iterator[Receiver]:
+    """The real receiver under gunicorn on a free loopback port."""
+    with running_receiver(project, workers=workers) as r:
         yield r
 
 

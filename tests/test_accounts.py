@@ -10,6 +10,8 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.conftest import BASE_CONFIG, Project, Receiver, running_receiver
 from tests.test_api import ADMIN, PASSWORD, api, call, fetch, mailed_token, mails_to, new_list
 
@@ -133,6 +135,7 @@ def test_reset_token_expires(project: Project) -> None:
         assert call(r.url, "GET", "/lists/club/members", auth=(ADMIN, PASSWORD)).status == 200
 
 
+@pytest.mark.parametrize("workers", [2])
 def test_concurrent_wrong_passwords_are_checked_at_most_guess_limit_times(
     api: Receiver, project: Project
 ) -> None:

@@ -131,10 +131,10 @@ def subscribed(base: str, project: Project, name: str, who: str) -> None:
 
 
 @pytest.fixture
-def api(project: Project) -> Iterator[Receiver]:
+def api(project: Project, workers: int) -> Iterator[Receiver]:
     """gunicorn with the API, over a lists.toml that has comments to keep."""
     project.write_config(COMMENTED_CONFIG)
-    with running_receiver(project) as r:
+    with running_receiver(project, workers=workers) as r:
         yield r
 
 
@@ -569,6 +569,7 @@ def test_unsubscribe_page_needs_its_button(api: Receiver, project: Project) -> N
     assert status == 403 and "wrong or expired token" in html
 
 
+@pytest.mark.parametrize("workers", [2])
 def test_concurrent_confirmations_are_all_kept(api: Receiver, project: Project) -> None:
     """Confirmations racing through several gunicorn workers all end up in lists.toml."""
     new_list(api.url, project)

@@ -147,6 +147,7 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+@pytest.mark.parametrize("workers", [2])
 def test_metrics_count_posts_across_workers_and_read_the_queue_and_runs(
     receiver: Receiver, routemail_cli: RunCli
 ) -> None:

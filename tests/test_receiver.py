@@ -406,6 +406,7 @@ def test_chunked_upload_within_the_limit_is_queued(small_receiver: Receiver) -> 
     assert small_receiver.project.spool.read_message(answer["id"]) == MESSAGE
 
 
+@pytest.mark.parametrize("workers", [2])
 def test_fifty_concurrent_posts_share_one_entry(receiver: Receiver) -> None:
     """50 simultaneous posts of one message to 50 lists: one file, one sidecar, 50 whole R lines."""
     addresses = [f"list{n:02d}@lists.example.org" for n in range(50)]

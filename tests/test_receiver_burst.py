@@ -43,7 +43,7 @@ def test_a_burst_of_posts_starts_one_run(project: Project) -> None:
         + GATED_LIST.format(gate=gate)
     )
     spool = project.spool
-    with running_receiver(project) as receiver:
+    with running_receiver(project, workers=2) as receiver:
         ids = _post_all_at_once(receiver.mailrecv_url)
         gate.touch()
         deadline = time.monotonic() + 120

@@ -121,7 +121,8 @@ def inbound(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Itera
     """One receiver for the module, with the test SNS certificate and moto's S3."""
     project = Project(tmp_path_factory.mktemp("ses-inbound"))
     project.write_config(inbound_config(moto_server))
-    with running_receiver(project, **receiver_options(project)) as receiver:
+    options = receiver_options(project)
+    with running_receiver(project, workers=2, **options) as receiver:  # metrics sum workers
         yield Inbound(receiver, project, moto_server)
 
 

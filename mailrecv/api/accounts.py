@@ -22,9 +22,6 @@ from routemail.config import MailingList
 MAX_PASSWORD = 1024
 MIN_PASSWORD = 10
 RESET_SECONDS = 3600.0  # a reset token lives this long at most (less if api.token_hours is)
-# A hash that no password matches: checked when the account does not exist or has no
-# password yet, so a wrong address costs as much time as a wrong password.
-_DUMMY_HASH = passwords.hash_password("no account has this password")
 
 
 def new_password(value: Any) -> str:
@@ -136,7 +133,7 @@ def authenticate(ctx: Context) -> str:
         raise ApiError(401, "the Basic auth user name must be the account's email address")
     reservation = reserve_guess(ctx, email)
     found = ctx.state.account(email)
-    stored = found[1] if found and found[1] else _DUMMY_HASH
+    stored = found[1] if found and found[1] else passwords.UNMATCHABLE
     if found is None or not passwords.check_password(auth.password or "", stored):
         raise ApiError(401, "wrong address or password")
     right_guess(ctx, reservation)

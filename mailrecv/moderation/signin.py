@@ -32,9 +32,6 @@ from routemail import addresses, notify, passwords, state, websessions
 
 RESET_SECONDS = 3600.0  # a mailed reset link works this long at most
 MAX_PASSWORD = 1024
-# Checked when the account does not exist or has no password yet, so a wrong
-# address costs as much time as a wrong password.
-_DUMMY_HASH = passwords.hash_password("no account has this password")
 
 
 @blueprint.get("/")
@@ -66,7 +63,7 @@ def _password_matches(ctx: Context, email: str, password: str) -> bool:
     reservation = guess(ctx, email)
     found = ctx.state.account(email)
     verified = found is not None and found[0].status == state.VERIFIED and bool(found[1])
-    stored = found[1] if found is not None and verified else _DUMMY_HASH
+    stored = found[1] if found is not None and verified else passwords.UNMATCHABLE
     if not passwords.check_password(password, stored) or not verified:
         return False
     ctx.limits.refund(reservation)
