@@ -49,8 +49,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Test files spread over JOBS processes (pytest-xdist); most tests wait on servers
+# and subprocesses, so more processes than cores still shortens the run. JOBS=0 runs
+# them in this one process.
+JOBS ?= 4
 unit: $(STAMP) system-deps examples/serv.sqlite3
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(JOBS) --dist loadfile
 
 test: lint typecheck unit
 
