@@ -9,8 +9,9 @@ later run, or not attempted while the transport is down), G given up, K skipped
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,8 +39,15 @@ OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags 
 COUNTED_FAILURE = "attempt"
 TRANSPORT_DOWN = "transport down:"
 ANSWER_CHARS = 200  # of the next hop's answer kept on an S line
+# Copies handed to the senders and not yet recorded hold at most this many bytes
+# together (besides the number the senders want), so that a big post does not
+# cost the run many times its size; a copy bigger than this goes out alone.
+IN_FLIGHT_BYTES = 16 * 2**20
 
 Suppressed = Callable[[str, str], "str | None"]
+# The suppression lookup for one list's fan-out: given every recipient at once,
+# it answers for each in turn without a query per copy (routemail.suppression).
+SuppressedAmong = Callable[[Sequence[str], str], Callable[[str], "str | None"]]
 
 
 class Priority(Protocol):
@@ -86,6 +94,7 @@ class Deliverer:
         suppressed: Suppressed,
         transport: Transport | None = None,
         hooks: webhooks.Outbox | None = None,
+        among: SuppressedAmong | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
@@ -93,9 +102,14 @@ class Deliverer:
         self.tally = counts
         self.secret = secret
         self.suppressed = suppressed
+        self.among = among
         self.priority: Priority | None = None
         self._transport = transport
         self.hooks = hooks
+        # While outcomes are being collected: their lines, written together (_batch).
+        self._lines: list[sidecar.Event] | None = None
+        self._sync = False
+        self._after: list[Callable[[], None]] = []
 
     @property
     def transport(self) -> Transport:
@@ -118,15 +132,46 @@ class Deliverer:
             self._transport.close()
 
     def record(self, work: Work, code: str, *fields: str, sync: bool = True) -> None:
-        self.spool.append(work.msg_id, [sidecar.event(code, *fields)], sync=sync)
+        line = sidecar.event(code, *fields)
+        if self._lines is not None:
+            self._lines.append(line)
+            self._sync = self._sync or sync
+        else:
+            self.spool.append(work.msg_id, [line], sync=sync)
 
     def emit(
         self, work: Work, event: str, recipient: str, listname: str, detail: str, **fields: object
     ) -> None:
-        """A webhook event of one recipient's copy; transactional mail has no list (null)."""
+        """A webhook event of one recipient's copy; transactional mail has no list (null).
+        Written after the copy's sidecar line, as the line it mirrors."""
         if self.hooks is not None:
+            hooks = self.hooks
             shown = None if listname == OUTGOING else listname
-            self.hooks.copy(event, work.msg_id, recipient, shown, detail, **fields)
+
+            def write() -> None:
+                hooks.copy(event, work.msg_id, recipient, shown, detail, **fields)
+
+            if self._lines is not None:
+                self._after.append(write)
+            else:
+                write()
+
+    @contextlib.contextmanager
+    def _batch(self, work: Work) -> Iterator[None]:
+        """The outcomes recorded inside go to the sidecar in one append when it ends
+        (fsync'd if any of them asks for it), then their webhook events and log lines.
+        Only outcomes already back are batched: no line waits for a later copy."""
+        self._lines, self._sync, self._after = [], False, []
+        try:
+            with self.log.grouped():
+                yield
+        finally:
+            lines, sync, after = self._lines, self._sync, self._after
+            self._lines, self._after = None, []
+            if lines:
+                self.spool.append(work.msg_id, lines, sync=sync)
+            for write in after:
+                write()
 
     def send_each(
         self,
@@ -139,32 +184,43 @@ class Deliverer:
 
         Several copies may be in flight; each outcome is recorded here, in this
         thread, as it comes back, and all of them before this returns."""
-        self.tally.expect(sum(r not in work.finished for r in recipients))
-        in_flight: dict[Future[Result], str] = {}
+        todo = [r for r in recipients if r not in work.finished]
+        self.tally.expect(len(todo))
+        in_flight: dict[Future[Result], tuple[str, int]] = {}  # recipient, copy's size
         handed = AddressSet()
+        suppressed = (self.among or self._one_by_one)(todo, listname)
         try:
-            for recipient in recipients:
+            for recipient in todo:
                 if recipient in work.finished or recipient in handed:
                     continue
-                if reason := self.suppressed(recipient, listname):
+                if reason := suppressed(recipient):
                     self.record(work, sidecar.SKIPPED, recipient, f"suppressed: {reason}")
                     self.emit(work, "suppressed", recipient, listname, reason)
                     self.log.write(work.msg_id, f"{listname}: skipped {recipient}: {reason}")
                     work.finished.add(recipient)
                     self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
                     continue
-                while len(in_flight) >= self._in_flight():
+                sender = self.envelope_sender(listname, recipient)
+                copy = copy_for(recipient)
+                # Room for it: as many copies as the senders want, and no more
+                # bytes than IN_FLIGHT_BYTES (always room for one, however big).
+                while in_flight and (
+                    len(in_flight) >= self._in_flight()
+                    or sum(size for _, size in in_flight.values()) + len(copy) > IN_FLIGHT_BYTES
+                ):
                     self._collect(work, listname, in_flight, FIRST_COMPLETED)
                 if self.priority is not None and self.priority.due():
                     self._collect(work, listname, in_flight, ALL_COMPLETED)
                     self.priority.run()
-                sender = self.envelope_sender(listname, recipient)
-                copy = copy_for(recipient)
-                in_flight[self._submit(work, sender, recipient, copy, listname)] = recipient
+                future = self._submit(work, sender, recipient, copy, listname)
+                in_flight[future] = (recipient, len(copy))
                 handed.add(recipient)
         finally:
             self._collect(work, listname, in_flight, ALL_COMPLETED)
         return all(r in work.finished for r in recipients)
+
+    def _one_by_one(self, addresses: Sequence[str], listname: str) -> Callable[[str], str | None]:
+        return lambda recipient: self.suppressed(recipient, listname)
 
     def _in_flight(self) -> int:
         transport = self.transport
@@ -182,19 +238,24 @@ class Deliverer:
         return done
 
     def _collect(
-        self, work: Work, listname: str, in_flight: dict[Future[Result], str], until: str
+        self,
+        work: Work,
+        listname: str,
+        in_flight: dict[Future[Result], tuple[str, int]],
+        until: str,
     ) -> None:
         """Record the outcome of the copies that are back (the first, or all of them)."""
         if not in_flight:
             return
         done, _ = wait(in_flight, return_when=until)
-        for future in [f for f in in_flight if f in done]:  # in the order handed over
-            recipient = in_flight.pop(future)
-            try:
-                result = future.result()
-            except Exception as exc:  # a transport's bug: the copy may have gone
-                result = Result(TEMPORARY, f"{type(exc).__name__}: {exc}")
-            self.outcome(work, recipient, result, listname)
+        with self._batch(work):
+            for future in [f for f in in_flight if f in done]:  # in the order handed over
+                recipient, _ = in_flight.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # a transport's bug: the copy may have gone
+                    result = Result(TEMPORARY, f"{type(exc).__name__}: {exc}")
+                self.outcome(work, recipient, result, listname)
 
     def envelope_sender(self, listname: str, recipient: str) -> str:
         """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""

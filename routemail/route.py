@@ -25,6 +25,7 @@ keeps its needs-processing bit while anything is left to retry.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 
 from routemail import (
     approvals,
@@ -50,7 +51,7 @@ from routemail.notices import Notice
 from routemail.priority import Interleave
 from routemail.spool import Spool
 from routemail.state import State
-from routemail.suppression import Suppression
+from routemail.suppression import ListSuppressions, Suppression
 from routemail.transports import NULL_SENDER, PERMANENT, Result, Transport
 
 ADMIN = "-"  # the pseudo-list of mail forwarded to the admin, in tags and counts
@@ -75,7 +76,15 @@ class Router:
         self.secret = tokens.load_secret(spool.root.parent)
         self.webhooks = webhooks.Outbox(spool.root.parent, config.webhooks)
         self.delivery = Deliverer(
-            config, spool, log, self.tally, self.secret, self.suppressed, transport, self.webhooks
+            config,
+            spool,
+            log,
+            self.tally,
+            self.secret,
+            self.suppressed,
+            transport,
+            self.webhooks,
+            among=self.suppressed_among,
         )
         self._state: State | None = None
         # Entries routed in this run, and whether the one being routed now is routed
@@ -98,6 +107,13 @@ class Router:
 
     def suppressed(self, address: str, listname: str = "") -> str | None:
         return Suppression(self.state, self.config.bounces).reason(address, listname)
+
+    def suppressed_among(
+        self, addresses: Sequence[str], listname: str
+    ) -> Callable[[str], str | None]:
+        """suppressed() for a fan-out: read for every recipient at once."""
+        suppression = Suppression(self.state, self.config.bounces)
+        return ListSuppressions(suppression, addresses, listname).reason
 
     @property
     def circuit_open(self) -> bool:

@@ -11,6 +11,9 @@ that rule may hold any spelling.
 from __future__ import annotations
 
 import sqlite3
+import string
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from routemail.config import Bounces
@@ -18,6 +21,17 @@ from routemail.state import State
 
 ALL_LISTS = ""
 DAY = 86400.0
+CHUNK = 500  # addresses per query: well under SQLite's limit on parameters
+# How late a suppression another process adds (the receiver handling an SES
+# complaint, `routemail suppression add`) may be seen by a fan-out under way.
+RECHECK_SECONDS = 0.5
+# COLLATE NOCASE folds ASCII letters only; so does this.
+_NOCASE = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def nocase(address: str) -> str:
+    """The form in which SQLite's COLLATE NOCASE compares an address."""
+    return address.translate(_NOCASE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,29 @@ class Suppression:
         if row is None:
             return None
         return f"{row[0]} (all lists)" if row[1] == ALL_LISTS else f"{row[0]} ({row[1]})"
+
+    def reasons(self, addresses: Iterable[str], listname: str = ALL_LISTS) -> dict[str, str]:
+        """reason() for many addresses in a few queries: the suppressed ones only,
+        keyed by nocase(address)."""
+        found: dict[str, tuple[str, str]] = {}  # nocase(address) -> (list, reason)
+        wanted = list(dict.fromkeys(addresses))
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))  # placeholders only: values go as parameters
+            rows = self.state.db.execute(
+                f"SELECT address, list, reason FROM suppressions "
+                f"WHERE address COLLATE NOCASE IN ({marks}) AND list IN ('', ?)",
+                (*chunk, listname.lower()),
+            )
+            for address, scope, reason in rows:
+                key = nocase(address)
+                # As reason(): the suppression for all lists wins over the list's own.
+                if key not in found or scope == ALL_LISTS:
+                    found[key] = (scope, reason)
+        return {
+            key: f"{reason} (all lists)" if scope == ALL_LISTS else f"{reason} ({scope})"
+            for key, (scope, reason) in found.items()
+        }
 
     def entries(self) -> list[Suppressed]:
         rows = self.state.db.execute(
@@ -194,3 +231,57 @@ class Suppression:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (now, address, listname, event, source, action),
         )
+
+
+class ListSuppressions:
+    """Suppression.reason() for one list's recipients during a fan-out, read for all
+    of them at once instead of one query per copy.
+
+    The answer stays that of the suppression list as it stands: it is read again
+    when this process changed the database (a bounce routed in the middle of the
+    fan-out) before the next answer, and when another process did (the receiver
+    handling an SES complaint, `routemail suppression add`) at most
+    RECHECK_SECONDS later.
+    """
+
+    def __init__(
+        self,
+        suppression: Suppression,
+        addresses: Iterable[str],
+        listname: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.suppression = suppression
+        self.addresses = list(addresses)
+        self._asked = {nocase(a) for a in self.addresses}
+        self.listname = listname
+        self._clock = clock
+        self._load()
+
+    def _version(self) -> int:
+        row = self.suppression.state.db.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def _load(self) -> None:
+        db = self.suppression.state.db
+        self._own_changes = db.total_changes
+        self._others = self._version()
+        self._checked = self._clock()
+        self._reasons = self.suppression.reasons(self.addresses, self.listname)
+
+    def _stale(self) -> bool:
+        if self.suppression.state.db.total_changes != self._own_changes:
+            return True
+        if self._clock() - self._checked < RECHECK_SECONDS:
+            return False
+        self._checked = self._clock()
+        return self._version() != self._others
+
+    def reason(self, address: str) -> str | None:
+        """Why address must not get this list's mail, or None."""
+        if self._stale():
+            self._load()
+        key = nocase(address)
+        if key not in self._asked:  # not one of the addresses read: ask on its own
+            return self.suppression.reason(address, self.listname)
+        return self._reasons.get(key)

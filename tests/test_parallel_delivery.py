@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from routemail import config as configuration
+from routemail import delivery
 from routemail.run import run
 from tests.conftest import BASE_CONFIG, Project
 from tests.ses_front import prepare_moto, running_front
@@ -159,3 +160,37 @@ def test_ses_calls_overlap_behind_a_slow_endpoint(project: Project, moto_url: st
     assert front.most_in_flight > 1
     assert front.throttled == 0
     assert sidecar_codes(project, msg_id)["S"] == len(members)
+
+
+def test_outcomes_back_together_are_each_recorded_and_logged(project: Project) -> None:
+    """Outcomes collected at once are written together (one sidecar append, one log
+    write): still one S line and one log line per copy, and nothing else."""
+    relay = Overlapping()
+    with relay_for(project, lists=everyone(MEMBERS), smtp="connections = 4", handler=relay):
+        msg_id = post(project)
+        run_once(project)
+    history = project.spool.history(msg_id)
+    sent = [e.fields[0] for e in history.events if e.code == "S"]
+    assert sorted(sent) == sorted(MEMBERS)
+    logged = [
+        line.split()[-1]
+        for path in (project.data_dir / "maillist" / "log").iterdir()
+        for line in path.read_text().splitlines()
+        if f"{msg_id} everyone: sent to" in line
+    ]
+    assert sorted(logged) == sorted(MEMBERS)
+
+
+def test_copies_in_flight_are_bounded_by_bytes(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies bigger than the bound go out one at a time, whatever `connections`
+    allows (the same relay sees several at once without the bound, above)."""
+    monkeypatch.setattr(delivery, "IN_FLIGHT_BYTES", 1)
+    relay = Overlapping()
+    with relay_for(project, lists=everyone(MEMBERS), smtp="connections = 4", handler=relay):
+        msg_id = post(project)
+        run_once(project)
+    assert Counter(r for m in relay.messages for r in m.recipients) == Counter(MEMBERS)
+    assert relay.most_in_data == 1
+    assert sidecar_codes(project, msg_id)["S"] == len(MEMBERS)
