@@ -5,6 +5,7 @@ The route of a message, in order (docs/routing.md states each rule):
     approve+…@, reject+…@ → a moderator's decision on a held message (routemail.approvals)
     <list>-bounces+…@ → a DSN: score the bounce of the recipient the VERP token names
     <list>-unsubscribe@ → unsubscribe the author (after the usual verdict checks)
+                        (both in routemail.serviceaddresses)
     our own mail      → dropped (it carries our List-Id or loop header)
     a list address    → already sent, discarded or expired: nothing
                         rejected: its author is told why, once (T)
@@ -32,10 +33,10 @@ from routemail import (
     authornotices,
     feedback,
     moderate,
+    serviceaddresses,
     sidecar,
     tally,
     tokens,
-    tracking,
     webhooks,
 )
 from routemail.actionlog import ActionLog
@@ -44,7 +45,7 @@ from routemail.commandline import routemail_command
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
 from routemail.delivery import OUTGOING, Deliverer, Work
-from routemail.errors import RoutemailError, UnknownMessage
+from routemail.errors import UnknownMessage
 from routemail.lists import Directory, ResolvedList, ResolverError
 from routemail.message import Headers
 from routemail.notices import Notice
@@ -198,13 +199,13 @@ class Router:
                 work.retry = True
             return
         if name is not None and (bounce := feedback.parse_bounce_address(name)):
-            self._dsn(work, destination, *bounce)
+            serviceaddresses.bounce(self, work, destination, *bounce)
             return
         if name is not None and (listname := feedback.parse_unsubscribe_address(name)):
-            self._mailto_unsubscribe(work, destination, listname)
+            serviceaddresses.unsubscribe(self, work, destination, listname)
             return
         if self._is_loop(work):
-            self._discard(
+            self.discard(
                 work,
                 destination,
                 f"dropped: a loop (carries this router's List-Id or {LOOP_HEADER})",
@@ -301,7 +302,7 @@ class Router:
             maker = CopyMaker(work.raw, ListIdentity(settings, self.config.site, self.secret))
         except CopyError as exc:
             if work.history.approver(mlist.name) is not None:
-                self._discard(work, destination, f"{mlist.name}: still cannot build a copy: {exc}")
+                self.discard(work, destination, f"{mlist.name}: still cannot build a copy: {exc}")
             else:
                 # A clear hold, not a crash or a silent drop: the admin is told why, and
                 # `routemail approve` tries again (say, after an upgrade).
@@ -400,79 +401,6 @@ class Router:
                 work.msg_id, f"unknown destination {destination}: forward failed ({result.detail})"
             )
             work.retry = result.outcome != PERMANENT
-
-    # -- feedback by mail -------------------------------------------------
-
-    def _dsn(self, work: Work, destination: str, listname: str, token: str) -> None:
-        """A bounce to <list>-bounces+<token>: attribute it to the recipient the token names."""
-        temporary, permanent = feedback.dsn_failures(work.raw)
-        if not (temporary or permanent):
-            self._discard(
-                work,
-                destination,
-                f"mail to {listname}-bounces is not a delivery status notification",
-            )
-            return
-        try:
-            mlist = self.directory.resolve(listname) if token else None
-        except ResolverError as exc:
-            self.log.write(
-                work.msg_id, f"bounce for {listname}: cannot resolve ({exc}); will retry"
-            )
-            work.retry = True
-            return
-        recipient = next(
-            (
-                r
-                for r in (mlist.recipients if mlist else ())
-                if tokens.matches(feedback.verp_token(self.secret, listname, r), token)
-            ),
-            None,
-        )
-        if recipient is None:
-            self._discard(
-                work, destination, f"bounce for {listname} without a valid VERP token: ignored"
-            )
-            return
-        placed = tracking.record_dsn(self.spool, work.raw, recipient, bool(permanent), work.msg_id)
-        on = placed.msg_id if placed.on_timeline else None
-        action = self.feedback.bounce(
-            recipient,
-            bool(permanent),
-            listname,
-            f"dsn:{work.msg_id}",
-            "DSN",
-            on,
-            placed.report.detail,
-        )
-        where = f"on the timeline of {on}" if on else f"on no timeline: {placed.outcome}"
-        self._discard(work, destination, f"bounce for {recipient} on {listname}: {action}; {where}")
-
-    def _mailto_unsubscribe(self, work: Work, destination: str, listname: str) -> None:
-        """<list>-unsubscribe@: unsubscribe the sender after the usual inbound checks."""
-        author = work.headers.author.address
-        reasons = moderate.verdict_reasons(work.history.verdicts, self.config.moderation)
-        if author is None:
-            reasons.append(f"the author is unknown: {work.headers.author.problem}")
-        if author is None or reasons:
-            why = "; ".join(reasons)
-            self._discard(work, destination, f"unsubscribe request for {listname} refused: {why}")
-            return
-        try:
-            removed = self.feedback.unsubscribe(author, listname, f"mailto:{work.msg_id}")
-        except RoutemailError as exc:
-            self._discard(work, destination, f"unsubscribe request refused: {exc}")
-            return
-        self._discard(
-            work,
-            destination,
-            f"unsubscribed {author} from {listname}"
-            if removed
-            else f"unsubscribe request: {author} is not a member of {listname}",
-        )
-
-    def _discard(self, work: Work, destination: str, why: str) -> None:
-        self.discard(work, destination, why)
 
     # -- moderation: replies (routemail.approvals) and authors' notices ------
 
