@@ -44,6 +44,13 @@ OUTCOME_WORDS = {
     sidecar.EXPIRED: "expired",
     sidecar.DEFERRED: "deferred",
     sidecar.DISCARDED: "discarded",
+    sidecar.DROPPED: "discarded by a moderator",
+    sidecar.TOLD: "author told",
+    sidecar.DELIVERED: "delivered",
+    sidecar.BOUNCED: "bounced",
+    sidecar.COMPLAINED: "complained",
+    sidecar.DELAYED: "delayed",
+    sidecar.UNDELIVERABLE: "refused by SES",
 }
 
 
