@@ -189,6 +189,7 @@ class Deliverer:
         in_flight: dict[Future[Result], tuple[str, int]] = {}  # recipient, copy's size
         handed = AddressSet()
         suppressed = (self.among or self._one_by_one)(todo, listname)
+        expected = 0  # bytes of the next copy
         try:
             for recipient in todo:
                 if recipient in work.finished or recipient in handed:
@@ -200,24 +201,39 @@ class Deliverer:
                     work.finished.add(recipient)
                     self.tally.copy(work.msg_id, listname, tally.SUPPRESSED)
                     continue
+                # Room first for a copy the size of the last one (copies of one post
+                # differ by a few bytes), so that a big one is not built only to wait.
+                self._make_room(work, listname, in_flight, expected)
                 sender = self.envelope_sender(listname, recipient)
                 copy = copy_for(recipient)
-                # Room for it: as many copies as the senders want, and no more
-                # bytes than IN_FLIGHT_BYTES (always room for one, however big).
-                while in_flight and (
-                    len(in_flight) >= self._in_flight()
-                    or sum(size for _, size in in_flight.values()) + len(copy) > IN_FLIGHT_BYTES
-                ):
-                    self._collect(work, listname, in_flight, FIRST_COMPLETED)
+                expected = len(copy)
+                self._make_room(work, listname, in_flight, expected)
                 if self.priority is not None and self.priority.due():
                     self._collect(work, listname, in_flight, ALL_COMPLETED)
                     self.priority.run()
                 future = self._submit(work, sender, recipient, copy, listname)
-                in_flight[future] = (recipient, len(copy))
+                in_flight[future] = (recipient, expected)
                 handed.add(recipient)
+                del copy  # the sender's now: not kept here once it is sent
         finally:
             self._collect(work, listname, in_flight, ALL_COMPLETED)
         return all(r in work.finished for r in recipients)
+
+    def _make_room(
+        self,
+        work: Work,
+        listname: str,
+        in_flight: dict[Future[Result], tuple[str, int]],
+        size: int,
+    ) -> None:
+        """Collect outcomes until a copy of size bytes may be handed over: fewer copies
+        than the senders want, and no more than IN_FLIGHT_BYTES in all (always room
+        for one, however big)."""
+        while in_flight and (
+            len(in_flight) >= self._in_flight()
+            or sum(held for _, held in in_flight.values()) + size > IN_FLIGHT_BYTES
+        ):
+            self._collect(work, listname, in_flight, FIRST_COMPLETED)
 
     def _one_by_one(self, addresses: Sequence[str], listname: str) -> Callable[[str], str | None]:
         return lambda recipient: self.suppressed(recipient, listname)

@@ -4,6 +4,7 @@ failed transaction, and each copy delivered byte for byte."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from routemail import config as configuration
 from routemail.copy import CopyMaker
 from routemail.transports import PERMANENT, SENT, TEMPORARY
 from routemail.transports.smtp import SmtpTransport
-from routemail.transports.wire import CRLF, smtp_data, unstuffed
+from routemail.transports.wire import CRLF, WRITE_BYTES, smtp_data, unstuffed
 from tests.conftest import BASE_CONFIG, Project, RunCli
 from tests.copy_support import NOW, identity
 from tests.smtp_sink import Sink
@@ -73,6 +74,31 @@ def test_pipelined_copies_arrive_byte_for_byte(sink: Sink, name: str) -> None:
         assert message.content + b".\r\n" == unstuffed(smtp_data(copies[recipient]))
         expected = bytes(copies[recipient]).replace(CRLF, b"\n").replace(b"\n", CRLF)
         assert message.content == expected
+
+
+@pytest.mark.parametrize("eol", [b"\n", CRLF])
+def test_a_big_copy_arrives_byte_for_byte(sink: Sink, eol: bytes) -> None:
+    """A copy with an attachment of several write-sized pieces goes out piece by
+    piece (the attachment from the message itself) and arrives whole, with SIZE
+    declared for what was written."""
+    attachment = base64.encodebytes(bytes(range(256)) * 2500).replace(b"\n", eol)
+    raw = (
+        b"From: Ann <ann@example.com>\nTo: volunteers@lists.example.org\nSubject: Big\n"
+        b"Message-ID: <big@example.com>\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\n\n--b1\n'
+        b"Content-Type: text/plain\n\n.Hello\n--b1\nContent-Type: application/octet-stream\n"
+        b"Content-Transfer-Encoding: base64\n\n" + attachment + b"--b1--\n"
+    ).replace(b"\n", eol)
+    maker = CopyMaker(raw, identity(footer="{recipient}"), now=NOW)
+    big = maker.copy_for("member@example.net")
+    assert len(big) > 2 * WRITE_BYTES
+    smtp = transport(sink)
+    try:
+        assert smtp.send(SENDER, "member@example.net", big, TAGS).outcome == SENT
+    finally:
+        smtp.close()
+    (message,) = sink.messages
+    assert message.content == bytes(big).replace(CRLF, b"\n").replace(b"\n", CRLF)
 
 
 def test_refused_recipients_are_mapped_and_reset(sink: Sink) -> None:

@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 from routemail.copy import CopyError, CopyMaker, ListIdentity
 from routemail.transports.wire import (
     CRLF,
+    WRITE_BYTES,
     Prepared,
     WireParts,
     dot_stuffed,
     smtp_data,
+    smtp_pieces,
     unstuffed,
     wire_form,
+    writes,
 )
 from tests.copy_support import NOW, RECIPIENT, identity
 from tests.test_copy_properties import body_lines, header_names, header_values
@@ -78,7 +81,8 @@ def test_the_splice_is_used_for_the_golden_copies() -> None:
     for path in INPUTS:
         copy = CopyMaker(path.read_bytes(), identity(**DOTTED), now=NOW).copy_for(RECIPIENT)
         assert isinstance(copy, Prepared)
-        assert copy._data() == smtp_data(copy), path.name
+        pieces = copy._data()
+        assert pieces is not None and b"".join(pieces) == smtp_data(copy), path.name
 
 
 dotted_lines = st.one_of(
@@ -126,7 +130,7 @@ def test_a_line_break_split_between_pieces_falls_back_to_the_whole_copy() -> Non
     the join declines, and the copy's DATA form is made from the whole copy."""
     parts = WireParts([b"a\n", None, b"\nb\n"])
     assert parts.join([b"x\r"]) is None
-    copy = Prepared(b"a\nx\r\nb\n", lambda: parts.join([b"x\r"]))
+    copy = Prepared(b"a\nx\r\nb\n", lambda: parts.pieces_for([b"x\r"]))
     assert smtp_data(copy) == b"a\r\nx\r\nb\r\n.\r\n"
     assert not WireParts([b"a\r", None]).usable
 
@@ -148,3 +152,20 @@ def test_pieces_already_in_data_form_are_not_copied() -> None:
     assert parts.pieces[2] is dotted
     assert WireParts([memoryview(b"a\r\n.b\r\n")]).pieces[0] == b"a\r\n..b\r\n"
     assert parts.join([b".x\n"]) == smtplib_data(message[:20] + b".x\n" + message[20:])
+
+
+def test_a_big_copy_is_written_from_the_shared_pieces_not_joined_again() -> None:
+    """Small pieces go together into writes of at least WRITE_BYTES; a big shared
+    piece (an attachment) is written as the view into the message it is."""
+    body = b"line of an attachment\r\n" * (WRITE_BYTES // 20)
+    message = b"Subject: x\r\n\r\n" + body
+    head, big = memoryview(message)[:15], memoryview(message)[15:]
+    parts = WireParts([head, None, big])
+    pieces = parts.pieces_for([b"footer for bob\r\n"])
+    assert pieces is not None
+    chunks = writes(pieces)
+    assert any(chunk is big for chunk in chunks)
+    assert b"".join(chunks) == parts.join([b"footer for bob\r\n"])
+    assert writes([b"a", b"b", b"c"], at_least=2) == [b"ab", b"c"]
+    copy = Prepared(message, lambda: parts.pieces_for([b""]))
+    assert b"".join(smtp_pieces(copy)) == smtp_data(copy) == smtplib_data(message)

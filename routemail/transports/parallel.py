@@ -202,6 +202,9 @@ class Paced:
             except BaseException as exc:  # a bug in a transport must not hang the caller
                 if not copy.future.done():
                     copy.future.set_exception(exc)
+            # Not kept while waiting for the next one: with a big post, each idle
+            # sender would hold a whole copy the run is done with.
+            del copy
 
     def _deliver(self, session: Transport, copy: _Copy) -> None:
         """Try one copy until it is settled, or hand it back to the queue."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
-from routemail.transports.wire import END_OF_DATA, smtp_data
+from routemail.transports.wire import END_OF_DATA, smtp_pieces, writes
 
 if TYPE_CHECKING:
     from routemail.config import Smtp
@@ -93,7 +93,7 @@ class SmtpTransport:
     # -- one copy ------------------------------------------------------------
 
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
-        data = smtp_data(message)
+        data = Data(message)
         fresh = self._conn is None
         try:
             try:
@@ -139,11 +139,11 @@ class SmtpTransport:
                 TEMPORARY, f"smtp: {self._where()}: {type(exc).__name__}: {exc}", halt=True
             )
 
-    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> Result:
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: Data) -> Result:
         if not (_path(sender) and _path(recipient)):
             return Result(PERMANENT, f"smtp: {sender!r} to {recipient!r}: not a mail address")
-        options = [f"SIZE={len(data)}"] if conn.has_extn("size") else []
-        if conn.has_extn("8bitmime") and not data.isascii():
+        options = [f"SIZE={data.size}"] if conn.has_extn("size") else []
+        if conn.has_extn("8bitmime") and not data.ascii:
             options.append("BODY=8BITMIME")
         if not (sender.isascii() and recipient.isascii()):
             if not conn.has_extn("smtputf8"):
@@ -168,7 +168,7 @@ class SmtpTransport:
         return self._content(conn, data)
 
     def _pipelined(
-        self, conn: smtplib.SMTP, sender: str, recipient: str, options: list[str], data: bytes
+        self, conn: smtplib.SMTP, sender: str, recipient: str, options: list[str], data: Data
     ) -> Result:
         """MAIL, RCPT and DATA in one write, their replies read in order (RFC 2920)."""
         commands = f"MAIL FROM:<{sender}>{_params(options)}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
@@ -201,9 +201,11 @@ class SmtpTransport:
             return self._refused(conn, *refused)
         return self._content(conn, data)
 
-    def _content(self, conn: smtplib.SMTP, data: bytes) -> Result:
-        """After 354: the copy, already in DATA form with its closing dot, in one write."""
-        conn.send(data)
+    def _content(self, conn: smtplib.SMTP, data: Data) -> Result:
+        """After 354: the copy, already in DATA form with its closing dot, in one write
+        (a few for a big copy, whose shared pieces are written as they are)."""
+        for chunk in writes(data.pieces):
+            conn.send(chunk)
         code, text = conn.getreply()
         if code != 250:
             return self._refused(conn, code, text, "end of data")
@@ -239,6 +241,16 @@ class SmtpTransport:
                 pass
             finally:
                 self._drop()
+
+
+class Data:
+    """A copy's DATA form (smtp_pieces) and what MAIL FROM declares of it."""
+
+    def __init__(self, message: bytes) -> None:
+        self.pieces = smtp_pieces(message)
+        self.size = sum(len(piece) for piece in self.pieces)
+        # Its DATA form differs from it by line breaks, dots and NUL only.
+        self.ascii = message.isascii()
 
 
 class _StaleConnection(smtplib.SMTPServerDisconnected):

@@ -65,12 +65,51 @@ _DOT = ord(DOT)
 _LF = ord(LF)
 
 
+# A copy's DATA form is written in pieces of about this size or more: small
+# neighbours joined into one write, a big shared piece (an attachment) written
+# from the message itself, so a big copy is never joined a second time.
+WRITE_BYTES = 256 * 1024
+
+Piece = bytes | memoryview
+
+
 def smtp_data(message: bytes) -> bytes:
     """What follows DATA's 354 for message: its wire form dot-stuffed, ending in CR LF,
     then the closing "." line, ready for one write."""
     if isinstance(message, Prepared):
         return message.smtp_data()
     return _closed(dot_stuffed(wire_form(message)))
+
+
+def smtp_pieces(message: bytes) -> list[Piece]:
+    """smtp_data(message) as pieces to write in order; a copy made by routemail.copy
+    gives the message's shared pieces as they are, not copied."""
+    if isinstance(message, Prepared):
+        return message.smtp_pieces()
+    return [smtp_data(message)]
+
+
+def writes(pieces: Sequence[Piece], at_least: int = WRITE_BYTES) -> list[Piece]:
+    """pieces regrouped for writing: runs of small ones joined into one write of at
+    least `at_least` bytes (or what is left), big ones as they are."""
+    out: list[Piece] = []
+    run: list[Piece] = []
+    held = 0
+    for piece in pieces:
+        if len(piece) >= at_least:
+            if run:
+                out.append(b"".join(run))
+                run, held = [], 0
+            out.append(piece)
+            continue
+        run.append(piece)
+        held += len(piece)
+        if held >= at_least:
+            out.append(b"".join(run))
+            run, held = [], 0
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -94,17 +133,22 @@ class Prepared(bytes):
     DATA form without a pass over the whole of it: `data` builds it from pieces put in
     that form once per message."""
 
-    _data: Callable[[], bytes | None]
+    _data: Callable[[], list[Piece] | None]
 
-    def __new__(cls, message: bytes, data: Callable[[], bytes | None]) -> Prepared:
+    def __new__(cls, message: bytes, data: Callable[[], list[Piece] | None]) -> Prepared:
         self = super().__new__(cls, message)
         self._data = data
         return self
 
+    def smtp_pieces(self) -> list[Piece]:
+        pieces = self._data()
+        # None: a piece broke the assumptions of the splice (see WireParts.pieces_for).
+        if pieces is None:
+            return [_closed(dot_stuffed(wire_form(bytes(self))))]
+        return pieces
+
     def smtp_data(self) -> bytes:
-        data = self._data()
-        # None: a piece broke the assumptions of the splice (see WireParts.join).
-        return data if data is not None else _closed(dot_stuffed(wire_form(bytes(self))))
+        return b"".join(self.smtp_pieces())
 
     def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
         # Crossing a process boundary, it is the message it holds.
@@ -130,9 +174,14 @@ class WireParts:
     def join(self, filled: Sequence[bytes]) -> bytes | None:
         """What follows 354 (see smtp_data) with the slots filled in order, or None when
         this message cannot be joined piecewise (a piece ending in a bare CR)."""
+        pieces = self.pieces_for(filled)
+        return None if pieces is None else b"".join(pieces)
+
+    def pieces_for(self, filled: Sequence[bytes]) -> list[Piece] | None:
+        """join() as the pieces to write in order, the shared ones not copied."""
         if not self.usable:
             return None
-        out: list[bytes | memoryview] = []
+        out: list[Piece] = []
         at_line_start = True
         slots = iter(filled)
         for piece in self.pieces:
@@ -149,7 +198,7 @@ class WireParts:
         if not (out and at_line_start):
             out.append(CRLF)
         out.append(END_OF_DATA)
-        return b"".join(out)
+        return out
 
 
 def _prepared(piece: bytes | memoryview) -> tuple[bytes | memoryview, bool]:
