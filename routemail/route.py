@@ -16,6 +16,7 @@ The route of a message, in order (docs/routing.md states each rule):
                         approved or needs none: deliver, one copy per address (S…, L)
     anything else     → machine-made (a DSN, Auto-Submitted): dropped once (K)
                         otherwise forwarded to the admin once (X)
+                        (both in routemail.unknownmail)
     O lines           → our own transactional mail, sent as it is (S…, L outgoing)
 
 Notices (requests, forwards) go with the null envelope sender, so nothing
@@ -37,25 +38,22 @@ from routemail import (
     sidecar,
     tally,
     tokens,
+    unknownmail,
     webhooks,
 )
 from routemail.actionlog import ActionLog
 from routemail.addresses import AddressSet
-from routemail.commandline import routemail_command
 from routemail.config import Config
 from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
 from routemail.delivery import OUTGOING, Deliverer, Work
 from routemail.errors import UnknownMessage
 from routemail.lists import Directory, ResolvedList, ResolverError
 from routemail.message import Headers
-from routemail.notices import Notice
 from routemail.priority import Interleave
 from routemail.spool import Spool
 from routemail.state import State
 from routemail.suppression import ListSuppressions, Suppression
-from routemail.transports import NULL_SENDER, PERMANENT, Result, Transport
-
-ADMIN = "-"  # the pseudo-list of mail forwarded to the admin, in tags and counts
+from routemail.transports import NULL_SENDER, Result, Transport
 
 
 class Router:
@@ -224,9 +222,9 @@ class Router:
                 self._list(work, mlist, destination)
                 return
         if work.headers.machine_made:
-            self._drop_automatic(work, destination)
+            unknownmail.drop_automatic(self, work, destination)
         elif not work.history.has(sidecar.UNKNOWN, destination):
-            self._forward_unknown(work, destination)
+            unknownmail.forward(self, work, destination)
 
     def _is_loop(self, work: Work) -> bool:
         domain = self.config.site.domain
@@ -345,62 +343,6 @@ class Router:
         self, work: Work, recipient: str, listname: str, what: str, result: Result
     ) -> None:
         self.delivery.notice_failed(work, recipient, listname, what, result)
-
-    # -- unknown destinations ----------------------------------------------
-
-    def _drop_automatic(self, work: Work, destination: str) -> None:
-        """A report or auto-reply to one of our addresses that is no list (a bounce of a
-        notice, an out-of-office answer to one): logged once, never forwarded, so no
-        two machines can mail each other round after round."""
-        if work.history.has(sidecar.SKIPPED, destination):
-            return
-        why = f"{work.headers.machine_made} to an address that is no list: dropped"
-        self._record(work, sidecar.SKIPPED, destination, why)
-        self.tally.message(work.msg_id, tally.DISCARDED)
-        self.log.write(work.msg_id, f"{destination}: {why}")
-
-    def _forward_unknown(self, work: Work, destination: str) -> None:
-        site = self.config.site
-        author = moderate.shown(work.headers.author)
-        text = "\n".join(
-            [
-                f"A message for {destination} matched no list on {site.domain}.",
-                "",
-                f"From:    {author}",
-                f"To:      {destination}",
-                f"Subject: {work.headers.subject or '(none)'}",
-                f"Queue:   {work.msg_id} ({routemail_command('show', work.msg_id)})",
-                "",
-                "Only its headers are attached: SES found a virus in it."
-                if work.virus
-                else "The message is attached as it arrived.",
-            ]
-        )
-        notice = Notice(
-            from_addr=f"routemail@{site.domain}",
-            from_name=f"routemail at {site.domain}",
-            to=[site.admin],
-            subject=f"Unknown destination {destination}: {work.headers.subject or '(no subject)'}",
-            text=text,
-            original=work.raw,
-            headers_only=work.virus,
-            domain=site.domain,
-        ).as_bytes()
-        result = self._send(work, NULL_SENDER, site.admin, notice, ADMIN)
-        if result.sent:
-            self._record(work, sidecar.UNKNOWN, destination)
-            self._emit(work, "forwarded", destination=destination, to=site.admin)
-            self.tally.message(work.msg_id, tally.FORWARDED, ADMIN)
-            self.log.write(
-                work.msg_id, f"unknown destination {destination}: forwarded to {site.admin}"
-            )
-        else:
-            what = f"forward of mail for {destination}"
-            self._notice_failed(work, site.admin, ADMIN, what, result)
-            self.log.write(
-                work.msg_id, f"unknown destination {destination}: forward failed ({result.detail})"
-            )
-            work.retry = result.outcome != PERMANENT
 
     # -- moderation: replies (routemail.approvals) and authors' notices ------
 
