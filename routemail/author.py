@@ -7,6 +7,11 @@ display name, after the address is known, so
 `=?us-ascii?q?chair=40example.org?= <mallory@evil.example>` is mallory.
 A value that needs repair to yield one address has no author: the caller
 holds the message with the reason instead of guessing.
+
+The address may be anything RFC 5322 and RFC 6532 allow in a mailbox
+(routemail.addresses.normalize_mailbox): a quoted local part, UTF-8 written as
+raw UTF-8 (never decoded from an encoded word or guessed from another charset),
+a single-label domain, a domain literal.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import email.policy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email import errors
 
 from routemail import addresses
 
@@ -44,7 +50,7 @@ def author_of(values: Sequence[bytes | str]) -> Author:
         return _unknown("no From header")
     if len(values) > 1:
         return _unknown(f"{len(values)} From headers")
-    text = _text(values[0])
+    text, utf8 = _text(values[0])
     if not text:
         return _unknown("an empty From header")
     if len(text) > MAX_FROM_CHARS:
@@ -60,18 +66,29 @@ def author_of(values: Sequence[bytes | str]) -> Author:
         return _unknown("a From header that does not parse")
     if groups:
         return _unknown("group syntax in the From header")
-    if defects:
+    # RFC 6532 allows UTF-8 in the local part; the email package still calls it a defect.
+    if any(not isinstance(d, errors.NonASCIILocalPartDefect) for d in defects):
         return _unknown("a From header that does not parse")
     if not mailboxes:
         return _unknown("no address in the From header")
     if len(mailboxes) > 1:
         return _unknown(f"{len(mailboxes)} addresses in the From header")
-    addr_spec = mailboxes[0].addr_spec
-    address = addresses.normalize(addr_spec)
-    # The address must stand in the field as written: nothing decoded or repaired into it.
-    if address is None or "=?" in addr_spec or addr_spec not in text:
+    mailbox = mailboxes[0]
+    address = addresses.normalize_mailbox(mailbox.username, mailbox.domain)
+    if address is None or not _as_written(address, mailbox.addr_spec, text):
         return _unknown("a From address that does not parse")
-    return Author(address, _shown_name(mailboxes[0].display_name))
+    if not (address.isascii() or utf8):
+        return _unknown("a non-ASCII From address not written in UTF-8")
+    return Author(address, _shown_name(mailbox.display_name))
+
+
+def _as_written(address: str, addr_spec: str, text: str) -> bool:
+    """Whether the address stands in the field as written: nothing decoded or repaired
+    into it. Its local part must appear as it is (inside its quotes, when quoted), and
+    its domain whatever its case."""
+    local, domain = addresses.split(address)
+    inner = local[1:-1] if local.startswith('"') else local
+    return "=?" not in addr_spec and inner in text and domain.lower() in text.lower()
 
 
 def _shown_name(display_name: str) -> str:
@@ -81,13 +98,16 @@ def _shown_name(display_name: str) -> str:
     return "" if "@" in name or "<" in name else name
 
 
-def _text(value: bytes | str) -> str:
-    """The field value unfolded; 8-bit bytes read as UTF-8, else Windows-1252."""
+def _text(value: bytes | str) -> tuple[str, bool]:
+    """The field value unfolded; 8-bit bytes read as UTF-8, else Windows-1252 (for the
+    display name only); and whether it is UTF-8, as RFC 6532 writes addresses."""
+    utf8 = True
     if isinstance(value, bytes):
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
             text = value.decode("cp1252", errors="replace")
+            utf8 = False
     else:
         text = value
-    return _UNFOLD.sub("", text).strip()
+    return _UNFOLD.sub("", text).strip(), utf8

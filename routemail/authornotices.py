@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from routemail import compose, moderate, outgoing, sidecar
+from routemail import addresses, compose, moderate, outgoing, sidecar
 from routemail.actionlog import ActionLog
 from routemail.config import Config
 from routemail.errors import RoutemailError
@@ -63,6 +63,13 @@ def tell(
     return receipt.id
 
 
+def _written(author: str) -> str:
+    """The author as the notice's To names them: a UTF-8 domain as its A-label when the
+    local part is ASCII (the notice then needs neither SMTPUTF8 nor UTF-8 headers); a
+    UTF-8 local part as UTF-8 (RFC 6532), which only SMTPUTF8 carries."""
+    return addresses.ascii_domain(author)
+
+
 def _notice(
     config: Config, author: str, headers: Headers, event: str, lists: Sequence[str], reason: str
 ) -> bytes:
@@ -90,7 +97,7 @@ def _notice(
     owner = f"{lists[0]}-owner@{domain}"
     fields = [
         compose.addresses("From", [(f"{lists[0]} moderation", owner)]),
-        compose.addresses("To", [("", author)]),
+        compose.addresses("To", [("", _written(author))], utf8=True),
         compose.subject(f"Your message was {event}: {subject}"),
         *compose.standard(domain),
         compose.made("Auto-Submitted", "auto-replied"),

@@ -20,9 +20,10 @@ from routemail.transports.wire import CRLF, LF
 POLICY = email.policy.SMTP.clone(max_line_length=78)
 
 
-def addresses(name: str, pairs: Sequence[tuple[str, str]]) -> Field:
-    """An address field; every address must be one routemail checked."""
-    field = address_field(name, list(pairs))
+def addresses(name: str, pairs: Sequence[tuple[str, str]], utf8: bool = False) -> Field:
+    """An address field; every address must be one routemail checked, and ASCII unless
+    utf8 (a message to a UTF-8 address carries it in its header, RFC 6532)."""
+    field = address_field(name, list(pairs), utf8)
     if field is None:
         raise ValueError(f"{name}: no address that can stand in a header")
     return field

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from routemail import tokens
+from routemail import addresses, tokens
 from routemail.config import MailingList, Site
 from routemail.errors import RoutemailError
 from routemail.rewrite import encode, headers
@@ -385,10 +385,13 @@ class CopyMaker:
             self.problems.append("no usable Message-ID header: added one")
         if "to" not in keys and "cc" not in keys:
             out.append(Field("To", f" {ident.address}".encode()))
-        if reply_to := self._reply_to(base, author):
+        if reply_to := self._reply_to(base, author, _internationalised(base)):
             out.append(reply_to)
+        utf8 = _internationalised(base)
         if author.address and (
-            original := headers.address_field("X-Original-From", [(author.name, author.address)])
+            original := headers.address_field(
+                "X-Original-From", [(author.name, author.address)], utf8
+            )
         ):
             out.append(original)
         out.append(Field("Sender", f" {ident.bounces}".encode()))
@@ -411,23 +414,36 @@ class CopyMaker:
             tail.append(Field("Content-Type", b' multipart/mixed; boundary="' + boundary + b'"'))
         segs.append(self._b(b"".join(f.to_bytes() for f in tail)))
 
-    def _reply_to(self, base: list[Field], author: headers.Author) -> Field | None:
+    def _reply_to(self, base: list[Field], author: headers.Author, utf8: bool) -> Field | None:
+        """Reply-To per the list's policy. A UTF-8 address goes in only when the message
+        is an internationalised one (its From is raw UTF-8): a reader of an ASCII message
+        may not handle it; it is left out, and the problem says so."""
         policy = self.identity.mlist.reply_to
         pairs: list[tuple[str, str]] = []
         if policy in ("author", "both"):
             originals = [f for f in base if f.key == "reply-to"]
             if originals:
                 text = headers.decode_8bit(originals[0].value).replace("\n", " ")
-                pairs = [
-                    (headers.decode_words(n), a)
+                found = [
+                    (headers.decode_words(n), addresses.canonical(a))
                     for n, a in headers.parse_addresses(text)
-                    if "@" in a
                 ]
-            if not pairs and author.address:
+                pairs = [(n, a) for n, a in found if a and self._may_name(a, utf8)]
+            if not pairs and author.address and self._may_name(author.address, utf8):
                 pairs = [(author.name, author.address)]
         if policy in ("list", "both"):
             pairs.append(("", self.identity.address))
-        return headers.address_field("Reply-To", pairs)
+        return headers.address_field("Reply-To", pairs, utf8)
+
+    def _may_name(self, address: str, utf8: bool) -> bool:
+        """Whether Reply-To may name address; a UTF-8 one left out is a problem."""
+        if utf8 or address.isascii():
+            return True
+        self.problems.append(
+            f"Reply-To: {address} left out: a UTF-8 address, and the message's"
+            " From is not UTF-8 (RFC 6532)"
+        )
+        return False
 
     def _wrapped_body(
         self, top: Part, segs: list[Segment], mv: memoryview, boundary: bytes
@@ -510,6 +526,19 @@ class CopyMaker:
                 [s if isinstance(s, bytes | memoryview) else None for s in self._segments]
             )
         return self._wire
+
+
+def _internationalised(fields: list[Field]) -> bool:
+    """Whether the message is an internationalised one (RFC 6532): its From field is
+    raw UTF-8."""
+    values = [f.value for f in fields if f.key == "from"]
+    if not values or values[0].isascii():
+        return False
+    try:
+        values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _has_mime_fields(fields: list[Field]) -> bool:

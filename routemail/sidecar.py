@@ -82,13 +82,30 @@ class Event:
         parts = [self.code]
         if self.time is not None:
             parts.append(format_time(self.time))
-        parts.extend(self.fields)
+        parts.extend(_SPACE.sub(r"\\_", f) if _QUOTED.fullmatch(f) else f for f in self.fields)
         return " ".join(parts) + "\n"
 
 
+# An author's address with a quoted local part may hold spaces ("System
+# Administrator"@example.org); a field holds no space, so each is written "\_",
+# which the canonical quoted form (routemail.addresses) never holds: there a
+# backslash only escapes a backslash or a DQUOTE.
+_QUOTED = re.compile(r'"(?:[^"\\\s]| |\\["\\])*"@[^\s"]+')
+_QUOTED_WRITTEN = re.compile(r'"(?:[^"\\\s]|\\["\\_])*"@[^\s"]+')
+_SPACE = re.compile(r" ")
+_PAIR = re.compile(r"\\(.)")
+
+
+def _unescaped(part: str) -> str:
+    if not _QUOTED_WRITTEN.fullmatch(part):
+        return part
+    return _PAIR.sub(lambda m: " " if m.group(1) == "_" else m.group(0), part)
+
+
 def event(code: str, *fields: str, when: dt.datetime | None = None) -> Event:
-    """An event stamped now; fields must not contain whitespace, except the last."""
-    clean = tuple(_one_line(f) for f in fields)
+    """An event stamped now; fields must not contain whitespace, except the last and an
+    address with a quoted local part."""
+    clean = tuple(f if _QUOTED.fullmatch(f) else _one_line(f) for f in fields)
     return Event(code, (when or now()) if code in TIMESTAMPED else None, clean)
 
 
@@ -106,7 +123,7 @@ def parse(text: str) -> list[Event]:
     events = []
     *lines, _torn = text.split("\n")
     for line in lines:
-        parts = line.split()
+        parts = [_unescaped(p) for p in line.split()]
         if not parts:
             continue
         code = parts[0]

@@ -16,11 +16,17 @@ CVE-2024-6923 fix, wrote out line breaks hidden in encoded words):
 - Lines are folded at 78 characters where possible and never exceed 998, field name
   included; a word too long for a line is encoded as a run of encoded words, which
   readers join back without a space.
+- An address is written as its canonical addr-spec (routemail.addresses), quoted local
+  part included, never split or altered. A UTF-8 address (RFC 6532) is written only
+  when the caller says the message may carry UTF-8 headers; otherwise it is left out,
+  never written with replacement characters.
 """
 
 from __future__ import annotations
 
 import re
+
+from routemail import addresses
 
 MAX_LINE = 998  # RFC 5322 2.1.1, without the line break
 FOLD_AT = 78  # RFC 5322 2.1.1: lines SHOULD be no longer
@@ -35,9 +41,6 @@ _UNWANTED = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 _Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 _Q_TABLE = tuple(chr(b) if b in _Q_SAFE else f"={b:02X}" for b in range(256))
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-# An address as it may stand in a header: no whitespace, controls or specials that
-# would end it early or start another.
-_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}")
 
 
 def has_unwanted(text: str) -> bool:
@@ -102,37 +105,48 @@ def phrase(name: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def usable_address(address: str) -> bool:
-    """Whether address can stand in a header as it is (no space, control or special)."""
-    return _ADDRESS.fullmatch(address) is not None
+def usable_address(address: str, utf8: bool = False) -> bool:
+    """Whether address can stand in a header as it is: an addr-spec in the canonical form
+    routemail.addresses writes (so nothing in it can end it early or start another),
+    ASCII unless utf8."""
+    if not (utf8 or address.isascii()):
+        return False
+    canonical = addresses.canonical(address)
+    return canonical is not None and addresses.split(canonical)[0] == addresses.split(address)[0]
 
 
-def mailbox(name: str, address: str) -> str:
+def mailbox(name: str, address: str, utf8: bool = False) -> str:
     """'Display Name <address>' (or the bare address without a name); the address must
     be usable_address()."""
-    if not usable_address(address):
+    return " ".join(_mailbox_words(name, address, utf8))
+
+
+def _mailbox_words(name: str, address: str, utf8: bool) -> list[str]:
+    """The words of a mailbox; the address is one word, whatever spaces its quoted
+    local part holds, so folding never touches it."""
+    if not usable_address(address, utf8):
         raise ValueError(f"{address!r} cannot stand in a header")
     shown = phrase(name)
-    return f"{shown} <{address}>" if shown else address
+    return [*shown.split(" "), f"<{address}>"] if shown else [address]
 
 
-def address_list(name: str, pairs: list[tuple[str, str]]) -> bytes | None:
+def address_list(name: str, pairs: list[tuple[str, str]], utf8: bool = False) -> bytes | None:
     """The value of an address field listing (display name, address) pairs; pairs with
-    an address that cannot stand in a header are left out; None when none is left."""
-    items = [mailbox(n, a) for n, a in pairs if usable_address(a)]
+    an address that cannot stand in a header are left out; None when none is left. utf8:
+    the message may carry UTF-8 addresses (RFC 6532)."""
+    items = [_mailbox_words(n, a, utf8) for n, a in pairs if usable_address(a, utf8)]
     if not items:
         return None
-    return fold(name, [w for item in _commas(items) for w in item.split(" ")])
+    for item in items[:-1]:
+        item[-1] += ","
+    return fold(name, [w for item in items for w in item], utf8)
 
 
-def _commas(items: list[str]) -> list[str]:
-    return [i + "," for i in items[:-1]] + items[-1:]
-
-
-def fold(name: str, words: list[str]) -> bytes:
+def fold(name: str, words: list[str], utf8: bool = False) -> bytes:
     """Words joined by spaces into lines of at most 78 characters where possible and never
     more than 998 with the field name. Callers give words that fit; a structured token
-    too long even for 998 (which cannot be encoded) is cut, the only change of meaning."""
+    too long even for 998 (which cannot be encoded) is cut, the only change of meaning.
+    The value is ASCII (anything else a "?") unless utf8, when it is UTF-8."""
     first = len(name) + 2  # "Name: " on the first line, one space on the others
     limit = MAX_LINE - first
     lines: list[str] = []
@@ -148,4 +162,7 @@ def fold(name: str, words: list[str]) -> bytes:
                 cur = f"{cur} {chunk}" if cur else chunk
     if cur:
         lines.append(cur)
-    return (" " + "\n ".join(lines)).encode("ascii", errors="replace") if lines else b""
+    if not lines:
+        return b""
+    value = " " + "\n ".join(lines)
+    return value.encode("utf-8") if utf8 else value.encode("ascii", errors="replace")

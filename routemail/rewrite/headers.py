@@ -10,6 +10,7 @@ import email.utils
 import re
 from dataclasses import dataclass, field
 
+from routemail import addresses
 from routemail.author import Author
 from routemail.author import author_of as read_author
 from routemail.rewrite import encode
@@ -306,10 +307,11 @@ def text_field(name: str, text: str) -> Field:
     return Field(name, encode.unstructured(name, text))
 
 
-def address_field(name: str, pairs: list[tuple[str, str]]) -> Field | None:
+def address_field(name: str, pairs: list[tuple[str, str]], utf8: bool = False) -> Field | None:
     """A field listing addresses with their display names, through the header encoder;
-    addresses that cannot stand in a header are left out (None when none is left)."""
-    value = encode.address_list(name, pairs)
+    addresses that cannot stand in a header are left out (None when none is left), UTF-8
+    ones unless utf8 (the message carries UTF-8 headers, RFC 6532)."""
+    value = encode.address_list(name, pairs, utf8)
     return Field(name, value) if value is not None else None
 
 
@@ -326,7 +328,8 @@ def munged_from(author: Author, listname: str, list_address: str) -> Field:
     if author.address is None:
         shown = f"unknown sender ({author.problem})"
     else:
-        shown = author.name or author.address.rpartition("@")[0] or author.address
+        local, _ = addresses.split(author.address)
+        shown = author.name or addresses.unquote_local(local)
     value = encode.address_list("From", [(f"{shown} via {listname}", list_address)])
     if value is None:
         raise ValueError(f"list address {list_address!r} cannot stand in a header")

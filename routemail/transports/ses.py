@@ -10,7 +10,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from routemail import sestags
+from routemail import addresses, sestags
 from routemail.author import author_of
 from routemail.message import from_values
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
@@ -98,8 +98,17 @@ class SesTransport:
         return rate if rate > 0 else None
 
     def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
+        # SES takes only ASCII addresses: a UTF-8 domain goes as its A-label, a UTF-8
+        # local part cannot go at all (SES has no SMTPUTF8).
+        destination = addresses.ascii_domain(recipient)
+        if not destination.isascii():
+            return Result(
+                PERMANENT,
+                f"ses: cannot send to {recipient}: SES takes no UTF-8 local part (it has no"
+                " SMTPUTF8); send through an SMTP relay that offers SMTPUTF8",
+            )
         request: dict[str, Any] = {
-            "Destination": {"ToAddresses": [recipient]},
+            "Destination": {"ToAddresses": [destination]},
             "Content": {"Raw": {"Data": wire_form(message)}},
             "EmailTags": [
                 {"Name": tag_value(name), "Value": tag_value(value)} for name, value in tags.items()

@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from routemail import addresses
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
 from routemail.transports.wire import END_OF_DATA, smtp_pieces, writes
 
@@ -142,13 +143,17 @@ class SmtpTransport:
     def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: Data) -> Result:
         if not (_path(sender) and _path(recipient)):
             return Result(PERMANENT, f"smtp: {sender!r} to {recipient!r}: not a mail address")
+        sender, recipient = addresses.ascii_domain(sender), addresses.ascii_domain(recipient)
         options = [f"SIZE={data.size}"] if conn.has_extn("size") else []
         if conn.has_extn("8bitmime") and not data.ascii:
             options.append("BODY=8BITMIME")
         if not (sender.isascii() and recipient.isascii()):
             if not conn.has_extn("smtputf8"):
                 return Result(
-                    PERMANENT, f"smtp: {self._where()} does not accept non-ASCII addresses"
+                    PERMANENT,
+                    f"smtp: {self._where()} does not offer SMTPUTF8, which mail to or from a"
+                    f" UTF-8 address ({recipient if not recipient.isascii() else sender})"
+                    " needs (RFC 6531); send it through a relay that offers SMTPUTF8",
                 )
             options.append("SMTPUTF8")
         if conn.has_extn("pipelining"):
