@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import Protocol
 
 from routemail import feedback, sidecar, tally, webhooks
@@ -79,6 +80,46 @@ class Work:
     @property
     def virus(self) -> bool:
         return self.history.verdicts.get("virus") == "FAIL"
+
+
+class InFlight:
+    """The copies handed to the senders and not yet recorded: their recipients and
+    sizes, and which are back (each Future reports itself to a queue when done,
+    cheaper than waiting on all of them again for every copy)."""
+
+    def __init__(self) -> None:
+        self._copies: dict[Future[Result], tuple[str, int]] = {}
+        self._back: SimpleQueue[Future[Result]] = SimpleQueue()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+    def add(self, future: Future[Result], recipient: str, size: int) -> None:
+        self._copies[future] = (recipient, size)
+        self.bytes += size
+        future.add_done_callback(self._back.put)
+
+    def back(self, every: bool) -> list[tuple[str, Future[Result]]]:
+        """(recipient, Future) of the copies that are back, in the order handed over,
+        waiting for one (or, every, for all); they are then no longer in flight."""
+        if not self._copies:
+            return []
+        done = {self._back.get()}
+        while len(done) < len(self._copies):
+            if every:
+                done.add(self._back.get())
+                continue
+            try:
+                done.add(self._back.get_nowait())
+            except Empty:
+                break
+        out = []
+        for future in [f for f in self._copies if f in done]:
+            recipient, size = self._copies.pop(future)
+            self.bytes -= size
+            out.append((recipient, future))
+        return out
 
 
 class Deliverer:
@@ -186,7 +227,7 @@ class Deliverer:
         thread, as it comes back, and all of them before this returns."""
         todo = [r for r in recipients if r not in work.finished]
         self.tally.expect(len(todo))
-        in_flight: dict[Future[Result], tuple[str, int]] = {}  # recipient, copy's size
+        in_flight = InFlight()
         handed = AddressSet()
         suppressed = (self.among or self._one_by_one)(todo, listname)
         expected = 0  # bytes of the next copy
@@ -209,31 +250,30 @@ class Deliverer:
                 expected = len(copy)
                 self._make_room(work, listname, in_flight, expected)
                 if self.priority is not None and self.priority.due():
-                    self._collect(work, listname, in_flight, ALL_COMPLETED)
+                    self._collect(work, listname, in_flight, every=True)
                     self.priority.run()
                 future = self._submit(work, sender, recipient, copy, listname)
-                in_flight[future] = (recipient, expected)
+                in_flight.add(future, recipient, expected)
                 handed.add(recipient)
                 del copy  # the sender's now: not kept here once it is sent
         finally:
-            self._collect(work, listname, in_flight, ALL_COMPLETED)
+            self._collect(work, listname, in_flight, every=True)
         return all(r in work.finished for r in recipients)
 
     def _make_room(
         self,
         work: Work,
         listname: str,
-        in_flight: dict[Future[Result], tuple[str, int]],
+        in_flight: InFlight,
         size: int,
     ) -> None:
         """Collect outcomes until a copy of size bytes may be handed over: fewer copies
         than the senders want, and no more than IN_FLIGHT_BYTES in all (always room
         for one, however big)."""
         while in_flight and (
-            len(in_flight) >= self._in_flight()
-            or sum(held for _, held in in_flight.values()) + size > IN_FLIGHT_BYTES
+            len(in_flight) >= self._in_flight() or in_flight.bytes + size > IN_FLIGHT_BYTES
         ):
-            self._collect(work, listname, in_flight, FIRST_COMPLETED)
+            self._collect(work, listname, in_flight)
 
     def _one_by_one(self, addresses: Sequence[str], listname: str) -> Callable[[str], str | None]:
         return lambda recipient: self.suppressed(recipient, listname)
@@ -254,19 +294,14 @@ class Deliverer:
         return done
 
     def _collect(
-        self,
-        work: Work,
-        listname: str,
-        in_flight: dict[Future[Result], tuple[str, int]],
-        until: str,
+        self, work: Work, listname: str, in_flight: InFlight, *, every: bool = False
     ) -> None:
-        """Record the outcome of the copies that are back (the first, or all of them)."""
-        if not in_flight:
+        """Record the outcome of the copies that are back (once one is, or all)."""
+        back = in_flight.back(every)
+        if not back:
             return
-        done, _ = wait(in_flight, return_when=until)
         with self._batch(work):
-            for future in [f for f in in_flight if f in done]:  # in the order handed over
-                recipient, _ = in_flight.pop(future)
+            for recipient, future in back:
                 try:
                     result = future.result()
                 except Exception as exc:  # a transport's bug: the copy may have gone

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,8 +36,11 @@ DSN_READ_LIMIT = 64 * 1024
 
 
 def verp_token(secret: bytes, listname: str, recipient: str) -> str:
-    digest = hmac.new(secret, f"verp\n{listname}\n{recipient}".encode(), hashlib.sha256).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:VERP_TOKEN_CHARS]
+    digest = hmac.digest(secret, f"verp\n{listname}\n{recipient}".encode(), "sha256")
+    # Base32 turns each 5 bytes into 8 characters on their own, so the first 10
+    # bytes give the same first 10 characters as the whole digest, at a third of
+    # the cost (b32encode is pure Python; this runs for every copy sent).
+    return base64.b32encode(digest[:10]).decode("ascii").lower()[:VERP_TOKEN_CHARS]
 
 
 def verp_sender(secret: bytes, listname: str, recipient: str, domain: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import json
 import re
@@ -19,6 +22,7 @@ from aiosmtpd.controller import Controller
 from mailxfer.post import post_message
 from routemail import sestags, sidecar
 from routemail.config import Bounces
+from routemail.feedback import verp_token
 from routemail.state import State
 from routemail.suppression import Suppression
 from tests import snskeys
@@ -379,3 +383,15 @@ def test_list_names_survive_ses_tags(sns_receiver: Receiver) -> None:
     assert answer["actions"] == ["zoe@example.net: suppressed for team.a; unsubscribed from team.a"]
     assert members_in_file(project, "team.a") == {"chair@example.org"}
     assert suppressed(project) == [("zoe@example.net", "team.a", "complaint")]
+
+
+@pytest.mark.parametrize("recipient", ["bob@example.com", "Ann.Lee+x@example.net", "é@example.org"])
+def test_verp_tokens_are_those_of_copies_already_sent(recipient: str) -> None:
+    """The token is the first 10 base32 characters of the HMAC over the whole digest,
+    as before it was computed from its first 10 bytes: bounces to copies already
+    out still find their recipient."""
+    secret = b"s" * 32
+    text = f"verp\nvolunteers\n{recipient}".encode()
+    whole = hmac.new(secret, text, hashlib.sha256).digest()
+    expected = base64.b32encode(whole).decode("ascii").lower()[:10]
+    assert verp_token(secret, "volunteers", recipient) == expected
