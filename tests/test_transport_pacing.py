@@ -214,3 +214,41 @@ def test_breaker_stops_every_sender_of_a_dead_relay() -> None:
     assert 1 < len(sessions) <= 4
     assert sum(len(s.calls) for s in sessions) < 20
     assert paced.circuit_open
+
+
+@dataclass
+class Timed(Scripted):
+    """A next hop whose every call takes `latency` on a FakeTime clock."""
+
+    time: FakeTime = field(default_factory=FakeTime)
+    latency: float = 0.05
+
+    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
+        self.time.now += self.latency
+        return super().send(sender, recipient, message, tags)
+
+
+def test_adaptive_senders_leave_room_for_slow_calls() -> None:
+    """concurrency = "auto": up to four senders before any call is back; then half
+    as many again as rate x latency needs, plus one (9 at 100/s and 50 ms), within
+    the bound; without a rate, the bound."""
+    fake = FakeTime()
+    paced = Paced(
+        Timed(time=fake),
+        100.0,
+        another=lambda: Timed(time=fake),
+        senders=16,
+        adaptive=True,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+    try:
+        assert paced.senders == 4
+        assert paced.send("s", "m@x.org", b"", {}).sent
+        assert paced.senders == 9
+        assert paced.in_flight == 18
+    finally:
+        paced.close()
+    fixed = Paced(Timed(time=fake), 100.0, another=lambda: Timed(time=fake), senders=3)
+    assert fixed.senders == 3
+    fixed.close()

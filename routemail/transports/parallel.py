@@ -14,7 +14,8 @@ send() is submit() and wait, for a single notice.
 
 How many senders: a fixed number (`[delivery.smtp] connections`, a fixed
 `[delivery.ses] concurrency`), or, when adaptive, as many as `rate` needs at
-the latency observed so far (rate times seconds per call, plus one), up to a bound.
+the latency observed so far with some to spare (HEADROOM times rate times seconds
+per call, plus one), up to a bound.
 A sender is started only when a copy waits and no sender is idle.
 """
 
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 # waiting, so a sender never idles while the caller builds the next copy.
 IN_FLIGHT_PER_SENDER = 2
 LATENCY_WEIGHT = 0.2  # of each new call in the running mean of call latency
+# Adaptive senders: rate x latency is what the mean call needs, but a sender also
+# spends time between calls (its copy's outcome, the next copy, waiting for a core)
+# and calls vary, so exactly that many fall behind `rate` whenever one is slow; the
+# token bucket, not the number of senders, is what keeps the run to `rate`.
+HEADROOM = 1.5
+# Before any call has come back, a run with copies waiting starts this many.
+FIRST_SENDERS = 4
 
 
 @dataclass
@@ -131,10 +139,11 @@ class Paced:
         if not self.adaptive:
             return self.most
         if self._latency is None:
-            return 1
+            return min(self.most, FIRST_SENDERS)
         if self.rate is None:
             return self.most
-        return max(1, min(self.most, math.ceil(self.rate * self._latency) + 1))
+        wanted = math.ceil(self.rate * self._latency * HEADROOM) + 1
+        return max(1, min(self.most, wanted))
 
     @property
     def in_flight(self) -> int:
