@@ -147,11 +147,11 @@ def _valid_domain(domain: str) -> bool:
 
 
 def ascii_domain(address: str) -> str:
-    """address with a UTF-8 domain written as its A-label (xn--..., the same domain), so
-    that an address whose local part is ASCII needs no SMTPUTF8 (RFC 6531 3.2) and SES
-    takes it; the local part as it is."""
+    """address with a UTF-8 domain written as its A-label (xn--..., the same domain) when
+    its local part is ASCII, so that it needs no SMTPUTF8 (RFC 6531 3.2) and SES takes
+    it; an address with a UTF-8 local part needs SMTPUTF8 anyway and stays as written."""
     local, _, domain = address.rpartition("@")
-    if domain.isascii():
+    if domain.isascii() or not local.isascii():
         return address
     try:
         return f"{local}@{domain.encode('idna').decode('ascii')}"

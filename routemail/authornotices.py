@@ -65,8 +65,8 @@ def tell(
 
 def _written(author: str) -> str:
     """The author as the notice's To names them: a UTF-8 domain as its A-label when the
-    local part is ASCII (the notice then needs neither SMTPUTF8 nor UTF-8 headers); a
-    UTF-8 local part as UTF-8 (RFC 6532), which only SMTPUTF8 carries."""
+    local part is ASCII (the notice then needs neither SMTPUTF8 nor UTF-8 headers); an
+    address with a UTF-8 local part as written (RFC 6532), which only SMTPUTF8 carries."""
     return addresses.ascii_domain(author)
 
 

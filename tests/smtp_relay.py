@@ -77,12 +77,15 @@ def relay_for(
     lists: str = "",
     smtp: str = "",
     handler: Recorder | None = None,
+    smtputf8: bool = False,
 ) -> Iterator[Recorder]:
     """A Recorder relay on loopback (or the one given), and the project's lists.toml
     sending through it (transport smtp, no TLS); `delivery` adds [delivery] keys,
-    `smtp` [delivery.smtp] keys, `lists` more tables."""
+    `smtp` [delivery.smtp] keys, `lists` more tables; smtputf8: it offers SMTPUTF8."""
     handler = handler or Recorder()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8
+    )
     controller.start()
     project.write_config(
         BASE_CONFIG

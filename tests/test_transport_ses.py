@@ -309,3 +309,24 @@ def test_a_notice_with_a_null_sender_goes_out_as_its_from_identity(
     sent_raw = [m["raw_data"].encode() for m in sent_by_moto(moto_url)]
     assert sent_raw == [notice.replace(b"\n", b"\r\n")]  # in wire form
     assert kept.outcome == TEMPORARY and "verify the sending domain" in kept.detail
+
+
+def test_authors_addresses_go_to_ses_as_it_takes_them(
+    project: Project, front: Front, moto_url: str
+) -> None:
+    """SES has no SMTPUTF8: a UTF-8 local part is a permanent failure that says so, and
+    no call is made; a UTF-8 domain goes as its A-label; a quoted local part as it is."""
+    transport = open_ses(project, front.url)
+    try:
+        utf8 = transport.send(SENDER, "j\u00f6rg@ex\u00e4mple.de", copy_for("x@y.org"), {})
+        domain = transport.send(SENDER, "ann@ex\u00e4mple.de", copy_for("x@y.org"), {})
+        quoted = transport.send(SENDER, '"a b"@example.org', copy_for("x@y.org"), {})
+    finally:
+        transport.close()
+    assert utf8.outcome == PERMANENT
+    assert "j\u00f6rg@ex\u00e4mple.de" in utf8.detail and "SMTPUTF8" in utf8.detail
+    assert (domain.outcome, quoted.outcome) == (SENT, SENT)
+    assert [s["Destination"] for s in front.sends] == [
+        {"ToAddresses": ["ann@xn--exmple-cua.de"]},
+        {"ToAddresses": ['"a b"@example.org']},
+    ]
