@@ -306,6 +306,8 @@ class Router:
                 # `routemail approve` tries again (say, after an upgrade).
                 self._hold(work, mlist, [f"no copy can be built: {exc}"], to_admin=True)
             return
+        for problem in maker.problems:  # what the copy could not carry as it was, and why
+            self.log.write(work.msg_id, f"{mlist.name}: copy: {problem}")
         if self.delivery.send_each(work, mlist.name, mlist.recipients, maker.copy_for):
             self._record(work, sidecar.LIST_SENT, mlist.name)
             sent = sum(r in work.sent for r in mlist.recipients)

@@ -146,3 +146,22 @@ def test_hostile_authors_stay_unknown(
     assert not to(relay, "bob@example.net")
     reached = {r for m in relay.messages for r in m.recipients}
     assert reached == {"coordinator@example.org", "admin@example.org"}  # the moderators
+
+
+def test_a_utf8_reply_to_of_an_ascii_post_is_left_out_and_logged(
+    project: Project, routemail_cli: RunCli
+) -> None:
+    """An ASCII post whose Reply-To is a UTF-8 address: the copy's Reply-To names the
+    author instead, and the action log says why the other was left out."""
+    raw = (
+        "From: Ann <ann@example.com>\nReply-To: j\u00f6rg@ex\u00e4mple.de\n"
+        "To: open@lists.example.org\nSubject: Saturday\nMessage-ID: <utf8-rt@example.com>\n"
+        "Date: Thu, 3 Dec 2026 03:00:00 +0000\n\nWho can help?\n"
+    ).encode()
+    with relay_for(project, lists=LISTS, smtputf8=True) as relay:
+        project.spool.receive(raw, [OPEN], PASS)
+        run(routemail_cli)
+    (copy,) = to(relay, "bob@example.net")
+    assert header(copy, "Reply-To") == "Ann <ann@example.com>"
+    log = "".join(p.read_text() for p in (project.data_dir / "maillist" / "log").iterdir())
+    assert "open: copy: Reply-To: j\u00f6rg@ex\u00e4mple.de left out" in log
