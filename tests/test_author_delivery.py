@@ -165,3 +165,27 @@ def test_a_utf8_reply_to_of_an_ascii_post_is_left_out_and_logged(
     assert header(copy, "Reply-To") == "Ann <ann@example.com>"
     log = "".join(p.read_text() for p in (project.data_dir / "maillist" / "log").iterdir())
     assert "open: copy: Reply-To: j\u00f6rg@ex\u00e4mple.de left out" in log
+
+
+@pytest.mark.parametrize(
+    ("from_value", "address"),
+    [
+        (b'"System Administrator"@example.org', SYSADMIN),
+        ("J\u00f6rg <j\u00f6rg@ex\u00e4mple.de>".encode(), "j\u00f6rg@ex\u00e4mple.de"),
+    ],
+    ids=["quoted", "utf8"],
+)
+def test_a_rejection_reaches_the_author_as_written(
+    project: Project, routemail_cli: RunCli, from_value: bytes, address: str
+) -> None:
+    """`routemail reject` tells the author of a held post, at the address they wrote."""
+    with relay_for(project, lists=LISTS, smtputf8=True) as relay:
+        msg_id = post(project, from_value)
+        run(routemail_cli)
+        rejected = routemail_cli("reject", "--reason", "Off topic", "--", msg_id, "closed")
+        assert rejected.returncode == 0, rejected.stderr
+        run(routemail_cli)
+    assert project.spool.history(msg_id).has(sidecar.TOLD, "closed", "rejected")
+    notices = [m for m in to(relay, address) if b"was rejected by a moderator" in m.content]
+    assert len(notices) == 1
+    assert b"Off topic" in notices[0].content
