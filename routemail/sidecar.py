@@ -85,7 +85,7 @@ class Event:
         parts = [self.code]
         if self.time is not None:
             parts.append(format_time(self.time))
-        parts.extend(_SPACE.sub(r"\\_", f) if _QUOTED.fullmatch(f) else f for f in self.fields)
+        parts.extend(f.replace(" ", "\\_") if _quoted_address(f) else f for f in self.fields)
         return " ".join(parts) + "\n"
 
 
@@ -95,8 +95,11 @@ class Event:
 # backslash only escapes a backslash or a DQUOTE.
 _QUOTED = re.compile(r'"(?:[^"\\\s]| |\\["\\])*"@[^\s"]+')
 _QUOTED_WRITTEN = re.compile(r'"(?:[^"\\\s]|\\["\\_])*"@[^\s"]+')
-_SPACE = re.compile(r" ")
 _PAIR = re.compile(r"\\(.)")
+
+
+def _quoted_address(field: str) -> bool:
+    return field.startswith('"') and _QUOTED.fullmatch(field) is not None
 
 
 def _unescaped(part: str) -> str:
@@ -108,7 +111,7 @@ def _unescaped(part: str) -> str:
 def event(code: str, *fields: str, when: dt.datetime | None = None) -> Event:
     """An event stamped now; fields must not contain whitespace, except the last and an
     address with a quoted local part."""
-    clean = tuple(f if _QUOTED.fullmatch(f) else _one_line(f) for f in fields)
+    clean = tuple(f if _quoted_address(f) else _one_line(f) for f in fields)
     return Event(code, (when or now()) if code in TIMESTAMPED else None, clean)
 
 
@@ -126,7 +129,9 @@ def parse(text: str) -> list[Event]:
     events = []
     *lines, _torn = text.split("\n")
     for line in lines:
-        parts = [_unescaped(p) for p in line.split()]
+        parts = line.split()
+        if "\\_" in line:  # rare: an address with a quoted local part holding spaces
+            parts = [_unescaped(p) for p in parts]
         if not parts:
             continue
         code = parts[0]
