@@ -10,9 +10,12 @@ import email.policy
 
 import pytest
 
+from routemail import config as configuration
 from routemail import sidecar
+from routemail.transports.smtp import SmtpTransport
 from tests.conftest import Project, RunCli
 from tests.smtp_relay import Delivered, Recorder, relay_for
+from tests.smtp_sink import Sink
 
 PASS = dict.fromkeys(("dkim", "dmarc", "spf", "spam", "virus"), "PASS")
 LISTS = """
@@ -189,3 +192,25 @@ def test_a_rejection_reaches_the_author_as_written(
     notices = [m for m in to(relay, address) if b"was rejected by a moderator" in m.content]
     assert len(notices) == 1
     assert b"Off topic" in notices[0].content
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+def test_a_quoted_local_part_is_sent_as_an_rfc_5321_path(pipelining: bool) -> None:
+    """RCPT TO:<"System Administrator"@example.org>, quotes, escapes and space as
+    written, with and without PIPELINING; a UTF-8 address goes to this server, which
+    offers SMTPUTF8, as written too."""
+    notice = b"From: closed-owner@lists.example.org\r\nSubject: held\r\n\r\nWaiting.\r\n"
+    with Sink(pipelining=pipelining) as sink:
+        smtp = SmtpTransport(
+            configuration.Smtp(host="127.0.0.1", port=sink.port, tls="none", timeout=5)
+        )
+        quoted = smtp.send("", SYSADMIN, notice, {})
+        escaped = smtp.send("", '"a\\"b"@example.org', notice, {})
+        utf8 = smtp.send("", "j\u00f6rg@ex\u00e4mple.de", notice, {})
+        smtp.close()
+    assert quoted.sent and escaped.sent and utf8.sent
+    assert [m.recipients for m in sink.messages] == [
+        [SYSADMIN],
+        ['"a\\"b"@example.org'],
+        ["j\u00f6rg@ex\u00e4mple.de"],
+    ]
