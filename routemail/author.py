@@ -84,11 +84,12 @@ def author_of(values: Sequence[bytes | str]) -> Author:
 
 def _as_written(address: str, addr_spec: str, text: str) -> bool:
     """Whether the address stands in the field as written: nothing decoded or repaired
-    into it. Its local part must appear as it is (inside its quotes, when quoted), and
-    its domain whatever its case."""
+    into it, no comment or space inside it. The domain may differ in case, and a local
+    part that needs no quotes may have them ("ann"@example.org)."""
     local, domain = addresses.split(address)
-    inner = local[1:-1] if local.startswith('"') else local
-    return "=?" not in addr_spec and inner in text and domain.lower() in text.lower()
+    spellings = [address] if local.startswith('"') else [address, f'"{local}"@{domain}']
+    lowered = text.lower()
+    return "=?" not in addr_spec and any(s.lower() in lowered for s in spellings)
 
 
 def _shown_name(display_name: str) -> str:

@@ -151,3 +151,11 @@ def test_a_utf8_reply_to_in_an_ascii_message_is_left_out_with_the_reason() -> No
     fields, problems = _copy(b"Ann <ann@example.org>", b"Reply-To: " + JOERG.encode() + b"\n")
     assert fields[b"Reply-To"] == b"Ann <ann@example.org>"
     assert any("Reply-To" in p and JOERG in p and "not UTF-8" in p for p in problems)
+
+
+def test_nothing_stands_between_the_parts_of_an_author_address() -> None:
+    """A comment or space around the "@" is valid syntax, but the address must stand in
+    the field as one piece, as before: it is not reassembled from parts."""
+    assert author_of([b"chair (@example.org) @evil.example"]).address is None
+    assert author_of([b'"a b" @ example.org']).address is None
+    assert author_of([b"Ann <ann@example.org> (work)"]).address == "ann@example.org"
