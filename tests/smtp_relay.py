@@ -22,6 +22,7 @@ class Delivered:
     peer: Any
     tls: bool
     login: bytes | None
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Recorder:
                 session.peer,
                 session.ssl is not None,
                 session.auth_data.login if session.authenticated else None,
+                list(envelope.mail_options),
             )
         )
         if self.close_after_each:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from routemail import addresses
+from routemail.identity import header_end
 from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
 from routemail.transports.wire import END_OF_DATA, smtp_pieces, writes
 
@@ -147,14 +148,18 @@ class SmtpTransport:
         options = [f"SIZE={data.size}"] if conn.has_extn("size") else []
         if conn.has_extn("8bitmime") and not data.ascii:
             options.append("BODY=8BITMIME")
-        if not (sender.isascii() and recipient.isascii()):
-            if not conn.has_extn("smtputf8"):
-                return Result(
-                    PERMANENT,
-                    f"smtp: {self._where()} does not offer SMTPUTF8, which mail to or from a"
-                    f" UTF-8 address ({recipient if not recipient.isascii() else sender})"
-                    " needs (RFC 6531); send it through a relay that offers SMTPUTF8",
-                )
+        utf8_path = not (sender.isascii() and recipient.isascii())
+        if utf8_path and not conn.has_extn("smtputf8"):
+            return Result(
+                PERMANENT,
+                f"smtp: {self._where()} does not offer SMTPUTF8, which mail to or from a"
+                f" UTF-8 address ({recipient if not recipient.isascii() else sender})"
+                " needs (RFC 6531); send it through a relay that offers SMTPUTF8",
+            )
+        # RFC 6531 declares UTF-8 header fields too, where the server can take them; a
+        # server without SMTPUTF8 gets them as 8-bit text, which readers mostly handle,
+        # rather than a list post refused for everyone because its author's is UTF-8.
+        if utf8_path or (data.utf8_header and conn.has_extn("smtputf8")):
             options.append("SMTPUTF8")
         if conn.has_extn("pipelining"):
             return self._pipelined(conn, sender, recipient, options, data)
@@ -256,6 +261,9 @@ class Data:
         self.size = sum(len(piece) for piece in self.pieces)
         # Its DATA form differs from it by line breaks, dots and NUL only.
         self.ascii = message.isascii()
+        # UTF-8 header fields (RFC 6532: an internationalised author's Reply-To, say).
+        end = header_end(message)
+        self.utf8_header = not self.ascii and not message[:end].isascii()
 
 
 class _StaleConnection(smtplib.SMTPServerDisconnected):
