@@ -9,7 +9,7 @@ measured at the front, between the first and the last copy moto accepted; the
 front also reports the most calls it had in flight and any throttled. For the
 machine's own ceiling, 16 threads of plain boto3 send_email calls, unpaced.
 
-    .venv/bin/python bench/ses_rate.py [--members 1000] [--rate 100] [--delay 0.05]
+    .venv/bin/python bench/ses_rate.py [--members 1000] [--rate 100] [--delay 0.05] [--busy 2]
 """
 
 from __future__ import annotations
@@ -167,17 +167,33 @@ def plain_boto3(moto_url: str, args: argparse.Namespace, threads: int = 16) -> d
     return front.figures()
 
 
+def spin() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="processes spinning on the CPU during every row, as a loaded machine has",
+    )
     args = parser.parse_args()
     os.environ.update(AWS)
     print(f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"load average at start: {os.getloadavg()}")
     print(f"{args.members} copies, rate = {args.rate}, {args.delay * 1000:.0f} ms per request\n")
     moto, url = start_moto()
+    busy = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy)]
+    for process in busy:
+        process.start()
+    if busy:
+        print(f"{len(busy)} processes spinning on the CPU throughout\n")
     try:
         rows = [
             ("routemail, concurrency = 1", routemail_run(url, args, "1")),
@@ -185,6 +201,8 @@ def main() -> None:
             ("16 threads of plain boto3, unpaced", plain_boto3(url, args)),
         ]
     finally:
+        for process in busy:
+            process.terminate()
         moto.terminate()
         moto.wait()
     print(f"{'':36} {'copies/s':>9} {'of rate':>8} {'in flight':>9} {'throttled':>9} dups")
