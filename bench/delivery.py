@@ -291,7 +291,8 @@ def per_copy(raw: bytes, copies: int = 2000, rounds: int = 5) -> tuple[float, fl
     form joined from prepared pieces, and the copy with what the SMTP transport did
     before: wire_form() and smtplib's dot-stuffing (a regular expression) over it."""
     from routemail.config import MailingList
-    from routemail.copy import CopyMaker, ListIdentity
+    from routemail.copy import CopyMaker
+    from routemail.copyheaders import ListIdentity
     from routemail.transports.wire import CRLF, smtp_data, wire_form
 
     mlist = MailingList(name="volunteers", subject_prefix="[volunteers]", footer=FOOTER)

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from routemail import tokens
 from routemail.config import MailingList, Site
-from routemail.copy import CopyMaker, ListIdentity
+from routemail.copy import CopyMaker
+from routemail.copyheaders import ListIdentity
 
 SITE = Site("lists.example.org", "admin@example.org", "https://lists.example.org", "Lists")
 SECRET = b"bench-secret-0123456789abcdef0123456789"

@@ -3,7 +3,8 @@ only what differs for each recipient (address, unsubscribe URL, rendered templat
 
 Pure: bytes and settings in, bytes out. The copy is assembled from segments: shared
 byte strings (most of them views into the original message, never copied) and a few
-slots that render a recipient's bytes. What the copy contains is described in
+slots that render a recipient's bytes (routemail.copyparts); its header fields are
+kept, dropped and added by routemail.copyheaders. What the copy contains is described in
 docs/deliverability.md and docs/routing.md ("Delivery"); choices made here besides:
 
 - A message without a usable From gets the list as its sender, with the reason in the
@@ -19,65 +20,31 @@ docs/deliverability.md and docs/routing.md ("Delivery"); choices made here besid
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import itertools
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-from routemail import addresses, tokens
-from routemail.config import MailingList, Site
+from routemail import copyheaders, tokens
+from routemail.copyheaders import ListIdentity
+from routemail.copyparts import (
+    DecoratedSlot,
+    Recipient,
+    Segment,
+    Slot,
+    UnsubscribeField,
+    WrapperText,
+    merge,
+)
 from routemail.errors import RoutemailError
-from routemail.rewrite import encode, headers
 from routemail.rewrite.decorate import DecoratedPart, Kind, Texts, Undecoratable, html_block
 from routemail.rewrite.headers import Field
 from routemail.rewrite.mime import Part, TooComplex, scan
 from routemail.templates import Template
 from routemail.transports.wire import Prepared, WireParts
 
-LOOP_HEADER = "X-Loop"
 CRLF = b"\r\n"
 LF = b"\n"
-# Fields the copy never carries over: signatures and trace that no longer hold, list
-# fields of other lists, and what this router sets itself.
-REMOVED = frozenset(
-    {
-        "dkim-signature",
-        "domainkey-signature",
-        "authentication-results",
-        "return-path",
-        "received-spf",
-        "delivered-to",
-        LOOP_HEADER.lower(),
-        "precedence",
-        "sender",
-        "bcc",
-        "content-length",
-        "errors-to",
-        "return-receipt-to",
-        "disposition-notification-to",
-        "x-original-from",
-        "reply-to",
-    }
-)
-REMOVED_PREFIXES = ("arc-", "x-ses-", "list-")
-# Fields a message has at most once (RFC 5322 3.6, RFC 2045): a repeat is dropped.
-SINGLE = frozenset(
-    {
-        "date",
-        "to",
-        "cc",
-        "message-id",
-        "in-reply-to",
-        "references",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-        "content-disposition",
-    }
-)
 # Bounds the work spent on header fields (a few of them go through the email package's
 # parsers, which cost tens of microseconds a byte): real header blocks, trace and
 # signatures included, stay far below it; the SMTP servers in front of SES refuse
@@ -94,94 +61,6 @@ class CopyError(RoutemailError):
     def __init__(self, message: str, *, unexpected: bool = False) -> None:
         super().__init__(message)
         self.unexpected = unexpected  # a failure of this code, not of the message
-
-
-@dataclass(frozen=True)
-class ListIdentity:
-    """What a copy needs to know about the list it goes out on."""
-
-    mlist: MailingList
-    site: Site
-    secret: bytes
-
-    @property
-    def address(self) -> str:
-        return f"{self.mlist.name}@{self.site.domain}"
-
-    @property
-    def list_id(self) -> str:
-        return f"{self.mlist.name}.{self.site.domain}"
-
-    @property
-    def bounces(self) -> str:
-        return f"{self.mlist.name}-bounces@{self.site.domain}"
-
-    @property
-    def unsubscribe_address(self) -> str:
-        return f"{self.mlist.name}-unsubscribe@{self.site.domain}"
-
-
-@dataclass(frozen=True)
-class _Recipient:
-    address: str
-    url: str
-    texts: Texts
-
-
-class _DecoratedSlot:
-    """A run of a decorated part's body that depends on the recipient."""
-
-    __slots__ = ("part", "seg")
-
-    def __init__(self, part: DecoratedPart, seg: tuple[bytes | str, ...]) -> None:
-        self.part, self.seg = part, seg
-
-    def render(self, r: _Recipient) -> bytes:
-        return self.part.render(self.seg, r.texts)
-
-
-class _Unsubscribe:
-    """List-Unsubscribe: the recipient's one-click URL, then the list's mailto."""
-
-    __slots__ = ("head", "tail")
-
-    def __init__(self, mailto: str, nl: bytes) -> None:
-        self.head = b"List-Unsubscribe: <"
-        self.tail = b">," + nl + b" <mailto:" + mailto.encode("ascii") + b">" + nl
-
-    def render(self, r: _Recipient) -> bytes:
-        return self.head + r.url.encode("ascii") + self.tail
-
-
-class _WrapperText:
-    """The header or footer as its own text/plain part of the wrapping multipart/mixed."""
-
-    __slots__ = ("get", "nl", "opening")
-
-    def __init__(self, boundary: bytes, get: Callable[[Texts], str], nl: bytes) -> None:
-        self.opening = b"--" + boundary + b'\nContent-Type: text/plain; charset="utf-8"\n'
-        self.get, self.nl = get, nl
-
-    def render(self, r: _Recipient) -> bytes:
-        import binascii
-
-        data = self.get(r.texts).encode("utf-8")
-        if data.isascii() and max(map(len, data.split(b"\n"))) <= headers.MAX_LINE:
-            cte = b"7bit"
-        else:
-            data, cte = binascii.b2a_qp(data, istext=True), b"quoted-printable"
-        out = (
-            self.opening
-            + b"Content-Transfer-Encoding: "
-            + cte
-            + b"\nContent-Disposition: inline\n\n"
-            + data
-            + b"\n"  # the line break before the next delimiter belongs to the delimiter
-        )
-        return out.replace(LF, self.nl) if self.nl != LF else out
-
-
-Segment = bytes | memoryview | _DecoratedSlot | _Unsubscribe | _WrapperText
 
 
 class CopyMaker:
@@ -260,7 +139,7 @@ class CopyMaker:
         segs: list[Segment] = []
         base = decorated[id(top)].fields if id(top) in decorated else (top.new_fields or top.fields)
         boundary = _boundary(buf) if self.wrapped else b""
-        self._header_block(base, top, segs, now, raw, boundary)
+        self._header_block(base, segs, now, raw, boundary)
         if self.wrapped:
             self._wrapped_body(top, segs, mv, boundary)
         else:
@@ -268,8 +147,8 @@ class CopyMaker:
             self._emit_body(top, segs, mv)
         self._segments: list[Segment | bytes] = []
         self._wire: WireParts | None = None
-        self._dynamic: list[tuple[int, _DecoratedSlot | _Unsubscribe | _WrapperText]] = []
-        for s in _merge(segs):
+        self._dynamic: list[tuple[int, Slot]] = []
+        for s in merge(segs):
             if not isinstance(s, bytes | memoryview):
                 self._dynamic.append((len(self._segments), s))
             self._segments.append(s)
@@ -327,123 +206,15 @@ class CopyMaker:
         )
 
     def _header_block(
-        self,
-        base: list[Field],
-        top: Part,
-        segs: list[Segment],
-        now: float,
-        raw: bytes,
-        boundary: bytes,
+        self, base: list[Field], segs: list[Segment], now: float, raw: bytes, boundary: bytes
     ) -> None:
-        ident = self.identity
-        mlist = ident.mlist
-        author = headers.author_of(base)
-        if author.problem:
-            self.problems.append(f"From: {author.problem}; the copy is from the list itself")
-        out: list[Field] = []
-        keys = {f.key for f in base}
-        moved: list[Field] = []
-        seen: set[str] = set()
-        for f in base:
-            k = f.key
-            if k in REMOVED or k.startswith(REMOVED_PREFIXES) or (k in SINGLE and k in seen):
-                continue
-            seen.add(k)
-            if self.wrapped and (k.startswith("content-") or k == "mime-version"):
-                if k.startswith("content-"):
-                    moved.append(f)
-                continue
-            if k == "from":
-                if not any(o.key == "from" for o in out):
-                    out.append(headers.munged_from(author, mlist.name, ident.address))
-                continue
-            if k == "subject":
-                if not any(o.key == "subject" for o in out):
-                    subject = headers.prefixed_subject(base, mlist.subject_prefix)
-                    if subject is not None:
-                        out.append(subject)
-                continue
-            if k == "date" and not headers.valid_date(f):
-                self.problems.append("unreadable Date header: replaced")
-                continue
-            cleaned = headers.clean(f)
-            if cleaned is not None:
-                out.append(cleaned)
-        self._moved = moved
-        if "from" not in keys:
-            out.insert(0, headers.munged_from(author, mlist.name, ident.address))
-        if "subject" not in keys and (
-            subject := headers.prefixed_subject(base, mlist.subject_prefix)
-        ):
-            out.append(subject)
-        if not any(f.key == "date" for f in out):
-            out.append(Field("Date", b" " + email.utils.formatdate(now, usegmt=True).encode()))
-            self.problems.append("no Date header: added one")
-        if not any(f.key == "message-id" for f in out):
-            digest = hashlib.sha256(raw).hexdigest()[:32]
-            out.append(Field("Message-ID", f" <{digest}.routemail@{ident.site.domain}>".encode()))
-            self.problems.append("no usable Message-ID header: added one")
-        if "to" not in keys and "cc" not in keys:
-            out.append(Field("To", f" {ident.address}".encode()))
-        if reply_to := self._reply_to(base, author, _internationalised(base)):
-            out.append(reply_to)
-        utf8 = _internationalised(base)
-        if author.address and (
-            original := headers.address_field(
-                "X-Original-From", [(author.name, author.address)], utf8
-            )
-        ):
-            out.append(original)
-        out.append(Field("Sender", f" {ident.bounces}".encode()))
-        shown = encode.phrase(mlist.description)
-        list_id = f"{shown} <{ident.list_id}>" if shown else f"<{ident.list_id}>"
-        out.append(Field("List-Id", headers.fold("List-Id", list_id.split())))
-        segs.append(self._b(b"".join(f.to_bytes() for f in out)))
-        segs.append(_Unsubscribe(ident.unsubscribe_address, self.nl))
-        help_uri = f"<mailto:{ident.site.admin}?subject=help%20with%20{mlist.name}>"
-        tail = [
-            Field("List-Unsubscribe-Post", b" List-Unsubscribe=One-Click"),
-            Field("List-Post", f" <mailto:{ident.address}>".encode()),
-            Field("List-Help", f" {help_uri}".encode()),
-            Field("Precedence", b" list"),
-            Field(LOOP_HEADER, f" {ident.site.domain}".encode()),
-        ]
-        if self.wrapped or ("mime-version" not in keys and _has_mime_fields(out)):
-            tail.append(Field("MIME-Version", b" 1.0"))
-        if self.wrapped:
-            tail.append(Field("Content-Type", b' multipart/mixed; boundary="' + boundary + b'"'))
-        segs.append(self._b(b"".join(f.to_bytes() for f in tail)))
-
-    def _reply_to(self, base: list[Field], author: headers.Author, utf8: bool) -> Field | None:
-        """Reply-To per the list's policy. A UTF-8 address goes in only when the message
-        is an internationalised one (its From is raw UTF-8): a reader of an ASCII message
-        may not handle it; it is left out, and the problem says so."""
-        policy = self.identity.mlist.reply_to
-        pairs: list[tuple[str, str]] = []
-        if policy in ("author", "both"):
-            originals = [f for f in base if f.key == "reply-to"]
-            if originals:
-                text = headers.decode_8bit(originals[0].value).replace("\n", " ")
-                found = [
-                    (headers.decode_words(n), addresses.canonical(a))
-                    for n, a in headers.parse_addresses(text)
-                ]
-                pairs = [(n, a) for n, a in found if a and self._may_name(a, utf8)]
-            if not pairs and author.address and self._may_name(author.address, utf8):
-                pairs = [(author.name, author.address)]
-        if policy in ("list", "both"):
-            pairs.append(("", self.identity.address))
-        return headers.address_field("Reply-To", pairs, utf8)
-
-    def _may_name(self, address: str, utf8: bool) -> bool:
-        """Whether Reply-To may name address; a UTF-8 one left out is a problem."""
-        if utf8 or address.isascii():
-            return True
-        self.problems.append(
-            f"Reply-To: {address} left out: a UTF-8 address, and the message's"
-            " From is not UTF-8 (RFC 6532)"
+        block = copyheaders.header_block(
+            base, self.identity, self.wrapped, boundary, now, raw, self.problems
         )
-        return False
+        self._moved = block.moved
+        segs.append(self._b(b"".join(f.to_bytes() for f in block.before)))
+        segs.append(UnsubscribeField(self.identity.unsubscribe_address, self.nl))
+        segs.append(self._b(b"".join(f.to_bytes() for f in block.after)))
 
     def _wrapped_body(
         self, top: Part, segs: list[Segment], mv: memoryview, boundary: bytes
@@ -453,13 +224,13 @@ class CopyMaker:
         )
         segs.append(self._b(b"\n"))
         if self.header:
-            segs.append(_WrapperText(boundary, lambda t: t.header_plain, self.nl))
+            segs.append(WrapperText(boundary, lambda t: t.header_plain, self.nl))
         inner = b"".join(f.to_bytes() for f in self._moved)
         segs.append(self._b(b"--" + boundary + b"\n" + inner + b"\n"))
         self._emit_body(top, segs, mv)
         segs.append(self._b(b"\n"))
         if self.footer:
-            segs.append(_WrapperText(boundary, lambda t: t.footer_plain, self.nl))
+            segs.append(WrapperText(boundary, lambda t: t.footer_plain, self.nl))
         segs.append(self._b(b"--" + boundary + b"--\n"))
 
     def _emit(self, part: Part, segs: list[Segment], mv: memoryview) -> None:
@@ -467,7 +238,7 @@ class CopyMaker:
         if d is not None:
             segs.append(self._b(b"".join(f.to_bytes() for f in d.fields) + b"\n"))
             for seg in d.segments:
-                segs.append(seg if isinstance(seg, bytes) else _DecoratedSlot(d, seg))
+                segs.append(seg if isinstance(seg, bytes) else DecoratedSlot(d, seg))
             return
         if part.new_fields is not None:
             segs.append(self._b(b"".join(f.to_bytes() for f in part.new_fields) + b"\n"))
@@ -479,7 +250,7 @@ class CopyMaker:
         d = self._decorated.get(id(part))
         if d is not None:  # the top-level part: its fields are in the message header
             for seg in d.segments:
-                segs.append(seg if isinstance(seg, bytes) else _DecoratedSlot(d, seg))
+                segs.append(seg if isinstance(seg, bytes) else DecoratedSlot(d, seg))
         elif part.new_body is not None:
             segs.extend(part.new_body)  # type: ignore[arg-type]
         elif part.children or part.unread_from is not None:
@@ -511,7 +282,7 @@ class CopyMaker:
         url = tokens.unsubscribe_url(
             ident.site, ident.secret, ident.mlist.name, recipient, self.issued
         )
-        r = _Recipient(recipient, url, self._texts(recipient, url))
+        r = Recipient(recipient, url, self._texts(recipient, url))
         parts = self._segments.copy()
         filled = [dyn.render(r) for _, dyn in self._dynamic]
         for (i, _), piece in zip(self._dynamic, filled, strict=True):
@@ -526,23 +297,6 @@ class CopyMaker:
                 [s if isinstance(s, bytes | memoryview) else None for s in self._segments]
             )
         return self._wire
-
-
-def _internationalised(fields: list[Field]) -> bool:
-    """Whether the message is an internationalised one (RFC 6532): its From field is
-    raw UTF-8."""
-    values = [f.value for f in fields if f.key == "from"]
-    if not values or values[0].isascii():
-        return False
-    try:
-        values[0].decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _has_mime_fields(fields: list[Field]) -> bool:
-    return any(f.key in ("content-type", "content-transfer-encoding") for f in fields)
 
 
 def _line(text: str) -> str:
@@ -599,33 +353,3 @@ def _targets(top: Part) -> list[tuple[Part, Kind]]:
         return []
 
     return walk(top)
-
-
-def _merge(segs: list[Segment]) -> list[Segment]:
-    """Adjacent small shared segments joined, so a copy is a join of a few pieces.
-    A run is joined once when it is complete: appending to the joined bytes piece by
-    piece copied them again for every piece (quadratic in the pieces of a run)."""
-    out: list[Segment] = []
-    run: list[bytes | memoryview] = []
-    size = 0
-    for s in segs:
-        if isinstance(s, bytes | memoryview):
-            if not len(s):
-                continue
-            if run and size + len(s) >= 65536:
-                out.append(_joined(run))
-                run, size = [], 0
-            run.append(s)
-            size += len(s)
-            continue
-        if run:
-            out.append(_joined(run))
-            run, size = [], 0
-        out.append(s)
-    if run:
-        out.append(_joined(run))
-    return out
-
-
-def _joined(run: list[bytes | memoryview]) -> bytes | memoryview:
-    return run[0] if len(run) == 1 else b"".join(run)

@@ -44,7 +44,8 @@ from routemail import (
 from routemail.actionlog import ActionLog
 from routemail.addresses import AddressSet
 from routemail.config import Config
-from routemail.copy import LOOP_HEADER, CopyError, CopyMaker, ListIdentity
+from routemail.copy import CopyError, CopyMaker
+from routemail.copyheaders import LOOP_HEADER, ListIdentity
 from routemail.delivery import OUTGOING, Deliverer, Work
 from routemail.errors import UnknownMessage
 from routemail.lists import Directory, ResolvedList, ResolverError

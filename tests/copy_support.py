@@ -8,7 +8,7 @@ import email.policy
 import re
 
 from routemail.config import MailingList, Site
-from routemail.copy import ListIdentity
+from routemail.copyheaders import ListIdentity
 
 SITE = Site("lists.example.org", "admin@example.org", "https://lists.example.org", "Example Lists")
 SECRET = b"golden-secret-0123456789abcdef-0123456789"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from routemail import tokens
-from routemail.copy import LOOP_HEADER, CopyError, CopyMaker
+from routemail.copy import CopyError, CopyMaker
+from routemail.copyheaders import LOOP_HEADER
 from routemail.message import Headers
 from tests.copy_support import (
     NOW,

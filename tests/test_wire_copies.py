@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from routemail.copy import CopyError, CopyMaker, ListIdentity
+from routemail.copy import CopyError, CopyMaker
+from routemail.copyheaders import ListIdentity
 from routemail.transports.wire import (
     CRLF,
     WRITE_BYTES,
