@@ -403,3 +403,21 @@ def test_alternative_with_both_sides_readable_decorates_both() -> None:
     plain, html = msg.get_payload()
     assert "You are on volunteers" in plain.get_content()
     assert "You are on volunteers" in html.get_content()
+
+
+@pytest.mark.parametrize("cte", ["", "base64", "quoted-printable"])
+def test_a_multipart_loses_a_transfer_encoding_it_cannot_have(cte: str) -> None:
+    """A multipart may only be 7bit, 8bit or binary (RFC 2045 6.4); an empty
+    Content-Transfer-Encoding is no exception: the copy leaves it out."""
+    raw = (
+        "From: Ann <ann@example.com>\r\nSubject: parts\r\n"
+        f"Content-Transfer-Encoding:{' ' + cte if cte else ''}\r\n"
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+    ).encode()
+    maker = CopyMaker(raw, identity())
+    msg = check_sendable(maker.copy_for(RECIPIENT))
+    assert msg["Content-Transfer-Encoding"] is None
+    assert f"dropped Content-Transfer-Encoding {cte or '(empty)'} from a multipart" in (
+        maker.problems
+    )

@@ -165,9 +165,12 @@ def scan(
     if part.info.boundary is None or not _split(buf, nl, part, depth, reading):
         _as_text(buf, part)
         return part
-    if part.info.cte and part.info.cte not in MULTIPART_ENCODINGS:
+    fields = part.new_fields or part.fields
+    has_cte = any(f.key == "content-transfer-encoding" for f in fields)
+    if has_cte and part.info.cte not in MULTIPART_ENCODINGS:  # an empty one is invalid too
         part.broken = True
-        part.problems.append(f"dropped Content-Transfer-Encoding {part.info.cte} from a multipart")
+        shown = part.info.cte or "(empty)"
+        part.problems.append(f"dropped Content-Transfer-Encoding {shown} from a multipart")
         part.new_fields = [
             f for f in part.new_fields or part.fields if f.key != "content-transfer-encoding"
         ]
