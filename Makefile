@@ -58,12 +58,14 @@ unit: $(STAMP) system-deps examples/serv.sqlite3
 
 test: lint typecheck unit
 
-# The fuzz targets (tests/test_fuzz_*.py) and the hostile shapes, with FUZZ times the
-# examples `make test` gives them; failures are kept in .hypothesis/ and replayed first.
+# The fuzz targets (tests/test_fuzz_*.py), the copy's properties and the hostile shapes,
+# with FUZZ times the examples `make test` gives them (new ones each run, where `make
+# test` repeats the same); failures are kept in .hypothesis/ and replayed first.
 FUZZ ?= 100
 fuzz: $(STAMP) examples/serv.sqlite3
 	ROUTEMAIL_FUZZ=$(FUZZ) $(BIN)/pytest tests/test_fuzz_copy.py tests/test_fuzz_notices.py \
-	  tests/test_fuzz_sidecar.py tests/test_fuzz_receiver.py tests/test_linear.py
+	  tests/test_fuzz_sidecar.py tests/test_fuzz_receiver.py tests/test_linear.py \
+	  tests/test_copy_properties.py
 
 serve: $(STAMP)
 	$(BIN)/gunicorn -c deploy/gunicorn.conf.py --bind 127.0.0.1:$(PORT) mailrecv.wsgi:app
