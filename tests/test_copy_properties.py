@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import binascii
+import itertools
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routemail.copy import CopyError, CopyMaker
+from routemail.rewrite.decorate import quoted_printable
 from tests.copy_support import NOW, RECIPIENT, check_sendable, identity
 from tests.fuzzing import SCALE
 
@@ -119,3 +122,16 @@ def test_damaged_real_messages_never_crash(raw: bytes, where: int, junk: bytes) 
     """A real message with bytes overwritten somewhere gives a copy or a CopyError."""
     at = where % len(raw)
     attempt(raw[:at] + junk + raw[at + len(junk) :])
+
+
+@SETTINGS
+@given(st.text(alphabet="-x=é \n", max_size=400))
+def test_quoted_printable_decodes_alike_and_no_soft_break_starts_with_a_dash(text: str) -> None:
+    """quoted_printable() decodes to what binascii's encoding decodes to, in lines of at
+    most 76 characters, and no line after a soft break starts with "-"."""
+    data = text.encode()
+    out = quoted_printable(data)
+    assert binascii.a2b_qp(out) == binascii.a2b_qp(binascii.b2a_qp(data, istext=True))
+    lines = out.split(b"\n")
+    assert max(map(len, lines)) <= 76
+    assert not any(a.endswith(b"=") and b.startswith(b"-") for a, b in itertools.pairwise(lines))
