@@ -442,3 +442,20 @@ def test_a_soft_line_break_never_starts_a_delimiter_line(width: int) -> None:
     (text,) = [p for p in msg.walk() if p.get_content_type() == "text/plain"]
     assert text.get_content().replace("\r\n", "\n").endswith(footer + "\n")
     assert max(len(line) for line in data.split(b"\r\n")[-12:]) <= 76
+
+
+@pytest.mark.parametrize("cte", ["8bit", "quoted-printable"])
+def test_a_rewrapped_long_line_never_starts_a_delimiter_line(cte: str) -> None:
+    """A line over 998 characters is re-encoded (or re-wrapped) as quoted-printable; no
+    soft break in it starts a line with "--b" in a multipart whose boundary is b."""
+    long_line = "x" * 75 * 14 + "--b"  # its last soft break comes right before "--b"
+    raw = (
+        "From: Ann <ann@example.com>\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+        f"{long_line}\r\n--b--\r\n"
+    ).encode()
+    data = CopyMaker(raw, identity(header="", footer="")).copy_for(RECIPIENT)
+    assert data.split(b"\r\n").count(b"--b") == 1
+    (text,) = [p for p in check_sendable(data).walk() if p.get_content_type() == "text/plain"]
+    assert text.get_content().rstrip("\r\n") == long_line

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from routemail.copy import CopyError, CopyMaker
-from routemail.rewrite.decorate import quoted_printable
+from routemail.rewrite.qp import quoted_printable
 from tests.copy_support import NOW, RECIPIENT, check_sendable, identity
 from tests.fuzzing import SCALE
 

@@ -12,6 +12,7 @@ from typing import AnyStr, Literal
 
 from routemail.rewrite.headers import Field, fold, replace_field
 from routemail.rewrite.mime import Part
+from routemail.rewrite.qp import quoted_printable
 
 Kind = Literal["plain", "html"]
 Slot = Literal["header", "footer"]
@@ -31,7 +32,6 @@ _BODY_CLOSE_STR = re.compile(r"</body\s*>|</html\s*>", re.IGNORECASE)
 # and reads on to its end each time (500 steps a byte on such lines).
 _LONG_LINE = re.compile(rb"(?m)^[^\n]{999}")
 BASE64_LINE = 76
-QP_LINE = 76  # RFC 2045 6.7: encoded lines of at most 76 characters
 _BASE64_CHUNK = BASE64_LINE // 4 * 3  # input bytes that make one full base64 line
 
 
@@ -269,31 +269,6 @@ class DecoratedPart:
         if self.cte == "quoted-printable":
             data = quoted_printable(data)
         return data.replace(b"\n", nl) if nl != b"\n" else data
-
-
-def quoted_printable(data: bytes) -> bytes:
-    """binascii.b2a_qp, except that a line a soft break starts never begins with "-":
-    the break falls anywhere in a long line (in an unsubscribe link's token, say), and
-    "--b" at the start of a line ends the part early in a multipart whose boundary is b.
-    The dash is written =2D instead, breaking the line once more if it grows past 76."""
-    out = binascii.b2a_qp(data, istext=True)
-    if b"=\n-" not in out:
-        return out
-    lines: list[bytes] = []
-    soft = False
-    for line in out.split(b"\n"):
-        if soft and line.startswith(b"-"):
-            line = b"=2D" + line[1:]
-            if len(line) > QP_LINE:  # 78 at most: cut before 76, never inside an =XX
-                cut = QP_LINE - 1
-                if b"=" in line[cut - 2 : cut]:
-                    cut = cut - 2 + line[cut - 2 : cut].index(b"=")
-                lines.append(line[:cut] + b"=")
-                line = line[cut:]
-                line = b"=2D" + line[1:] if line.startswith(b"-") else line
-        lines.append(line)
-        soft = line.endswith(b"=")
-    return b"\n".join(lines)
 
 
 def _html_body(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import binascii
 
+from routemail.rewrite.qp import no_dash_after_soft_break, quoted_printable
+
 CRLF = b"\r\n"
 LF = b"\n"
 LINE = 76  # characters of an encoded line (RFC 2045 6.7, 6.8)
@@ -39,10 +41,11 @@ def _quoted_printable(body: bytes, nl: bytes, text: bool) -> bytes:
     # Decoded as it is on the wire, where each line break is CR LF.
     data = binascii.a2b_qp(body.replace(LF, CRLF) if nl == LF else body)
     if text and not _lone_breaks(data):
-        return binascii.b2a_qp(data.replace(CRLF, LF), istext=True)
+        return quoted_printable(data.replace(CRLF, LF))
     # Every CR and LF encoded (=0D, =0A), so none can end up bare; the soft line
     # breaks b2a_qp writes follow the data's (CR LF when it has any): made LF here.
-    return binascii.b2a_qp(data, istext=False).replace(b"=" + CRLF, b"=" + LF)
+    encoded = binascii.b2a_qp(data, istext=False).replace(b"=" + CRLF, b"=" + LF)
+    return no_dash_after_soft_break(encoded)
 
 
 def _lone_breaks(data: bytes) -> bool:

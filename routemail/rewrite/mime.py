@@ -19,6 +19,7 @@ from routemail.rewrite.headers import (
     split_block,
 )
 from routemail.rewrite.longlines import rewrapped
+from routemail.rewrite.qp import quoted_printable
 
 MAX_DEPTH = 30  # deeper nesting is left as it is, unread
 # Parts read, per message; the rest are sent as they are, unread. Bounds the work of a
@@ -305,7 +306,7 @@ def _fix_long_lines(buf: bytes, nl: bytes, part: Part) -> None:
         part.problems.append(f"re-wrapped a {cte} {part.ctype} body with lines over 998 characters")
         return
     if part.ctype.startswith("text/"):
-        encoded = binascii.b2a_qp(body.replace(b"\r\n", b"\n"), istext=True)
+        encoded = quoted_printable(body.replace(b"\r\n", b"\n"))
         cte = "quoted-printable"
     else:
         b64 = binascii.b2a_base64(body, newline=False)
