@@ -63,13 +63,6 @@ def tell(
     return receipt.id
 
 
-def _written(author: str) -> str:
-    """The author as the notice's To names them: a UTF-8 domain as its A-label when the
-    local part is ASCII (the notice then needs neither SMTPUTF8 nor UTF-8 headers); an
-    address with a UTF-8 local part as written (RFC 6532), which only SMTPUTF8 carries."""
-    return addresses.ascii_domain(author)
-
-
 def _notice(
     config: Config, author: str, headers: Headers, event: str, lists: Sequence[str], reason: str
 ) -> bytes:
@@ -97,7 +90,9 @@ def _notice(
     owner = f"{lists[0]}-owner@{domain}"
     fields = [
         compose.addresses("From", [(f"{lists[0]} moderation", owner)]),
-        compose.addresses("To", [("", _written(author))], utf8=True),
+        # A UTF-8 domain as its A-label when the local part is ASCII (no SMTPUTF8 or
+        # UTF-8 header needed then); a UTF-8 local part as written (RFC 6532).
+        compose.addresses("To", [("", addresses.ascii_domain(author))], utf8=True),
         compose.subject(f"Your message was {event}: {subject}"),
         *compose.standard(domain),
         compose.made("Auto-Submitted", "auto-replied"),
