@@ -8,7 +8,9 @@ Prints, in one run, recipients accepted per second by a fast SMTP sink on loopba
   personal copy per member (footer and one-click link);
 - the baseline measured in the same sitting: one smtplib session in this process
   sending byte-spliced personal copies (the footer spliced into the message bytes);
-- with --peers, mlmmj (Debian package) bulk and personal, when installed.
+- with --peers, mlmmj (Debian package) bulk and personal, and GNU Mailman 3 (in a
+  virtualenv of its own, bench/mailman_peer.py) bulk and personalize=full, when
+  installed.
 
 A rate is the recipients the sink accepted divided by the time from the first MAIL
 to the last accepted message; "wall" adds start-up. Every copy is checked at the
@@ -34,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import mailman_peer
 from bench.fanout import message
 from routemail import tokens
 from routemail.config import Site
@@ -283,6 +286,22 @@ def run_mlmmj(
     return Measure(label, counts, n, wall)
 
 
+# -- GNU Mailman 3 -----------------------------------------------------------------
+
+
+def run_mailman(sink: SinkProcess, raw: bytes, n: int, personal: bool, venv: Path) -> Measure:
+    """Mailman delivering raw to n members through the sink: bulk (its default: one
+    identical copy per `max_recipients` recipients) or personalize=full (a copy each,
+    To: the member)."""
+    counts, wall = mailman_peer.deliver(venv, sink, raw, members(n), personal)
+    if personal:
+        label = "Mailman 3, personalize=full"
+    else:  # the recipients per transaction Mailman chose, as the sink saw them
+        per = counts["recipients"] / counts["messages"] if counts["messages"] else 0
+        label = f"Mailman 3, bulk ({per:.0f} rcpt/txn)"
+    return Measure(label, counts, n, wall)
+
+
 # -- CPU per copy -----------------------------------------------------------------
 
 
@@ -343,11 +362,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--peers", action="store_true", help="also mlmmj, when installed")
+    parser.add_argument(
+        "--peers", action="store_true", help="also mlmmj and GNU Mailman 3, when installed"
+    )
     parser.add_argument(
         "--compare", help="also run routemail from this source tree (say, a worktree of main)"
     )
     parser.add_argument("--mlmmj", help="the folder holding mlmmj-receive (default: PATH)")
+    parser.add_argument(
+        "--mailman",
+        metavar="VENV",
+        help=f"a virtualenv holding GNU Mailman 3 (default: ${mailman_peer.VENV_VARIABLE})",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="profile one run at the largest size"
     )
@@ -364,7 +390,15 @@ def main() -> None:
         f"post: {len(raw):,} bytes with CRLF line breaks, multipart (QP text + QP HTML"
         " + base64 attachment)"
     )
-    print(f"median of {args.rounds} rounds; rate = recipients accepted / first MAIL to last 250\n")
+    print(f"median of {args.rounds} rounds; rate = recipients accepted / first MAIL to last 250")
+    mailman = mailman_peer.find(args.mailman) if args.peers else None
+    if args.peers:
+        have_mlmmj = shutil.which("mlmmj-receive", path=args.mlmmj)
+        mlmmj = "mlmmj" if have_mlmmj else "mlmmj: not installed (--mlmmj DIR)"
+        found = f"{mailman_peer.version(mailman)} from {mailman}" if mailman else None
+        not_found = f"Mailman 3: not installed (--mailman VENV or ${mailman_peer.VENV_VARIABLE})"
+        print(f"peers, one run each: {mlmmj}; {found or not_found}")
+    print()
     alone, joined, rescanned = per_copy(raw)
     print(
         f"CPU per copy, best of 5 x 2,000: copy {alone:.0f} us; copy + DATA form joined"
@@ -392,10 +426,12 @@ def main() -> None:
             if args.peers:
                 for personal in (False, True):
                     if personal and n > 1000:
-                        continue  # about 22/s: minutes for nothing new
+                        continue  # mlmmj 22/s, Mailman 30/s: minutes for nothing new
                     peer = run_mlmmj(sink, raw, n, personal, args.mlmmj)
                     if peer is not None:
                         rows.append((peer, 0))
+                    if mailman:
+                        rows.append((run_mailman(sink, raw, n, personal, mailman), 0))
             for m, peak in rows:
                 ratio = m.rate / base.rate if base.rate else 0.0
                 personal_text = f"{m.personalised}/{m.accepted}"
