@@ -1,16 +1,18 @@
-"""GNU Mailman 3 as a peer in bench/delivery.py: one post to a list of n members.
+"""GNU Mailman 3 as a peer in bench/delivery.py: posts to a list of n members.
 
 Mailman lives in a virtualenv of its own, outside the project (bench/RESULTS.md says
 how to make one). Each run makes a throwaway instance in a temporary folder: its own
 mailman.cfg (var_dir there, SQLite, the sink as its outgoing SMTP server, no incoming
-MTA), one list with n pre-verified members and the post in Mailman's `in` queue, as
-its LMTP server would leave it. That set-up is not timed. Then the runners a post goes
-through (in, pipeline, out) each run once over their queue, one after the other, and
-the sink measures from the first MAIL to the last accepted message.
+MTA) and one list with n pre-verified members, used for every round. Each round puts
+the post in Mailman's `in` queue, as its LMTP server would leave it, and then the
+runners a post goes through (in, pipeline, out) each run once over their queue, one
+after the other; the sink measures from the first MAIL to the last accepted message.
+Nothing before the first MAIL counts in the rate.
 
-This file is also the program that makes the list: bench/delivery.py imports it, and
-runs it with the virtualenv's Python (`VENV/bin/python bench/mailman_peer.py CFG
-MEMBERS MODE POST`), where only the standard library and Mailman are imported.
+This file is also the program that makes the list and posts to it: bench/delivery.py
+imports it, and runs it with the virtualenv's Python (`VENV/bin/python
+bench/mailman_peer.py CFG make MEMBERS MODE`, `... CFG inject POST`), where only the
+standard library and Mailman are imported.
 """
 
 from __future__ import annotations
@@ -40,19 +42,28 @@ class Sink(Protocol):
 
 
 def find(venv: str | None) -> Path | None:
-    """The virtualenv holding Mailman (--mailman, else $MAILMAN_VENV), or None."""
+    """The virtualenv holding Mailman (--mailman, else $MAILMAN_VENV), or None when
+    neither is given; a folder given that holds no Mailman stops the benchmark."""
     where = venv or os.environ.get(VENV_VARIABLE)
-    if not where or not (Path(where) / "bin" / "runner").exists():
+    if not where:
         return None
+    if not (Path(where) / "bin" / "runner").exists():
+        sys.exit(
+            f"{where} holds no GNU Mailman 3 (no bin/runner): bench/RESULTS.md says how to"
+            " make its virtualenv"
+        )
     return Path(where)
 
 
-def version(venv: Path) -> str:
-    """Mailman's own version line, e.g. "GNU Mailman 3.3.10 (Tom Sawyer)"."""
+def describe(venv: Path | None, rounds: int) -> str:
+    """One line for the benchmark's heading: which Mailman, or how to give one."""
+    if venv is None:
+        return f"Mailman 3: not installed (--mailman VENV or ${VENV_VARIABLE})"
     probe = "from mailman.version import MAILMAN_VERSION_FULL as v; print(v)"
-    return subprocess.run(
+    version = subprocess.run(
         [venv / "bin" / "python", "-c", probe], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    ).stdout.strip()  # e.g. "GNU Mailman 3.3.10 (Tom Sawyer)"
+    return f"{version} from {venv}, median of {rounds} posts to one list"
 
 
 def free_port() -> int:
@@ -92,39 +103,53 @@ port: {free_port()}
     return cfg
 
 
-def deliver(
-    venv: Path, sink: Sink, raw: bytes, members: list[str], personalize: bool
-) -> tuple[dict[str, float], float]:
-    """Mailman delivering raw to the members through the sink: the sink's counts and
-    the wall time of the three runners (their start-up included)."""
-    with tempfile.TemporaryDirectory(prefix="bench-mailman-") as tmp:
-        folder = Path(tmp)
-        cfg = write_config(folder, sink.port)
-        post = folder / "post.eml"
-        post.write_bytes(raw)
-        addresses = folder / "members.txt"
+class MailmanList:
+    """A throwaway Mailman instance with one list of the members, in a temporary
+    folder, for as many posts as asked (the members are subscribed once: 10,000 take
+    Mailman about 100 s here)."""
+
+    def __init__(self, venv: Path, sink: Sink, members: list[str], personalize: bool) -> None:
+        self.venv, self.sink, self.members = venv, sink, members
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-mailman-")
+        self.folder = Path(self._tmp.name)
+        self.cfg = write_config(self.folder, sink.port)
+        addresses = self.folder / "members.txt"
         addresses.write_text("".join(f"{m}\n" for m in members))
-        mode = "full" if personalize else "none"
-        _run([venv / "bin" / "python", __file__, str(cfg), str(addresses), mode, str(post)], folder)
-        sink.ask("reset")
+        self._mailman("make", str(addresses), "full" if personalize else "none")
+
+    def __enter__(self) -> MailmanList:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()
+
+    def deliver(self, raw: bytes) -> tuple[dict[str, float], float]:
+        """raw posted to the list and delivered through the sink: the sink's counts and
+        the wall time of the three runners (their start-up included)."""
+        post = self.folder / "post.eml"
+        post.write_bytes(raw)
+        self._mailman("inject", str(post))
+        self.sink.ask("reset")
         start = time.perf_counter()
         for runner in RUNNERS:
-            _run([venv / "bin" / "runner", "-C", str(cfg), "-r", runner, "--once"], folder)
-        counts = sink.wait_for(len(members), timeout=30)
+            self._run("runner", "-C", str(self.cfg), "-r", runner, "--once")
+        counts = self.sink.wait_for(len(self.members), timeout=30)
         wall = time.perf_counter() - start
-        left = leftovers(folder / "var" / "queue")
+        left = leftovers(self.folder / "var" / "queue")
         if left:
             print(f"  !! Mailman left messages in its queues: {left}", file=sys.stderr)
-    return counts, wall
+        return counts, wall
 
+    def _mailman(self, command: str, *args: str) -> None:
+        """This file's make or inject, run by the virtualenv's Python."""
+        self._run("python", __file__, str(self.cfg), command, *args)
 
-def _run(argv: list[Path | str], cwd: Path) -> None:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(
-            f"{Path(argv[0]).name} {' '.join(map(str, argv[1:]))} exited "
-            f"{done.returncode}:\n{done.stderr[-2000:]}"
+    def _run(self, program: str, *args: str) -> None:
+        done = subprocess.run(
+            [self.venv / "bin" / program, *args], cwd=self.folder, capture_output=True, text=True
         )
+        if done.returncode != 0:
+            sys.exit(f"{program} {' '.join(args)} exited {done.returncode}:\n{done.stderr[-2000:]}")
 
 
 def leftovers(queues: Path) -> dict[str, int]:
@@ -138,23 +163,14 @@ def leftovers(queues: Path) -> dict[str, int]:
 # -- run by the Python of Mailman's virtualenv ------------------------------------
 
 
-def make_list(cfg: str, addresses: str, personalize: str, post: str) -> None:
-    """The list with the members in the file addresses (one a line), and the post
-    in the `in` queue as LMTP leaves it.
+def make_list(addresses: str, personalize: str) -> None:
+    """The list with the members in the file addresses (one a line).
 
     Members are pre-verified and subscribed without a welcome message; the author is
     not a member, so the list accepts non-members' posts; no size limit (Mailman's
     default, 40 KB, would hold the 50 KB post) and no digests."""
-    from mailman.core.initialize import initialize
-
-    initialize(cfg)
-
-    import email
-
-    from mailman.app.inject import inject_message
     from mailman.app.lifecycle import create_list
     from mailman.config import config
-    from mailman.email.message import Message
     from mailman.interfaces.action import Action
     from mailman.interfaces.domain import IDomainManager
     from mailman.interfaces.mailinglist import Personalization
@@ -176,11 +192,30 @@ def make_list(cfg: str, addresses: str, personalize: str, post: str) -> None:
         address.verified_on = now()
         mlist.subscribe(address)
     config.db.commit()
+
+
+def inject(post: str) -> None:
+    """The post in the list's `in` queue, as Mailman's LMTP server leaves it."""
+    import email
+
+    from mailman.app.inject import inject_message
+    from mailman.config import config
+    from mailman.email.message import Message
+    from mailman.interfaces.listmanager import IListManager
+    from zope.component import getUtility
+
+    mlist = getUtility(IListManager).get(LIST)
     with open(post, "rb") as f:
         msg = email.message_from_binary_file(f, Message)
     inject_message(mlist, msg, to_list=True)
     config.db.commit()
 
 
-if __name__ == "__main__":
-    make_list(*sys.argv[1:5])
+if __name__ == "__main__":  # CFG make MEMBERS MODE | CFG inject POST
+    from mailman.core.initialize import initialize
+
+    initialize(sys.argv[1])
+    if sys.argv[2] == "make":
+        make_list(sys.argv[3], sys.argv[4])
+    else:
+        inject(sys.argv[3])
