@@ -100,16 +100,17 @@ class InFlight:
         self.bytes += size
         future.add_done_callback(self._back.put)
 
-    def back(self, every: bool) -> list[tuple[str, Future[Result]]]:
+    def back(self, wait_for: int) -> list[tuple[str, Future[Result]]]:
         """(recipient, Future) of the copies that are back, in the order handed over,
-        waiting for one (or, every, for all); they are then no longer in flight."""
+        waiting until wait_for of them are (or all, if fewer are in flight); they are
+        then no longer in flight."""
         if not self._copies:
             return []
-        done = {self._back.get()}
+        wait_for = min(max(1, wait_for), len(self._copies))
+        done: set[Future[Result]] = set()
+        while len(done) < wait_for:
+            done.add(self._back.get())
         while len(done) < len(self._copies):
-            if every:
-                done.add(self._back.get())
-                continue
             try:
                 done.add(self._back.get_nowait())
             except Empty:
@@ -250,14 +251,14 @@ class Deliverer:
                 expected = len(copy)
                 self._make_room(work, listname, in_flight, expected)
                 if self.priority is not None and self.priority.due():
-                    self._collect(work, listname, in_flight, every=True)
+                    self._collect(work, listname, in_flight, len(in_flight))
                     self.priority.run()
                 future = self._submit(work, sender, recipient, copy, listname)
                 in_flight.add(future, recipient, expected)
                 handed.add(recipient)
                 del copy  # the sender's now: not kept here once it is sent
         finally:
-            self._collect(work, listname, in_flight, every=True)
+            self._collect(work, listname, in_flight, len(in_flight))
         return all(r in work.finished for r in recipients)
 
     def _make_room(
@@ -270,10 +271,11 @@ class Deliverer:
         """Collect outcomes until a copy of size bytes may be handed over: fewer copies
         than the senders want, and no more than IN_FLIGHT_BYTES in all (always room
         for one, however big)."""
-        while in_flight and (
-            len(in_flight) >= self._in_flight() or in_flight.bytes + size > IN_FLIGHT_BYTES
-        ):
-            self._collect(work, listname, in_flight)
+        most = self._in_flight()
+        while in_flight and (len(in_flight) >= most or in_flight.bytes + size > IN_FLIGHT_BYTES):
+            # Several at once where several are out (one per sender): fewer wake-ups,
+            # and their lines in one append.
+            self._collect(work, listname, in_flight, self._senders())
 
     def _one_by_one(self, addresses: Sequence[str], listname: str) -> Callable[[str], str | None]:
         return lambda recipient: self.suppressed(recipient, listname)
@@ -281,6 +283,10 @@ class Deliverer:
     def _in_flight(self) -> int:
         transport = self.transport
         return transport.in_flight if isinstance(transport, Paced) else 1
+
+    def _senders(self) -> int:
+        transport = self.transport
+        return transport.senders if isinstance(transport, Paced) else 1
 
     def _submit(
         self, work: Work, sender: str, recipient: str, copy: bytes, listname: str
@@ -293,11 +299,9 @@ class Deliverer:
         done.set_result(transport.send(sender, recipient, copy, tags))
         return done
 
-    def _collect(
-        self, work: Work, listname: str, in_flight: InFlight, *, every: bool = False
-    ) -> None:
-        """Record the outcome of the copies that are back (once one is, or all)."""
-        back = in_flight.back(every)
+    def _collect(self, work: Work, listname: str, in_flight: InFlight, wait_for: int) -> None:
+        """Record the outcomes of the copies that are back, once wait_for are."""
+        back = in_flight.back(wait_for)
         if not back:
             return
         with self._batch(work):

@@ -59,6 +59,9 @@ class Sink:
     reads: list[list[str]] = field(default_factory=list)  # the commands of each read
     commands: list[str] = field(default_factory=list)  # every command verb, in order
     counts: Counts = field(default_factory=Counts)
+    # MAIL commands that came in the same read as the end of the content before them
+    # (a client announcing its next copy: RFC 2920 3.1).
+    announced: int = 0
     on_message: Callable[[Received], None] | None = None
     port: int = 0
 
@@ -121,7 +124,7 @@ class _Session(asyncio.Protocol):
         self.buf += data
         replies: list[bytes] = []
         verbs: list[str] = []
-        closing = False
+        closing = ended = False
         while not closing:
             if self.in_data:
                 if self.buf[:3] == b".\r\n":
@@ -136,6 +139,7 @@ class _Session(asyncio.Protocol):
                 self.in_data = False
                 replies.append(self.message(content))
                 closing = self.sink.close_after_each
+                ended = True
                 continue
             eol = self.buf.find(CRLF)
             if eol == -1:
@@ -148,6 +152,7 @@ class _Session(asyncio.Protocol):
             verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
             verbs.append(verb)
             self.sink.commands.append(verb)
+            self.sink.announced += ended and verb == "MAIL"
             reply, closing = self.command(verb, line)
             if self.sink.hold_replies and verb in ("MAIL", "RCPT"):
                 self.held.append(reply)
@@ -157,8 +162,8 @@ class _Session(asyncio.Protocol):
             replies.append(reply)
         if verbs:
             self.sink.reads.append(verbs)
-        if closing:  # whatever was withheld is said before hanging up
-            replies, self.held = self.held + replies, []
+        if closing:  # whatever was withheld is said (after what came before it) first
+            replies, self.held = replies + self.held, []
         if replies:
             self.transport.write(b"".join(replies))
         if closing:

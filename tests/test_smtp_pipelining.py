@@ -12,7 +12,7 @@ import pytest
 
 from routemail import config as configuration
 from routemail.copy import CopyMaker
-from routemail.transports import PERMANENT, SENT, TEMPORARY
+from routemail.transports import PERMANENT, SENT, TEMPORARY, Envelope, Result
 from routemail.transports.smtp import SmtpTransport
 from routemail.transports.wire import CRLF, WRITE_BYTES, smtp_data, unstuffed
 from tests.conftest import BASE_CONFIG, Project, RunCli
@@ -128,7 +128,8 @@ def test_refused_data_and_refused_content(sink: Sink) -> None:
     assert results[0].detail == "smtp: DATA refused: 554 5.7.1 DATA refused for this recipient"
     assert results[1].detail == "smtp: end of data refused: 550 5.7.1 content refused"
     assert [m.recipients for m in sink.messages] == [["cy@x.org"]]
-    assert sink.commands.count("RSET") == 2
+    # After DATA's refusal, not after the content's: the end of data ends a transaction.
+    assert sink.commands.count("RSET") == 1
     assert sink.counts.connections == 1
 
 
@@ -187,6 +188,92 @@ def test_idle_connection_closed_by_the_server_is_reopened() -> None:
     assert [r.outcome for r in results] == [SENT, SENT]
     assert sink.counts.connections == 2
     assert [m.recipients for m in sink.messages] == [["a@x.org"], ["b@x.org"]]
+
+
+def chain(smtp: SmtpTransport, people: list[str]) -> list[Result]:
+    """Each copy sent naming the next as the one that follows (as a sender does when
+    another copy is queued)."""
+    copies = [copy(r) for r in people]
+    following = [Envelope(SENDER, r, c) for r, c in zip(people[1:], copies[1:], strict=True)]
+    return [
+        smtp.send(SENDER, r, c, TAGS, f)
+        for r, c, f in zip(people, copies, [*following, None], strict=True)
+    ]
+
+
+def test_the_following_copy_is_announced_with_the_content_before_it(sink: Sink) -> None:
+    """Each copy's MAIL, RCPT and DATA go out in the write that ends the copy before
+    it: one round trip a copy. Every copy arrives whole, to its own recipient."""
+    smtp = transport(sink)
+    people = [f"member{i}@example.net" for i in range(4)]
+    results = chain(smtp, people)
+    smtp.close()
+    assert [r.outcome for r in results] == [SENT] * 4
+    assert sink.announced == 3
+    assert transactions(sink) == [PIPELINED] * 4
+    assert sink.counts.connections == 1
+    for message, recipient in zip(sink.messages, people, strict=True):
+        assert message.recipients == [recipient]
+        assert message.content == copy(recipient).replace(b"\n", CRLF)
+
+
+def test_refusals_around_an_announced_copy(sink: Sink) -> None:
+    """Content refused: the copy announced after it still goes (the end of data ends a
+    transaction; no RSET). An announced copy refused at RCPT is refused as any other,
+    its transaction reset, and the next copy goes out on the same connection."""
+    smtp = transport(sink)
+    results = chain(smtp, ["spam@x.org", "cy@x.org", "nobody@x.org", "dee@x.org"])
+    smtp.close()
+    assert [r.outcome for r in results] == [PERMANENT, SENT, PERMANENT, SENT]
+    assert results[0].detail == "smtp: end of data refused: 550 5.7.1 content refused"
+    assert results[2].detail == "smtp: RCPT TO refused: 550 5.1.1 no such user here"
+    assert [m.recipients for m in sink.messages] == [["cy@x.org"], ["dee@x.org"]]
+    assert sink.commands.count("RSET") == 1
+    assert sink.counts.connections == 1
+
+
+def test_a_copy_other_than_the_announced_one_goes_on_a_new_connection(sink: Sink) -> None:
+    """The server answered the announced DATA with 354 and waits for its content: a
+    send of another copy hangs up first, so the announced copy reaches nobody."""
+    smtp = transport(sink)
+    first = smtp.send(SENDER, "a@x.org", copy("a@x.org"), TAGS, Envelope(SENDER, "b@x.org", b"B"))
+    other = smtp.send(SENDER, "c@x.org", copy("c@x.org"), TAGS)
+    smtp.close()
+    assert first.sent and other.sent
+    assert [m.recipients for m in sink.messages] == [["a@x.org"], ["c@x.org"]]
+    assert sink.counts.connections == 2
+
+
+def test_an_announced_copy_meets_a_server_that_hung_up() -> None:
+    """A server that hangs up after each message never read the announced commands:
+    the announced copy goes out on a new connection, as a success."""
+    with Sink(close_after_each=True) as sink:
+        smtp = transport(sink)
+        results = chain(smtp, ["a@x.org", "b@x.org", "c@x.org"])
+        smtp.close()
+    assert [r.outcome for r in results] == [SENT] * 3
+    assert [m.recipients for m in sink.messages] == [["a@x.org"], ["b@x.org"], ["c@x.org"]]
+    assert sink.counts.connections == 3
+
+
+def test_an_announced_copy_meets_a_service_closing(sink: Sink) -> None:
+    """A 421 for the announced copy's recipient: temporary, halt, as without it."""
+    smtp = transport(sink)
+    results = chain(smtp, ["a@x.org", "closing@x.org"])
+    smtp.close()
+    assert results[0].sent
+    assert (results[1].outcome, results[1].halt) == (TEMPORARY, True)
+    assert results[1].detail == "smtp: RCPT TO refused: 421 4.3.2 shutting down"
+
+
+def test_without_pipelining_nothing_is_announced() -> None:
+    with Sink(pipelining=False) as sink:
+        smtp = transport(sink)
+        results = chain(smtp, ["a@x.org", "b@x.org"])
+        smtp.close()
+    assert [r.outcome for r in results] == [SENT, SENT]
+    assert sink.announced == 0
+    assert transactions(sink)[:3] == [["MAIL"], ["RCPT"], ["DATA"]]
 
 
 def test_without_pipelining_each_command_waits_for_its_reply() -> None:

@@ -60,6 +60,15 @@ class TokenBucket:
         self._sleep(wait)
         return wait
 
+    def take_at_once(self) -> bool:
+        """Take one token if one is banked now; never waits."""
+        with self._lock:
+            self._refill()
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
     def pause(self, seconds: float) -> None:
         """Empty the bucket so nothing else goes out for `seconds` (after throttling)."""
         with self._lock:

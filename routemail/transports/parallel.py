@@ -12,6 +12,10 @@ The caller hands a copy over with submit(), gets a Future, and records the
 outcome itself when the Future is done: only the caller writes sidecar lines.
 send() is submit() and wait, for a single notice.
 
+A sender whose session can start the next copy while this one goes out (SMTP with
+PIPELINING: the next MAIL, RCPT and DATA written with this content) takes the next
+queued copy along when there is one, and sends it next on the same session.
+
 How many senders: a fixed number (`[delivery.smtp] connections`, a fixed
 `[delivery.ses] concurrency`), or, when adaptive, as many as `rate` needs at
 the latency observed so far with some to spare (HEADROOM times rate times seconds
@@ -30,8 +34,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from typing import cast
 
-from routemail.transports import TEMPORARY, Result, Transport
+from routemail.transports import TEMPORARY, Announcing, Envelope, Result, Transport
 from routemail.transports.pacing import Backoff, Breaker, Clock, Sleep, TokenBucket
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,10 @@ log = logging.getLogger(__name__)
 # Copies handed over but not yet recorded, per sender: one being sent, one
 # waiting, so a sender never idles while the caller builds the next copy.
 IN_FLIGHT_PER_SENDER = 2
+# Where a session announces the copy it sends next (SMTP with PIPELINING), it holds
+# two, and finds a third queued as it starts the next one while the caller
+# collects outcomes several at a time.
+IN_FLIGHT_PER_ANNOUNCING_SENDER = 4
 LATENCY_WEIGHT = 0.2  # of each new call in the running mean of call latency
 # Adaptive senders: rate x latency is what the mean call needs, but a sender also
 # spends time between calls (its copy's outcome, the next copy, waiting for a core)
@@ -57,6 +66,10 @@ class _Copy:
     tags: Mapping[str, str]
     future: Future[Result] = field(default_factory=Future)
     tries: int = 0
+    paid: bool = False  # its token was taken when it was announced
+
+    def envelope(self) -> Envelope:
+        return Envelope(self.sender, self.recipient, self.message)
 
 
 class Paced:
@@ -105,6 +118,8 @@ class Paced:
         self._another = another
         self._clock = clock
         self._sleep = sleep
+        announcing = getattr(inner, "takes_following", False)
+        self._per_sender = IN_FLIGHT_PER_ANNOUNCING_SENDER if announcing else IN_FLIGHT_PER_SENDER
         self._spare = [inner]  # sessions no sender owns yet
         self._sessions = [inner]
         self._threads: list[threading.Thread] = []
@@ -148,7 +163,7 @@ class Paced:
     @property
     def in_flight(self) -> int:
         """How many copies a caller should have handed over and not yet recorded."""
-        return IN_FLIGHT_PER_SENDER * self.senders
+        return self._per_sender * self.senders
 
     @property
     def circuit_open(self) -> bool:
@@ -205,32 +220,69 @@ class Paced:
             return None if self._closing else self._queue.popleft()
 
     def _run(self, session: Transport) -> None:
-        while (copy := self._next()) is not None:
+        copy = self._next()
+        while copy is not None:
+            following = self._following(session)
             try:
-                self._deliver(session, copy)
+                if not self._deliver(session, copy, following):
+                    following = None  # handed back: this session failed
             except BaseException as exc:  # a bug in a transport must not hang the caller
                 if not copy.future.done():
                     copy.future.set_exception(exc)
+                if following is not None:
+                    self._hand_back(following)
+                    following = None
             # Not kept while waiting for the next one: with a big post, each idle
             # sender would hold a whole copy the run is done with.
             del copy
+            if following is not None and self._closing:
+                self._hand_back(following)  # settled as not attempted
+                following = None
+            copy = following if following is not None else self._next()
 
-    def _deliver(self, session: Transport, copy: _Copy) -> None:
-        """Try one copy until it is settled, or hand it back to the queue."""
+    def _following(self, session: Transport) -> _Copy | None:
+        """The next queued copy, taken to be announced after the one going out now, when
+        the session can announce and the next copy's token is at hand without a wait."""
+        if not getattr(session, "takes_following", False):
+            return None
+        with self._lock:
+            if self._closing or not self._queue:
+                return None
+            following = self._queue[0]
+            if self.bucket and not following.paid:
+                if not self.bucket.take_at_once():
+                    return None
+                following.paid = True
+            return self._queue.popleft()
+
+    def _hand_back(self, copy: _Copy) -> None:
+        """A copy taken but not sent goes back to the head of the queue for any sender
+        (or, once the run is closing, is settled as not attempted)."""
+        with self._lock:
+            if not self._closing:
+                self._queue.appendleft(copy)
+                self._lock.notify()
+                return
+        copy.future.set_result(Result(TEMPORARY, "not attempted: the run stopped"))
+
+    def _deliver(self, session: Transport, copy: _Copy, following: _Copy | None) -> bool:
+        """Try one copy until it is settled, or hand it back to the queue. True while
+        the session is still good for the following copy (it failed otherwise)."""
         while True:
             admitted = self.breaker.admit()
             if admitted is False:
                 why = f"not attempted: {self.breaker.reason}"
                 copy.future.set_result(Result(TEMPORARY, why, halt=True))
-                return
+                return True
             limit = 1 if admitted else self.retries + 1  # a probe is tried once
-            if self.bucket:
+            if self.bucket and not copy.paid:
                 self.bucket.take()
-            result = self._timed(session, copy)
+            copy.paid = False
+            result = self._timed(session, copy, following)
             copy.tries += 1
             if result.outcome != TEMPORARY or copy.tries >= limit:
                 copy.future.set_result(self._settled(copy, result))
-                return
+                return True
             wait = self.delay(copy.tries - 1, result.retry_after)
             log.info("%s: %s; retrying in %.1f s", copy.recipient, result.detail, wait)
             if result.throttled and self.bucket:
@@ -238,6 +290,8 @@ class Paced:
                 self.bucket.pause(wait)
             elif result.halt:
                 # This session failed: another sender tries the copy now, this one rests.
+                if following is not None:
+                    self._hand_back(following)
                 with self._lock:
                     if not self._closing:
                         self._queue.appendleft(copy)
@@ -245,13 +299,19 @@ class Paced:
                     else:
                         copy.future.set_result(self._settled(copy, result))
                 self._sleep(wait)
-                return
+                return False
             else:
                 self._sleep(wait)
 
-    def _timed(self, session: Transport, copy: _Copy) -> Result:
+    def _timed(self, session: Transport, copy: _Copy, following: _Copy | None) -> Result:
         started = self._clock()
-        result = session.send(copy.sender, copy.recipient, copy.message, copy.tags)
+        if following is not None:
+            announcing = cast(Announcing, session)
+            result = announcing.send(
+                copy.sender, copy.recipient, copy.message, copy.tags, following.envelope()
+            )
+        else:
+            result = session.send(copy.sender, copy.recipient, copy.message, copy.tags)
         took = self._clock() - started
         with self._lock:
             old = self._latency

@@ -8,11 +8,12 @@ import os
 import smtplib
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from routemail import addresses
 from routemail.identity import header_end
-from routemail.transports import PERMANENT, SENT, TEMPORARY, Result, TransportError
+from routemail.transports import PERMANENT, SENT, TEMPORARY, Envelope, Result, TransportError
 from routemail.transports.wire import END_OF_DATA, smtp_pieces, writes
 
 if TYPE_CHECKING:
@@ -29,7 +30,17 @@ START_INPUT = 354
 
 class SmtpTransport:
     """Sends each copy in its own SMTP transaction over a connection kept for the run,
-    with MAIL, RCPT and DATA in one write when the server offers PIPELINING."""
+    with MAIL, RCPT and DATA in one write when the server offers PIPELINING.
+
+    With PIPELINING, a caller that already knows the copy it sends next names it
+    (`following`): its MAIL, RCPT and DATA go in the same write as this copy's content
+    (RFC 2920 3.1 lets content be the first command of a group), so a copy costs one
+    round trip, not two. That next copy must then be this session's next send: a server
+    that answered its DATA with 354 waits for content, and the only way out is to hang
+    up (which the next send does when handed another copy: nothing was delivered).
+    """
+
+    takes_following = True
 
     def __init__(self, settings: Smtp, *, ca_file: str | None = None) -> None:
         self.settings = settings
@@ -54,6 +65,9 @@ class SmtpTransport:
                     "give a PEM file holding the server's CA certificate"
                 ) from exc
         self._conn: smtplib.SMTP | None = None
+        # The transaction whose commands went out after the last copy's content, its
+        # replies not read yet.
+        self._announced: _Announced | None = None
 
     # -- the connection ------------------------------------------------------
 
@@ -88,25 +102,40 @@ class SmtpTransport:
         return self._conn
 
     def _drop(self) -> None:
+        self._announced = None
         if self._conn is not None:
             _quietly_close(self._conn)
             self._conn = None
 
     # -- one copy ------------------------------------------------------------
 
-    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
-        data = Data(message)
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        message: bytes,
+        tags: Mapping[str, str],
+        following: Envelope | None = None,
+    ) -> Result:
+        """One copy; following, the copy this session sends next (see the class)."""
+        announced, self._announced = self._announced, None
+        if announced is not None and not announced.names(sender, recipient, message):
+            self._drop()  # its DATA may be waiting for content that will not come
+            announced = None
+        data = announced.data if announced is not None else Data(message)
         fresh = self._conn is None
         try:
             try:
-                return self._transaction(self._connection(), sender, recipient, data)
+                conn = self._connection()
+                return self._transaction(conn, sender, recipient, data, announced, following)
             except _StaleConnection:
                 # The server closed an idle connection before MAIL FROM was
                 # answered: nothing was sent, so try again at once on a new one.
                 self._drop()
                 if fresh:
                     raise smtplib.SMTPServerDisconnected("connection closed on MAIL FROM") from None
-                return self._transaction(self._connection(), sender, recipient, data)
+                conn = self._connection()
+                return self._transaction(conn, sender, recipient, data, None, following)
         except TransportError as exc:
             self._drop()
             return Result(TEMPORARY, f"smtp: {exc}", halt=True)
@@ -141,7 +170,44 @@ class SmtpTransport:
                 TEMPORARY, f"smtp: {self._where()}: {type(exc).__name__}: {exc}", halt=True
             )
 
-    def _transaction(self, conn: smtplib.SMTP, sender: str, recipient: str, data: Data) -> Result:
+    def _transaction(
+        self,
+        conn: smtplib.SMTP,
+        sender: str,
+        recipient: str,
+        data: Data,
+        announced: _Announced | None,
+        following: Envelope | None,
+    ) -> Result:
+        if announced is not None:  # its commands went out with the last copy's content
+            return self._replies(conn, announced.options, data, following)
+        options = self._options(conn, sender, recipient, data)
+        if isinstance(options, Result):
+            return options
+        if conn.has_extn("pipelining"):
+            try:
+                conn.send(_commands(sender, recipient, options))
+            except smtplib.SMTPServerDisconnected as exc:
+                raise _StaleConnection from exc
+            return self._replies(conn, options, data, following)
+        try:
+            code, text = conn.mail(addresses.ascii_domain(sender), options)
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _StaleConnection from exc
+        if code != 250:
+            return self._refused(conn, code, text, "MAIL FROM")
+        code, text = conn.rcpt(addresses.ascii_domain(recipient))
+        if code not in (250, 251):
+            return self._refused(conn, code, text, "RCPT TO")
+        code, text = conn.docmd("DATA")
+        if code != START_INPUT:
+            return self._refused(conn, code, text, "DATA")
+        return self._content(conn, data, None)
+
+    def _options(
+        self, conn: smtplib.SMTP, sender: str, recipient: str, data: Data
+    ) -> list[str] | Result:
+        """The MAIL FROM parameters of a copy, or why it cannot go over this connection."""
         if not (_path(sender) and _path(recipient)):
             return Result(PERMANENT, f"smtp: {sender!r} to {recipient!r}: not a mail address")
         sender, recipient = addresses.ascii_domain(sender), addresses.ascii_domain(recipient)
@@ -161,29 +227,18 @@ class SmtpTransport:
         # rather than a list post refused for everyone because its author's is UTF-8.
         if utf8_path or (data.utf8_header and conn.has_extn("smtputf8")):
             options.append("SMTPUTF8")
-        if conn.has_extn("pipelining"):
-            return self._pipelined(conn, sender, recipient, options, data)
-        try:
-            code, text = conn.mail(sender, options)
-        except smtplib.SMTPServerDisconnected as exc:
-            raise _StaleConnection from exc
-        if code != 250:
-            return self._refused(conn, code, text, "MAIL FROM")
-        code, text = conn.rcpt(recipient)
-        if code not in (250, 251):
-            return self._refused(conn, code, text, "RCPT TO")
-        code, text = conn.docmd("DATA")
-        if code != START_INPUT:
-            return self._refused(conn, code, text, "DATA")
-        return self._content(conn, data)
+        return options
 
-    def _pipelined(
-        self, conn: smtplib.SMTP, sender: str, recipient: str, options: list[str], data: Data
+    def _replies(
+        self,
+        conn: smtplib.SMTP,
+        options: list[str],
+        data: Data,
+        following: Envelope | None,
     ) -> Result:
-        """MAIL, RCPT and DATA in one write, their replies read in order (RFC 2920)."""
-        commands = f"MAIL FROM:<{sender}>{_params(options)}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+        """The replies to MAIL, RCPT and DATA written in one go (RFC 2920), read in
+        order; then the content."""
         try:
-            conn.send(commands.encode("utf-8") if "SMTPUTF8" in options else commands)
             mail = conn.getreply()
         except smtplib.SMTPServerDisconnected as exc:
             # Closed before it answered MAIL FROM: no DATA was sent, nothing arrived.
@@ -209,25 +264,48 @@ class SmtpTransport:
             self._drop()
         if refused is not None:
             return self._refused(conn, *refused)
-        return self._content(conn, data)
+        return self._content(conn, data, following)
 
-    def _content(self, conn: smtplib.SMTP, data: Data) -> Result:
+    def _content(self, conn: smtplib.SMTP, data: Data, following: Envelope | None) -> Result:
         """After 354: the copy, already in DATA form with its closing dot, in one write
-        (a few for a big copy, whose shared pieces are written as they are)."""
-        for chunk in writes(data.pieces):
+        (a few for a big copy, whose shared pieces are written as they are), and the
+        commands of the copy that follows, when there is one to announce."""
+        chunks = writes(data.pieces)
+        announced = self._announce(conn, following)
+        if announced is not None:
+            nxt = announced.envelope
+            chunks[-1] = bytes(chunks[-1]) + _commands(nxt.sender, nxt.recipient, announced.options)
+        for chunk in chunks:
             conn.send(chunk)
+        self._announced = announced
         code, text = conn.getreply()
         if code != 250:
-            return self._refused(conn, code, text, "end of data")
+            # The end of data ends the transaction whatever the answer (RFC 5321
+            # 4.1.1.4): no RSET, which would also undo the one announced after it.
+            return self._refused(conn, code, text, "end of data", reset=False)
         return Result(SENT, text.decode("utf-8", "replace"))
 
-    def _refused(self, conn: smtplib.SMTP, code: int, text: bytes | str, stage: str) -> Result:
+    def _announce(self, conn: smtplib.SMTP, following: Envelope | None) -> _Announced | None:
+        """What to write of the following copy after this one's content: nothing
+        without PIPELINING, or for a copy this connection cannot take (its own send
+        says why)."""
+        if following is None or not conn.has_extn("pipelining"):
+            return None
+        data = Data(following.message)
+        options = self._options(conn, following.sender, following.recipient, data)
+        if isinstance(options, Result):
+            return None
+        return _Announced(following, data, options)
+
+    def _refused(
+        self, conn: smtplib.SMTP, code: int, text: bytes | str, stage: str, reset: bool = True
+    ) -> Result:
         said = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         reply = f"{code} {said}".strip()
         detail = f"smtp: {stage} refused: {reply}"
         if code == SERVICE_CLOSING or code < 400:
             self._drop()
-        else:
+        elif reset:
             try:
                 conn.rset()
             except (smtplib.SMTPException, OSError):
@@ -251,6 +329,20 @@ class SmtpTransport:
                 pass
             finally:
                 self._drop()
+
+
+@dataclass
+class _Announced:
+    """A copy whose MAIL, RCPT and DATA went out after the previous copy's content."""
+
+    envelope: Envelope
+    data: Data
+    options: list[str]
+
+    def names(self, sender: str, recipient: str, message: bytes) -> bool:
+        """Whether a send is of this copy (the same bytes object, not only equal ones)."""
+        mine = self.envelope
+        return mine.message is message and (mine.sender, mine.recipient) == (sender, recipient)
 
 
 class Data:
@@ -277,8 +369,12 @@ def _path(address: str) -> bool:
     return not any(c in address for c in "\r\n\x00<>")
 
 
-def _params(options: list[str]) -> str:
-    return "".join(" " + option for option in options)
+def _commands(sender: str, recipient: str, options: list[str]) -> bytes:
+    """MAIL, RCPT and DATA of one copy, to write at once (RFC 2920)."""
+    sender, recipient = addresses.ascii_domain(sender), addresses.ascii_domain(recipient)
+    params = "".join(" " + option for option in options)
+    text = f"MAIL FROM:<{sender}>{params}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+    return text.encode("utf-8") if "SMTPUTF8" in options else text.encode("ascii")
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
