@@ -16,6 +16,10 @@ A rate is the recipients the sink accepted divided by the time from the first MA
 to the last accepted message; "wall" adds start-up. Every copy is checked at the
 sink to name its own recipient. Peak RSS of `routemail run` comes from wait4(); the
 memory line compares a run with a 10 MB post against one with the 50 KB post.
+CPU/rcpt is the sender's CPU time (user and system, start-up included) per recipient,
+where it is measured (routemail, the baseline); sink/rcpt the sink's, for every
+sender: on a machine of two shared cores the sink's share is not the sender's, and
+both are steadier than rates when the machine is busy.
 """
 
 from __future__ import annotations
@@ -106,7 +110,8 @@ for line in sys.stdin:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    print(json.dumps([wall, code, usage.ru_maxrss * 1024]), flush=True)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps([wall, code, usage.ru_maxrss * 1024, cpu]), flush=True)
 """
 
 
@@ -119,14 +124,15 @@ class Launcher:
             text=True,
         )
 
-    def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, int]:
-        """argv run in cwd to its end: wall seconds, exit code, peak RSS in bytes."""
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int, int, float]:
+        """argv run in cwd to its end: wall seconds, exit code, peak RSS in bytes, and
+        CPU seconds (user and system, start-up included)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         job = {"argv": argv, "env": env, "cwd": str(cwd)}
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
-        wall, code, rss = json.loads(self.proc.stdout.readline())
-        return wall, code, rss
+        wall, code, rss, cpu = json.loads(self.proc.stdout.readline())
+        return wall, code, rss, cpu
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -138,9 +144,21 @@ LAUNCH: Launcher | None = None
 
 
 class Measure:
-    def __init__(self, label: str, counts: dict[str, float], expected: int, wall: float) -> None:
+    """One sender's figures; cpu, the sender's CPU seconds where measured."""
+
+    def __init__(
+        self,
+        label: str,
+        counts: dict[str, float],
+        expected: int,
+        wall: float,
+        cpu: float | None = None,
+    ) -> None:
         self.label = label
         self.accepted = int(counts["recipients"])
+        per_rcpt = 1e6 / self.accepted if self.accepted else 0.0
+        self.cpu_us = cpu * per_rcpt if cpu is not None else None
+        self.sink_us = counts.get("cpu", 0.0) * per_rcpt
         self.personalised = int(counts["personalised"])
         self.expected = expected
         span = counts["last"] - counts["first"]
@@ -221,12 +239,12 @@ def run_routemail(
         LAUNCH = LAUNCH or Launcher()
         # In the project's folder: `python -m` looks in the current folder first, which
         # would take this tree's routemail over PYTHONPATH's.
-        wall, code, rss = LAUNCH.run(command, env, Path(tmp))
+        wall, code, rss, cpu = LAUNCH.run(command, env, Path(tmp))
         if code != 0:
             sys.exit(f"routemail run exited {code}")
         counts = sink.wait_for(n)
     label = f"routemail run from {Path(tree).name}" if tree else "routemail run (defaults)"
-    return Measure(label, counts, n, wall), rss
+    return Measure(label, counts, n, wall, cpu), rss
 
 
 # -- the baseline: one smtplib session, byte-spliced copies ----------------------
@@ -238,7 +256,7 @@ def run_baseline(sink: SinkProcess, raw: bytes, n: int) -> Measure:
     cut = raw.index(b"\r\n--alt")
     head, tail = raw[:cut], raw[cut:]
     sink.ask("reset")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     conn = smtplib.SMTP("127.0.0.1", sink.port)
     issued = int(time.time())
     for member in members(n):
@@ -246,8 +264,8 @@ def run_baseline(sink: SinkProcess, raw: bytes, n: int) -> Measure:
         footer = FOOTER.format(list="volunteers", recipient=member, unsubscribe_url=url)
         conn.sendmail(SENDER, [member], head + b"\r\n" + footer.encode() + tail)
     conn.quit()
-    wall = time.perf_counter() - start
-    return Measure("one smtplib session, byte-spliced", sink.wait_for(n), n, wall)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return Measure("one smtplib session, byte-spliced", sink.wait_for(n), n, wall, cpu)
 
 
 # -- mlmmj ------------------------------------------------------------------------
@@ -414,7 +432,7 @@ def main() -> None:
     try:
         print(
             f"{'sender':<38} {'members':>7} {'rcpt/s':>8} {'wall/s':>8} {'vs base':>8}"
-            f" {'personal':>9} {'conns':>5} {'peak RSS':>9}"
+            f" {'personal':>9} {'conns':>5} {'peak RSS':>9} {'CPU/rcpt':>9} {'sink/rcpt':>9}"
         )
         for n in args.members:
             base = median_of([run_baseline(sink, raw, n) for _ in range(args.rounds)])
@@ -444,6 +462,8 @@ def main() -> None:
                     f"{m.label:<38} {n:>7} {m.rate:>8.0f} {m.wall_rate:>8.0f} {ratio:>7.2f}x"
                     f" {personal_text:>9} {m.connections:>5}"
                     f" {f'{peak / 2**20:.0f} MiB' if peak else '':>9}"
+                    f" {f'{m.cpu_us:.0f} us' if m.cpu_us is not None else '':>9}"
+                    f" {f'{m.sink_us:.0f} us':>9}"
                 )
                 if m.accepted != m.expected:
                     print(f"  !! {m.label}: {m.accepted} of {m.expected} recipients accepted")
