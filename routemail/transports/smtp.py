@@ -270,12 +270,12 @@ class SmtpTransport:
         """After 354: the copy, already in DATA form with its closing dot, in one write
         (a few for a big copy, whose shared pieces are written as they are), and the
         commands of the copy that follows, when there is one to announce."""
-        chunks = writes(data.pieces)
         announced = self._announce(conn, following)
+        pieces = data.pieces
         if announced is not None:
             nxt = announced.envelope
-            chunks[-1] = bytes(chunks[-1]) + _commands(nxt.sender, nxt.recipient, announced.options)
-        for chunk in chunks:
+            pieces = [*pieces, _commands(nxt.sender, nxt.recipient, announced.options)]
+        for chunk in writes(pieces):
             conn.send(chunk)
         self._announced = announced
         code, text = conn.getreply()
