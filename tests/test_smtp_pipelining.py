@@ -244,6 +244,17 @@ def test_a_copy_other_than_the_announced_one_goes_on_a_new_connection(sink: Sink
     assert sink.counts.connections == 2
 
 
+def test_closing_with_an_announced_copy_hangs_up(sink: Sink) -> None:
+    """The server waits for the announced copy's content, where QUIT would be read as
+    content: the session hangs up instead, and the server keeps nothing of it."""
+    smtp = transport(sink)
+    sent = smtp.send(SENDER, "a@x.org", copy("a@x.org"), TAGS, Envelope(SENDER, "b@x.org", b"B"))
+    smtp.close()
+    assert sent.sent
+    assert [m.recipients for m in sink.messages] == [["a@x.org"]]
+    assert sink.counts.messages == 1
+
+
 def test_an_announced_copy_meets_a_server_that_hung_up() -> None:
     """A server that hangs up after each message never read the announced commands:
     the announced copy goes out on a new connection, as a success."""

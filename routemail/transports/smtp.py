@@ -322,6 +322,10 @@ class SmtpTransport:
         return f"{self.settings.host}:{self.settings.port}"
 
     def close(self) -> None:
+        if self._announced is not None:
+            # A server waiting for the announced copy's content would take QUIT as
+            # content: hang up instead (it delivers nothing without the final dot).
+            self._drop()
         if self._conn is not None:
             try:
                 self._conn.quit()
