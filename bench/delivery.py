@@ -326,6 +326,48 @@ def run_mailman(
     return median_of(runs)
 
 
+# -- one sitting ------------------------------------------------------------------
+
+
+def interleaved(
+    sink: SinkProcess, raw: bytes, n: int, args: argparse.Namespace
+) -> tuple[list[tuple[Measure, int]], Measure]:
+    """routemail, the baseline, --compare's tree and mlmmj bulk, each run once a round
+    in turn, so that a busy spell of the shared machine falls on all of them alike;
+    their medians (with the highest peak RSS) and the baseline's. Prints how routemail
+    fared against mlmmj bulk round by round."""
+    senders: dict[str, Callable[[], tuple[Measure, int]]] = {
+        "routemail": lambda: run_routemail(sink, raw, n),
+        "base": lambda: (run_baseline(sink, raw, n), 0),
+    }
+    if args.compare:
+        senders["compare"] = lambda: run_routemail(sink, raw, n, tree=args.compare)
+    if args.peers and shutil.which("mlmmj-receive", path=args.mlmmj):
+
+        def mlmmj() -> tuple[Measure, int]:
+            peer = run_mlmmj(sink, raw, n, False, args.mlmmj)
+            assert peer is not None
+            return peer, 0
+
+        senders["mlmmj"] = mlmmj
+    runs: dict[str, list[tuple[Measure, int]]] = {key: [] for key in senders}
+    for _ in range(args.rounds):
+        for key, run in senders.items():
+            runs[key].append(run())
+    if "mlmmj" in runs:
+        ratios = [
+            ours.rate / peer.rate
+            for (ours, _), (peer, _) in zip(runs["routemail"], runs["mlmmj"], strict=True)
+        ]
+        shown = ", ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"  {n:,} members, routemail / mlmmj bulk round by round: {shown};"
+            f" median {sorted(ratios)[len(ratios) // 2]:.2f}"
+        )
+    rows = [(median_of([m for m, _ in done]), max(r for _, r in done)) for done in runs.values()]
+    return rows, rows[1][0]
+
+
 # -- CPU per copy -----------------------------------------------------------------
 
 
@@ -414,11 +456,18 @@ def main() -> None:
         f"post: {len(raw):,} bytes with CRLF line breaks, multipart (QP text + QP HTML"
         " + base64 attachment)"
     )
-    print(f"median of {args.rounds} rounds; rate = recipients accepted / first MAIL to last 250")
+    print(
+        f"median of {args.rounds} rounds, each running routemail, the baseline, --compare"
+        " and mlmmj bulk once in turn; rate = recipients accepted / first MAIL to last 250"
+    )
     mailman = mailman_peer.find(args.mailman) if args.peers else None
     if args.peers:
         have_mlmmj = shutil.which("mlmmj-receive", path=args.mlmmj)
-        mlmmj = "mlmmj, one run each" if have_mlmmj else "mlmmj: not installed (--mlmmj DIR)"
+        mlmmj = (
+            "mlmmj (bulk each round, personal once)"
+            if have_mlmmj
+            else "mlmmj: not installed (--mlmmj DIR)"
+        )
         print(f"peers: {mlmmj}; {mailman_peer.describe(mailman, args.rounds)}")
     print()
     alone, joined, rescanned = per_copy(raw)
@@ -435,21 +484,12 @@ def main() -> None:
             f" {'personal':>9} {'conns':>5} {'peak RSS':>9} {'CPU/rcpt':>9} {'sink/rcpt':>9}"
         )
         for n in args.members:
-            base = median_of([run_baseline(sink, raw, n) for _ in range(args.rounds)])
-            ours = [run_routemail(sink, raw, n) for _ in range(args.rounds)]
-            best = median_of([m for m, _ in ours])
-            rss = max(r for _, r in ours)
-            rows = [(best, rss), (base, 0)]
-            if args.compare:
-                before = [
-                    run_routemail(sink, raw, n, tree=args.compare) for _ in range(args.rounds)
-                ]
-                rows.append((median_of([m for m, _ in before]), max(r for _, r in before)))
+            rows, base = interleaved(sink, raw, n, args)
             if args.peers:
                 for personal in (False, True):
                     if personal and n > 1000:
                         continue  # mlmmj 22/s, Mailman 30/s: minutes for nothing new
-                    peer = run_mlmmj(sink, raw, n, personal, args.mlmmj)
+                    peer = run_mlmmj(sink, raw, n, personal, args.mlmmj) if personal else None
                     if peer is not None:
                         rows.append((peer, 0))
                     if mailman:
