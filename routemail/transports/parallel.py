@@ -118,8 +118,11 @@ class Paced:
         self._another = another
         self._clock = clock
         self._sleep = sleep
-        announcing = getattr(inner, "takes_following", False)
-        self._per_sender = IN_FLIGHT_PER_ANNOUNCING_SENDER if announcing else IN_FLIGHT_PER_SENDER
+        # Every session is of one kind (another() makes more like inner).
+        self._announcing = bool(getattr(inner, "takes_following", False))
+        self._per_sender = (
+            IN_FLIGHT_PER_ANNOUNCING_SENDER if self._announcing else IN_FLIGHT_PER_SENDER
+        )
         self._spare = [inner]  # sessions no sender owns yet
         self._sessions = [inner]
         self._threads: list[threading.Thread] = []
@@ -222,7 +225,7 @@ class Paced:
     def _run(self, session: Transport) -> None:
         copy = self._next()
         while copy is not None:
-            following = self._following(session)
+            following = self._following()
             try:
                 if not self._deliver(session, copy, following):
                     following = None  # handed back: this session failed
@@ -240,10 +243,10 @@ class Paced:
                 following = None
             copy = following if following is not None else self._next()
 
-    def _following(self, session: Transport) -> _Copy | None:
+    def _following(self) -> _Copy | None:
         """The next queued copy, taken to be announced after the one going out now, when
-        the session can announce and the next copy's token is at hand without a wait."""
-        if not getattr(session, "takes_following", False):
+        the sessions can announce and the next copy's token is at hand without a wait."""
+        if not self._announcing:
             return None
         with self._lock:
             if self._closing or not self._queue:
