@@ -33,6 +33,7 @@ from routemail.transports import (
     open_transport,
 )
 from routemail.transports.parallel import Paced
+from routemail.transports.smtp_pool import SmtpPool
 
 OUTGOING = "outgoing"  # the pseudo-list of transactional mail in L lines, tags and bounces
 # F lines whose detail starts so count toward max_attempts; the others record a copy
@@ -87,10 +88,20 @@ class InFlight:
     sizes, and which are back (each Future reports itself to a queue when done,
     cheaper than waiting on all of them again for every copy)."""
 
-    def __init__(self) -> None:
+    def __init__(self, drive: Callable[[], None] | None = None) -> None:
         self._copies: dict[Future[Result], tuple[str, int]] = {}
         self._back: SimpleQueue[Future[Result]] = SimpleQueue()
         self.bytes = 0
+        # A transport that sends from the caller's thread (smtp_pool) does its work
+        # while the caller waits: drive() it until an outcome is back.
+        self._drive = drive
+
+    def _next(self) -> Future[Result]:
+        if self._drive is not None:
+            while self._back.empty():
+                self._drive()
+            return self._back.get_nowait()
+        return self._back.get()
 
     def __len__(self) -> int:
         return len(self._copies)
@@ -109,7 +120,7 @@ class InFlight:
         wait_for = min(max(1, wait_for), len(self._copies))
         done: set[Future[Result]] = set()
         while len(done) < wait_for:
-            done.add(self._back.get())
+            done.add(self._next())
         while len(done) < len(self._copies):
             try:
                 done.add(self._back.get_nowait())
@@ -228,7 +239,7 @@ class Deliverer:
         thread, as it comes back, and all of them before this returns."""
         todo = [r for r in recipients if r not in work.finished]
         self.tally.expect(len(todo))
-        in_flight = InFlight()
+        in_flight = InFlight(getattr(self.transport, "drive", None))
         handed = AddressSet()
         suppressed = (self.among or self._one_by_one)(todo, listname)
         expected = 0  # bytes of the next copy
@@ -282,18 +293,18 @@ class Deliverer:
 
     def _in_flight(self) -> int:
         transport = self.transport
-        return transport.in_flight if isinstance(transport, Paced) else 1
+        return transport.in_flight if isinstance(transport, Paced | SmtpPool) else 1
 
     def _senders(self) -> int:
         transport = self.transport
-        return transport.senders if isinstance(transport, Paced) else 1
+        return transport.senders if isinstance(transport, Paced | SmtpPool) else 1
 
     def _submit(
         self, work: Work, sender: str, recipient: str, copy: bytes, listname: str
     ) -> Future[Result]:
         tags = {"list": listname, "message": work.msg_id}
         transport = self.transport
-        if isinstance(transport, Paced):
+        if isinstance(transport, Paced | SmtpPool):
             return transport.submit(sender, recipient, copy, tags)
         done: Future[Result] = Future()
         done.set_result(transport.send(sender, recipient, copy, tags))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from routemail.config import Config
     from routemail.spool import Spool
     from routemail.transports.parallel import Paced
+    from routemail.transports.smtp_pool import SmtpPool
 
 # The envelope sender of notices (MAIL FROM:<>): nothing answers them, so a notice
 # that bounces cannot come back as new mail (RFC 5321 4.5.5, RFC 3834).
@@ -107,7 +108,7 @@ class Unavailable:
         pass
 
 
-def open_transport(config: Config, spool: Spool) -> Paced:
+def open_transport(config: Config, spool: Spool) -> Paced | SmtpPool:
     """The configured transport, paced at delivery.rate with in-run retries, sending
     through as many sessions at once as delivery.smtp or delivery.ses allow."""
     from routemail.transports.outbox import Outbox
@@ -119,14 +120,18 @@ def open_transport(config: Config, spool: Spool) -> Paced:
     senders, adaptive = 1, False
     rate: float | None = None if delivery.rate == "auto" else float(delivery.rate)
     if delivery.transport == "smtp":
-        from routemail.transports.smtp import SmtpTransport
+        from routemail.transports.smtp_pool import SmtpPool
 
         smtp = delivery.smtp
-        ca_file = str(config.resolve_path(smtp.ca_file)) if smtp.ca_file else None
-        inner = SmtpTransport(smtp, ca_file=ca_file)
-        another = functools.partial(SmtpTransport, smtp, ca_file=ca_file)
-        senders = smtp.connections
-    elif delivery.transport == "ses":
+        return SmtpPool(
+            smtp,
+            rate,
+            ca_file=str(config.resolve_path(smtp.ca_file)) if smtp.ca_file else None,
+            retries=delivery.retries,
+            backoff=delivery.backoff_seconds,
+            max_backoff=delivery.max_backoff_seconds,
+        )
+    if delivery.transport == "ses":
         from routemail.transports.ses import SesTransport
 
         ses = SesTransport(delivery.ses)

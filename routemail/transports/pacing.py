@@ -69,6 +69,13 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
 
+    def wait_time(self) -> float:
+        """Seconds until a token is banked (0 when one is): how long a caller that
+        never sleeps in take() may wait for its next copy."""
+        with self._lock:
+            self._refill()
+            return max(0.0, (1.0 - self._tokens) / self.rate)
+
     def pause(self, seconds: float) -> None:
         """Empty the bucket so nothing else goes out for `seconds` (after throttling)."""
         with self._lock:

@@ -71,7 +71,8 @@ class SmtpTransport:
 
     # -- the connection ------------------------------------------------------
 
-    def _connect(self) -> smtplib.SMTP:
+    def connect(self) -> smtplib.SMTP:
+        """A connection ready for MAIL FROM: greeted, TLS as configured, logged in."""
         s = self.settings
         conn: smtplib.SMTP
         if s.tls == "implicit":
@@ -98,7 +99,7 @@ class SmtpTransport:
 
     def _connection(self) -> smtplib.SMTP:
         if self._conn is None:
-            self._conn = self._connect()
+            self._conn = self.connect()
         return self._conn
 
     def _drop(self) -> None:
@@ -136,39 +137,35 @@ class SmtpTransport:
                     raise smtplib.SMTPServerDisconnected("connection closed on MAIL FROM") from None
                 conn = self._connection()
                 return self._transaction(conn, sender, recipient, data, None, following)
-        except TransportError as exc:
+        except (TransportError, smtplib.SMTPException, OSError) as exc:
             self._drop()
-            return Result(TEMPORARY, f"smtp: {exc}", halt=True)
-        except smtplib.SMTPAuthenticationError as exc:
-            self._drop()
+            return self.failure(exc)
+
+    def failure(self, exc: TransportError | smtplib.SMTPException | OSError) -> Result:
+        """What an exception met while connecting or sending means for the copy: the
+        server, not the copy, is at fault, so it is a temporary failure that halts."""
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
             return Result(
                 TEMPORARY,
                 f"smtp: login as {self.settings.username} refused: {_reply(exc)}; "
                 f"check delivery.smtp.username and ${self.settings.password_env}",
                 halt=True,
             )
-        except smtplib.SMTPNotSupportedError as exc:
-            self._drop()
+        if isinstance(exc, (TransportError, smtplib.SMTPNotSupportedError)):
             return Result(TEMPORARY, f"smtp: {exc}", halt=True)
-        except smtplib.SMTPResponseException as exc:
+        if isinstance(exc, smtplib.SMTPResponseException):
             # A reply outside a transaction (greeting, EHLO, STARTTLS): the server, not the copy.
-            self._drop()
-            return Result(TEMPORARY, f"smtp: {self._where()} answered {_reply(exc)}", halt=True)
-        except ssl.SSLCertVerificationError as exc:
-            self._drop()
+            return Result(TEMPORARY, f"smtp: {self.where} answered {_reply(exc)}", halt=True)
+        if isinstance(exc, ssl.SSLCertVerificationError):
             return Result(
                 TEMPORARY,
-                f"smtp: {self._where()} certificate not trusted ({exc.verify_message}); "
+                f"smtp: {self.where} certificate not trusted ({exc.verify_message}); "
                 "set delivery.smtp.ca_file to its CA certificate",
                 halt=True,
             )
-        except (smtplib.SMTPException, OSError) as exc:
-            # Refused, reset, timed out, or closed mid-transaction: the copy may
-            # or may not have arrived; a retry risks a duplicate, never a loss.
-            self._drop()
-            return Result(
-                TEMPORARY, f"smtp: {self._where()}: {type(exc).__name__}: {exc}", halt=True
-            )
+        # Refused, reset, timed out, or closed mid-transaction: the copy may or may
+        # not have arrived; a retry risks a duplicate, never a loss.
+        return Result(TEMPORARY, f"smtp: {self.where}: {type(exc).__name__}: {exc}", halt=True)
 
     def _transaction(
         self,
@@ -181,7 +178,7 @@ class SmtpTransport:
     ) -> Result:
         if announced is not None:  # its commands went out with the last copy's content
             return self._replies(conn, announced.options, data, following)
-        options = self._options(conn, sender, recipient, data)
+        options = self.options(conn, sender, recipient, data)
         if isinstance(options, Result):
             return options
         if conn.has_extn("pipelining"):
@@ -204,7 +201,7 @@ class SmtpTransport:
             return self._refused(conn, code, text, "DATA")
         return self._content(conn, data, None)
 
-    def _options(
+    def options(
         self, conn: smtplib.SMTP, sender: str, recipient: str, data: Data
     ) -> list[str] | Result:
         """The MAIL FROM parameters of a copy, or why it cannot go over this connection."""
@@ -218,7 +215,7 @@ class SmtpTransport:
         if utf8_path and not conn.has_extn("smtputf8"):
             return Result(
                 PERMANENT,
-                f"smtp: {self._where()} does not offer SMTPUTF8, which mail to or from a"
+                f"smtp: {self.where} does not offer SMTPUTF8, which mail to or from a"
                 f" UTF-8 address ({recipient if not recipient.isascii() else sender})"
                 " needs (RFC 6531); send it through a relay that offers SMTPUTF8",
             )
@@ -292,7 +289,7 @@ class SmtpTransport:
         if following is None or not conn.has_extn("pipelining"):
             return None
         data = Data(following.message)
-        options = self._options(conn, following.sender, following.recipient, data)
+        options = self.options(conn, following.sender, following.recipient, data)
         if isinstance(options, Result):
             return None
         return _Announced(following, data, options)
@@ -300,25 +297,17 @@ class SmtpTransport:
     def _refused(
         self, conn: smtplib.SMTP, code: int, text: bytes | str, stage: str, reset: bool = True
     ) -> Result:
-        said = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        reply = f"{code} {said}".strip()
-        detail = f"smtp: {stage} refused: {reply}"
-        if code == SERVICE_CLOSING or code < 400:
+        if drops_connection(code):
             self._drop()
         elif reset:
             try:
                 conn.rset()
             except (smtplib.SMTPException, OSError):
                 self._drop()
-        if code in AUTH_CODES:
-            return Result(TEMPORARY, detail + "; check delivery.smtp credentials", halt=True)
-        if code >= 500:
-            return Result(PERMANENT, detail)
-        lowered = reply.lower()
-        throttled = code == 454 or "throttl" in lowered or "rate limit" in lowered
-        return Result(TEMPORARY, detail, throttled=throttled, halt=code == SERVICE_CLOSING)
+        return refusal(code, text, stage)
 
-    def _where(self) -> str:
+    @property
+    def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
     def close(self) -> None:
@@ -379,6 +368,27 @@ def _commands(sender: str, recipient: str, options: list[str]) -> bytes:
     params = "".join(" " + option for option in options)
     text = f"MAIL FROM:<{sender}>{params}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
     return text.encode("utf-8") if "SMTPUTF8" in options else text.encode("ascii")
+
+
+def refusal(code: int, text: bytes | str, stage: str) -> Result:
+    """What a refusal of one copy means: permanent for 5xx, temporary (throttled when it
+    says so, halting for a 421 or a login problem) otherwise."""
+    said = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    reply = f"{code} {said}".strip()
+    detail = f"smtp: {stage} refused: {reply}"
+    if code in AUTH_CODES:
+        return Result(TEMPORARY, detail + "; check delivery.smtp credentials", halt=True)
+    if code >= 500:
+        return Result(PERMANENT, detail)
+    lowered = reply.lower()
+    throttled = code == 454 or "throttl" in lowered or "rate limit" in lowered
+    return Result(TEMPORARY, detail, throttled=throttled, halt=code == SERVICE_CLOSING)
+
+
+def drops_connection(code: int) -> bool:
+    """Whether a refusal leaves the connection unusable: the server is closing it, or
+    answered with something that is not a refusal at all."""
+    return code == SERVICE_CLOSING or code < 400
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:

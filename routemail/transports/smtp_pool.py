@@ -1,0 +1,539 @@
+"""SMTP delivery driven from the router's own thread: several connections, no sender threads.
+
+With a thread per connection, every copy crossed between threads twice (handed
+over, its outcome back), and each crossing waited for the interpreter lock that
+the thread building the copies held; at thousands of copies a second that cost
+more than building them. Here the thread that builds the copies also sends them:
+every connection's socket is non-blocking, submit() writes what it can at once,
+and the caller, while it waits for outcomes, calls drive(), which waits on all
+connections in one selector and answers whichever replied.
+
+What a run expects of its senders holds here as well (routemail.transports.parallel):
+one token bucket for `rate`, retries with backoff, one circuit breaker for the relay,
+and a connection that fails hands its copies on. With PIPELINING, MAIL, RCPT and
+DATA go in one write, and the next queued copy's commands follow the content of the
+copy before it (RFC 2920 3.1 lets content open a group), so a copy costs one round
+trip. Setting a connection up (greeting, EHLO, STARTTLS, login) is done the plain,
+blocking way, once per connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import selectors
+import smtplib
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from routemail.transports import SENT, TEMPORARY, Result, TransportError
+from routemail.transports.pacing import Backoff, Breaker, Clock, TokenBucket
+from routemail.transports.smtp import (
+    START_INPUT,
+    Data,
+    SmtpTransport,
+    _commands,
+    drops_connection,
+    refusal,
+)
+from routemail.transports.wire import END_OF_DATA, writes
+
+if TYPE_CHECKING:
+    from routemail.config import Smtp
+
+log = logging.getLogger(__name__)
+
+# Copies handed over and not yet recorded, per connection: the one whose content is
+# going out, the one announced after it, and two queued, so that a connection always
+# finds its next copy while the caller records outcomes several at a time.
+IN_FLIGHT_PER_CONNECTION = 4
+READ_BYTES = 64 * 1024
+# A reply longer than this is not an SMTP server talking (RFC 5321 4.5.3.1.5 allows
+# 512 bytes a line).
+MOST_REPLY_BYTES = 64 * 1024
+
+MAIL, RCPT, DATA, END, RSET, DISCARD = "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", ""
+
+
+@dataclass(eq=False)
+class _Copy:
+    sender: str
+    recipient: str
+    message: bytes
+    tags: Mapping[str, str]
+    future: Future[Result] = field(default_factory=Future)
+    tries: int = 0
+    limit: int = 1  # tries this attempt may take: 1 for a probe of an open breaker
+    due: float = 0.0  # not tried again before (monotonic seconds)
+    data: Data | None = None
+    commands: list[bytes] = field(default_factory=list)  # MAIL, RCPT, DATA lines
+    refused: tuple[int, bytes, str] | None = None
+    content_sent: bool = False
+
+
+@dataclass(eq=False)
+class _Connection:
+    session: smtplib.SMTP
+    sock: socket.socket
+    pipelining: bool
+    # Copies on this connection, the one in its transaction first, then the one
+    # announced after it.
+    copies: list[_Copy] = field(default_factory=list)
+    # The replies still to come, in order: (the copy it concerns, the stage).
+    expected: deque[tuple[_Copy | None, str]] = field(default_factory=deque)
+    pending: deque[memoryview] = field(default_factory=deque)  # written as the socket takes it
+    received: bytearray = field(default_factory=bytearray)
+    lines: list[bytes] = field(default_factory=list)  # of a multi-line reply
+    deadline: float | None = None
+    used: bool = False  # a copy went through: a close before MAIL is a stale connection
+
+    @property
+    def idle(self) -> bool:
+        return not self.copies and not self.expected
+
+
+class SmtpPool:
+    """Up to `connections` SMTP connections sending copies paced at `rate`, driven by
+    the caller: submit() hands a copy over and returns a Future; drive() waits for
+    and handles the next replies. The caller must call drive() (or send(), which
+    does) until its Futures are done."""
+
+    def __init__(
+        self,
+        settings: Smtp,
+        rate: float | None,
+        *,
+        ca_file: str | None = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.connector = SmtpTransport(settings, ca_file=ca_file)  # raises TransportError
+        self.settings = settings
+        self.rate = rate
+        self.bucket = TokenBucket(rate, capacity=rate / 10, clock=clock) if rate else None
+        self.retries = retries
+        self.backoff = Backoff(backoff, max_backoff, rng)
+        self.breaker = Breaker(max_backoff, clock)
+        self.most = settings.connections
+        self._clock = clock
+        self._queue: deque[_Copy] = deque()
+        self._later: list[_Copy] = []  # waiting out a backoff
+        self._connections: list[_Connection] = []
+        self._resting: list[float] = []  # when each failed connection may be opened again
+        self._selector = selectors.DefaultSelector()
+        self._closing = False
+
+    # -- for the caller ----------------------------------------------------------
+
+    @property
+    def senders(self) -> int:
+        return self.most
+
+    @property
+    def in_flight(self) -> int:
+        """How many copies a caller should have handed over and not yet recorded."""
+        return IN_FLIGHT_PER_CONNECTION * self.most
+
+    @property
+    def circuit_open(self) -> bool:
+        return self.breaker.is_open
+
+    def submit(
+        self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]
+    ) -> Future[Result]:
+        """Queue one copy and start it if a connection is free; its Future gives the
+        Result once drive() has settled it."""
+        if self._closing:
+            raise RuntimeError("submit after close")
+        copy = _Copy(sender, recipient, message, tags)
+        self._queue.append(copy)
+        self.drive(0.0)
+        return copy.future
+
+    def send(self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]) -> Result:
+        future = self.submit(sender, recipient, message, tags)
+        while not future.done():
+            self.drive()
+        return future.result()
+
+    def drive(self, timeout: float | None = None) -> None:
+        """Start what can be started, wait up to timeout (by default until something is
+        due: a reply, a token, a retry) and handle the replies that came."""
+        wait = self._dispatch()
+        if timeout is not None:
+            wait = timeout if wait is None else min(wait, timeout)
+        if wait is None:
+            return
+        for key, events in self._selector.select(max(0.0, wait)):
+            connection: _Connection = key.data
+            if events & selectors.EVENT_WRITE:
+                self._flush(connection)
+            if events & selectors.EVENT_READ and connection in self._connections:
+                self._read(connection)
+        now = self._clock()
+        for connection in list(self._connections):
+            if connection.deadline is not None and now >= connection.deadline:
+                timeout_error = TimeoutError(f"no answer in {self.settings.timeout:g} s")
+                self._broken(connection, timeout_error)
+        self._dispatch()
+
+    def close(self) -> None:
+        """Say QUIT on idle connections, hang up on the others; copies not settled yet
+        are reported as not attempted."""
+        self._closing = True
+        for connection in list(self._connections):
+            if connection.idle:
+                with contextlib.suppress(OSError):
+                    connection.sock.send(b"QUIT\r\n")
+            for copy in self._drop(connection):
+                self._not_attempted(copy)
+        for copy in [*self._queue, *self._later]:
+            self._not_attempted(copy)
+        self._queue.clear()
+        self._later.clear()
+        self._selector.close()
+
+    # -- starting copies ---------------------------------------------------------
+
+    def _dispatch(self) -> float | None:
+        """Start queued copies on free connections while tokens allow; seconds until
+        something is due (None: nothing is under way)."""
+        now = self._clock()
+        if self._later:
+            due = [copy for copy in self._later if copy.due <= now]
+            if due:
+                self._later = [copy for copy in self._later if copy.due > now]
+                self._queue.extend(due)
+        token: float | None = None
+        while self._queue and not self._closing:
+            connection = self._idle_connection()
+            if connection is None and not self._can_open(now):
+                break
+            if self.bucket and (token := self.bucket.wait_time()) > 0:
+                break
+            copy = self._queue.popleft()
+            if not self._admit(copy):
+                continue
+            if self.bucket:
+                self.bucket.take_at_once()
+            if connection is None and (connection := self._open(copy)) is None:
+                continue
+            self._start(connection, copy)
+        return self._soonest(now, token or None)
+
+    def _soonest(self, now: float, token: float | None) -> float | None:
+        times = [c.deadline - now for c in self._connections if c.deadline is not None]
+        times += [copy.due - now for copy in self._later]
+        if token is not None:
+            times.append(token)
+        if self._queue and self._resting and len(self._connections) < self.most:
+            times.append(min(self._resting) - now)
+        return max(0.0, min(times)) if times else None
+
+    def _idle_connection(self) -> _Connection | None:
+        for connection in self._connections:
+            if connection.idle:
+                return connection
+        return None
+
+    def _can_open(self, now: float) -> bool:
+        """Whether another connection may be opened: fewer than `connections` open or
+        resting after a failure."""
+        self._resting = [until for until in self._resting if until > now]
+        return len(self._connections) + len(self._resting) < self.most
+
+    def _admit(self, copy: _Copy) -> bool:
+        admitted = self.breaker.admit()
+        if admitted is False:
+            why = f"not attempted: {self.breaker.reason}"
+            copy.future.set_result(Result(TEMPORARY, why, halt=True))
+            return False
+        copy.limit = 1 if admitted else self.retries + 1
+        return True
+
+    def _open(self, copy: _Copy) -> _Connection | None:
+        try:
+            session = self.connector.connect()
+        except (TransportError, smtplib.SMTPException, OSError) as exc:
+            self._outcome(copy, self.connector.failure(exc), failed=True)
+            return None
+        sock = session.sock
+        assert sock is not None
+        sock.setblocking(False)
+        connection = _Connection(session, sock, session.has_extn("pipelining"))
+        self._connections.append(connection)
+        self._selector.register(sock, selectors.EVENT_READ, connection)
+        return connection
+
+    def _start(self, connection: _Connection, copy: _Copy) -> None:
+        """MAIL, RCPT and DATA of copy on connection: in one write with PIPELINING, else
+        MAIL alone (the others follow its reply)."""
+        if not self._prepare(connection, copy):
+            return
+        connection.copies.append(copy)
+        if connection.pipelining:
+            connection.expected.extend(((copy, MAIL), (copy, RCPT), (copy, DATA)))
+            self._write(connection, [b"".join(copy.commands)])
+        else:
+            connection.expected.append((copy, MAIL))
+            self._write(connection, [copy.commands[0]])
+
+    def _prepare(self, connection: _Connection, copy: _Copy) -> bool:
+        """Make copy's commands for this connection; False when it cannot go over it
+        (settled then: a permanent refusal naming why)."""
+        copy.data = copy.data or Data(copy.message)
+        copy.refused, copy.content_sent = None, False
+        options = self.connector.options(connection.session, copy.sender, copy.recipient, copy.data)
+        if isinstance(options, Result):
+            self._outcome(copy, options)
+            return False
+        copy.commands = _commands(copy.sender, copy.recipient, options).splitlines(keepends=True)
+        return True
+
+    # -- replies ---------------------------------------------------------------------
+
+    def _read(self, connection: _Connection) -> None:
+        sock = connection.sock
+        try:
+            data = sock.recv(READ_BYTES)
+            # TLS may hold decrypted bytes the selector knows nothing about.
+            while isinstance(sock, ssl.SSLSocket) and sock.pending():
+                data += sock.recv(sock.pending())
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError as exc:
+            self._broken(connection, exc)
+            return
+        if not data:
+            self._broken(connection, ConnectionResetError("the server closed the connection"))
+            return
+        connection.received += data
+        while connection in self._connections:
+            end = connection.received.find(b"\n")
+            if end < 0:
+                if len(connection.received) > MOST_REPLY_BYTES:
+                    self._broken(connection, smtplib.SMTPResponseException(500, b"reply too long"))
+                break
+            line = bytes(connection.received[: end + 1]).rstrip(b"\r\n")
+            del connection.received[: end + 1]
+            self._line(connection, line)
+
+    def _line(self, connection: _Connection, line: bytes) -> None:
+        code_text = line[:3]
+        if not code_text.isdigit() or not connection.expected:
+            self._broken(connection, smtplib.SMTPResponseException(500, b"unexpected: " + line))
+            return
+        connection.lines.append(line[4:])
+        if line[3:4] == b"-":
+            return
+        text = b"\n".join(connection.lines)
+        connection.lines = []
+        copy, stage = connection.expected.popleft()
+        connection.deadline = self._clock() + self.settings.timeout if connection.expected else None
+        self._reply(connection, copy, stage, int(code_text), text)
+
+    def _reply(
+        self, connection: _Connection, copy: _Copy | None, stage: str, code: int, text: bytes
+    ) -> None:
+        if copy is None:  # RSET, or the end of an empty DATA
+            if stage == RSET and code != 250:
+                self._hand_back_all(connection)
+            return
+        if stage in (MAIL, RCPT):
+            if copy.refused is None and code not in ((250,) if stage == MAIL else (250, 251)):
+                copy.refused = (code, text, stage)
+            if not connection.pipelining:
+                if copy.refused is not None:
+                    self._refused(connection, copy, *copy.refused)
+                else:
+                    after = DATA if stage == RCPT else RCPT
+                    connection.expected.append((copy, after))
+                    self._write(connection, [copy.commands[2 if after == DATA else 1]])
+            return
+        if stage == DATA:
+            if copy.refused is not None:
+                if code == START_INPUT:  # content wanted though the transaction failed
+                    connection.expected.append((None, DISCARD))
+                    self._write(connection, [END_OF_DATA])
+                self._refused(connection, copy, *copy.refused)
+            elif code != START_INPUT:
+                self._refused(connection, copy, code, text, DATA)
+            else:
+                self._content(connection, copy)
+            return
+        # The end of data ends the transaction whatever the answer (RFC 5321 4.1.1.4): no
+        # RSET after a refusal, which would also undo the one announced after it.
+        if code != 250:
+            self._refused(connection, copy, code, text, END, reset=False)
+            return
+        connection.copies.remove(copy)
+        connection.used = True
+        self._outcome(copy, Result(SENT, text.decode("utf-8", "replace")))
+
+    def _content(self, connection: _Connection, copy: _Copy) -> None:
+        """After 354: the copy's content, and the commands of the next queued copy
+        when there is one to announce."""
+        assert copy.data is not None
+        pieces = list(copy.data.pieces)
+        copy.content_sent = True
+        connection.expected.append((copy, END))
+        following = self._following(connection)
+        if following is not None and self._prepare(connection, following):
+            connection.copies.append(following)
+            connection.expected.extend(((following, MAIL), (following, RCPT), (following, DATA)))
+            pieces.extend(following.commands)
+        self._write(connection, writes(pieces))
+
+    def _following(self, connection: _Connection) -> _Copy | None:
+        """The next queued copy, when it may be announced now: PIPELINING, its token at
+        hand, the breaker closed."""
+        if not (connection.pipelining and self._queue) or self._closing:
+            return None
+        if self.breaker.is_open:
+            return None
+        if self.bucket and not self.bucket.take_at_once():
+            return None
+        following = self._queue.popleft()
+        following.limit = self.retries + 1
+        return following
+
+    def _refused(
+        self,
+        connection: _Connection,
+        copy: _Copy,
+        code: int,
+        text: bytes,
+        stage: str,
+        reset: bool = True,
+    ) -> None:
+        connection.copies.remove(copy)
+        result = refusal(code, text, stage)
+        # A connection refused for something that concerns the server (a 421, our
+        # login) is dropped and rests, as after any failure of the connection.
+        if drops_connection(code) or result.halt:
+            for other in self._drop(connection):
+                self._hand_back(other)
+        elif reset:
+            connection.expected.append((None, RSET))
+            self._write(connection, [b"RSET\r\n"])
+        self._outcome(copy, result, failed=result.halt)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _write(self, connection: _Connection, pieces: list[bytes | memoryview]) -> None:
+        connection.deadline = self._clock() + self.settings.timeout
+        if connection.pending:
+            connection.pending.extend(memoryview(piece) for piece in pieces)
+            return
+        connection.pending.extend(memoryview(piece) for piece in pieces)
+        self._flush(connection)
+
+    def _flush(self, connection: _Connection) -> None:
+        pending = connection.pending
+        try:
+            while pending:
+                sent = connection.sock.send(pending[0])
+                if sent < len(pending[0]):
+                    pending[0] = pending[0][sent:]
+                    break
+                pending.popleft()
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            pass
+        except OSError as exc:
+            self._broken(connection, exc)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
+        if self._selector.get_key(connection.sock).events != events:
+            self._selector.modify(connection.sock, events, connection)
+
+    # -- failures ----------------------------------------------------------------
+
+    def _broken(self, connection: _Connection, exc: Exception) -> None:
+        """The connection failed: its copy in transaction is a temporary failure (it may
+        have arrived), the one announced after it goes back untried. A connection that
+        sent copies before and closed before answering the next MAIL was stale (servers
+        close idle ones): nothing of that copy was sent, so it is tried again at once."""
+        copies = self._drop(connection)
+        if not copies:
+            return
+        first, others = copies[0], copies[1:]
+        stale = connection.used and not first.content_sent and first.refused is None
+        if stale:
+            self._hand_back(first)
+        else:
+            detail = f"smtp: {self.connector.where}: {type(exc).__name__}: {exc}"
+            if isinstance(exc, smtplib.SMTPResponseException):
+                detail = f"smtp: {self.connector.where}: {exc.smtp_code} {exc.smtp_error!r}"
+            self._outcome(first, Result(TEMPORARY, detail, halt=True), failed=True)
+        for other in others:
+            self._hand_back(other)
+
+    def _drop(self, connection: _Connection) -> list[_Copy]:
+        """Close connection; the copies it held, not yet settled."""
+        if connection in self._connections:
+            self._connections.remove(connection)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(connection.sock)
+        try:
+            connection.session.close()
+        except OSError:
+            log.debug("closing an SMTP connection failed", exc_info=True)
+        copies, connection.copies = connection.copies, []
+        connection.expected.clear()
+        connection.deadline = None
+        return copies
+
+    def _hand_back_all(self, connection: _Connection) -> None:
+        for copy in self._drop(connection):
+            self._hand_back(copy)
+
+    def _hand_back(self, copy: _Copy) -> None:
+        """A copy not sent goes back to the head of the queue for any connection."""
+        if self._closing:
+            self._not_attempted(copy)
+        else:
+            self._queue.appendleft(copy)
+
+    def _not_attempted(self, copy: _Copy) -> None:
+        if not copy.future.done():
+            copy.future.set_result(Result(TEMPORARY, "not attempted: the run stopped"))
+
+    def _outcome(self, copy: _Copy, result: Result, failed: bool = False) -> None:
+        """One try of copy came to result: settle it, or try again after a backoff (a
+        connection that failed, `failed`, rests as long before it is opened again)."""
+        copy.tries += 1
+        if result.outcome != TEMPORARY or copy.tries >= copy.limit or self._closing:
+            copy.future.set_result(self._settled(copy, result))
+            return
+        wait = self.backoff.delay(copy.tries - 1, result.retry_after)
+        log.info("%s: %s; retrying in %.1f s", copy.recipient, result.detail, wait)
+        if result.throttled and self.bucket:
+            # Throttling is about the account, not this recipient: hold everyone.
+            self.bucket.pause(wait)
+            self._queue.appendleft(copy)
+        elif failed:
+            # Another connection tries the copy now; this one rests.
+            self._resting.append(self._clock() + wait)
+            self._queue.appendleft(copy)
+        else:
+            copy.due = self._clock() + wait
+            self._later.append(copy)
+
+    def _settled(self, copy: _Copy, result: Result) -> Result:
+        if result.outcome == TEMPORARY and result.halt:
+            self.breaker.trip(result.detail)
+        else:
+            self.breaker.reset()
+        if result.outcome == TEMPORARY and copy.tries > 1:
+            result = replace(result, detail=f"{result.detail} ({copy.tries} tries this run)")
+        return result
