@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from routemail.transports.parallel import IN_FLIGHT_PER_ANNOUNCING_SENDER, IN_FLIGHT_PER_SENDER
+from routemail.transports.parallel import IN_FLIGHT_PER_SENDER
+from routemail.transports.smtp_pool import IN_FLIGHT_PER_CONNECTION
 from tests.conftest import Project, free_port
 from tests.mailbox import recipients
 from tests.ses_front import prepare_moto, running_front
@@ -76,7 +77,7 @@ def smtp_delivery() -> Iterator[Delivery]:
             f'transport = "smtp"\n[delivery.smtp]\nhost = "127.0.0.1"\n'
             f'port = {controller.port}\ntls = "none"\nconnections = {SENDERS}\n',
             lambda: Counter(sink.copies),
-            IN_FLIGHT_PER_ANNOUNCING_SENDER * SENDERS,
+            IN_FLIGHT_PER_CONNECTION * SENDERS,
         )
     finally:
         controller.stop()
@@ -99,10 +100,12 @@ def pipelining_delivery() -> Iterator[Delivery]:
             f'transport = "smtp"\n[delivery.smtp]\nhost = "127.0.0.1"\n'
             f'port = {sink.port}\ntls = "none"\nconnections = {SENDERS}\n',
             counted,
-            IN_FLIGHT_PER_ANNOUNCING_SENDER * SENDERS,
+            IN_FLIGHT_PER_CONNECTION * SENDERS,
         )
-    # Most copies went out announced: their MAIL came in the read that ended the last.
-    assert sink.announced > len(RECIPIENTS) // 2
+    # Copies went out announced (their MAIL came in the read that ended the copy
+    # before): a connection announces whenever a copy waits for it, which here,
+    # with the router as busy as the server, is a good share of them.
+    assert sink.announced > len(RECIPIENTS) // 10
 
 
 def ses_delivery(moto_url: str) -> Iterator[Delivery]:
