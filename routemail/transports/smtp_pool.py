@@ -24,13 +24,11 @@ import logging
 import random
 import selectors
 import smtplib
-import socket
-import ssl
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from routemail.transports import SENT, TEMPORARY, Result, TransportError
@@ -43,6 +41,17 @@ from routemail.transports.smtp import (
     drops_connection,
     refusal,
 )
+from routemail.transports.smtp_connection import (
+    DATA,
+    DISCARD,
+    END,
+    MAIL,
+    RCPT,
+    RSET,
+    Connection,
+    Copy,
+    Piece,
+)
 from routemail.transports.wire import END_OF_DATA, writes
 
 if TYPE_CHECKING:
@@ -54,49 +63,6 @@ log = logging.getLogger(__name__)
 # going out, the one announced after it, and two queued, so that a connection always
 # finds its next copy while the caller records outcomes several at a time.
 IN_FLIGHT_PER_CONNECTION = 4
-READ_BYTES = 64 * 1024
-# A reply longer than this is not an SMTP server talking (RFC 5321 4.5.3.1.5 allows
-# 512 bytes a line).
-MOST_REPLY_BYTES = 64 * 1024
-
-MAIL, RCPT, DATA, END, RSET, DISCARD = "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", ""
-
-
-@dataclass(eq=False)
-class _Copy:
-    sender: str
-    recipient: str
-    message: bytes
-    tags: Mapping[str, str]
-    future: Future[Result] = field(default_factory=Future)
-    tries: int = 0
-    limit: int = 1  # tries this attempt may take: 1 for a probe of an open breaker
-    due: float = 0.0  # not tried again before (monotonic seconds)
-    data: Data | None = None
-    commands: list[bytes] = field(default_factory=list)  # MAIL, RCPT, DATA lines
-    refused: tuple[int, bytes, str] | None = None
-    content_sent: bool = False
-
-
-@dataclass(eq=False)
-class _Connection:
-    session: smtplib.SMTP
-    sock: socket.socket
-    pipelining: bool
-    # Copies on this connection, the one in its transaction first, then the one
-    # announced after it.
-    copies: list[_Copy] = field(default_factory=list)
-    # The replies still to come, in order: (the copy it concerns, the stage).
-    expected: deque[tuple[_Copy | None, str]] = field(default_factory=deque)
-    pending: deque[memoryview] = field(default_factory=deque)  # written as the socket takes it
-    received: bytearray = field(default_factory=bytearray)
-    lines: list[bytes] = field(default_factory=list)  # of a multi-line reply
-    deadline: float | None = None
-    used: bool = False  # a copy went through: a close before MAIL is a stale connection
-
-    @property
-    def idle(self) -> bool:
-        return not self.copies and not self.expected
 
 
 class SmtpPool:
@@ -126,9 +92,9 @@ class SmtpPool:
         self.breaker = Breaker(max_backoff, clock)
         self.most = settings.connections
         self._clock = clock
-        self._queue: deque[_Copy] = deque()
-        self._later: list[_Copy] = []  # waiting out a backoff
-        self._connections: list[_Connection] = []
+        self._queue: deque[Copy] = deque()
+        self._later: list[Copy] = []  # waiting out a backoff
+        self._connections: list[Connection] = []
         self._resting: list[float] = []  # when each failed connection may be opened again
         self._selector = selectors.DefaultSelector()
         self._closing = False
@@ -155,7 +121,7 @@ class SmtpPool:
         Result once drive() has settled it."""
         if self._closing:
             raise RuntimeError("submit after close")
-        copy = _Copy(sender, recipient, message, tags)
+        copy = Copy(sender, recipient, message, tags)
         self._queue.append(copy)
         self.drive(0.0)
         return copy.future
@@ -175,9 +141,9 @@ class SmtpPool:
         if wait is None:
             return
         for key, events in self._selector.select(max(0.0, wait)):
-            connection: _Connection = key.data
+            connection: Connection = key.data
             if events & selectors.EVENT_WRITE:
-                self._flush(connection)
+                self._write(connection, ())
             if events & selectors.EVENT_READ and connection in self._connections:
                 self._read(connection)
         now = self._clock()
@@ -240,7 +206,7 @@ class SmtpPool:
             times.append(min(self._resting) - now)
         return max(0.0, min(times)) if times else None
 
-    def _idle_connection(self) -> _Connection | None:
+    def _idle_connection(self) -> Connection | None:
         for connection in self._connections:
             if connection.idle:
                 return connection
@@ -252,7 +218,7 @@ class SmtpPool:
         self._resting = [until for until in self._resting if until > now]
         return len(self._connections) + len(self._resting) < self.most
 
-    def _admit(self, copy: _Copy) -> bool:
+    def _admit(self, copy: Copy) -> bool:
         admitted = self.breaker.admit()
         if admitted is False:
             why = f"not attempted: {self.breaker.reason}"
@@ -261,21 +227,18 @@ class SmtpPool:
         copy.limit = 1 if admitted else self.retries + 1
         return True
 
-    def _open(self, copy: _Copy) -> _Connection | None:
+    def _open(self, copy: Copy) -> Connection | None:
         try:
             session = self.connector.connect()
         except (TransportError, smtplib.SMTPException, OSError) as exc:
             self._outcome(copy, self.connector.failure(exc), failed=True)
             return None
-        sock = session.sock
-        assert sock is not None
-        sock.setblocking(False)
-        connection = _Connection(session, sock, session.has_extn("pipelining"))
+        connection = Connection(session)
         self._connections.append(connection)
-        self._selector.register(sock, selectors.EVENT_READ, connection)
+        self._selector.register(connection.sock, selectors.EVENT_READ, connection)
         return connection
 
-    def _start(self, connection: _Connection, copy: _Copy) -> None:
+    def _start(self, connection: Connection, copy: Copy) -> None:
         """MAIL, RCPT and DATA of copy on connection: in one write with PIPELINING, else
         MAIL alone (the others follow its reply)."""
         if not self._prepare(connection, copy):
@@ -288,7 +251,7 @@ class SmtpPool:
             connection.expected.append((copy, MAIL))
             self._write(connection, [copy.commands[0]])
 
-    def _prepare(self, connection: _Connection, copy: _Copy) -> bool:
+    def _prepare(self, connection: Connection, copy: Copy) -> bool:
         """Make copy's commands for this connection; False when it cannot go over it
         (settled then: a permanent refusal naming why)."""
         copy.data = copy.data or Data(copy.message)
@@ -302,48 +265,22 @@ class SmtpPool:
 
     # -- replies ---------------------------------------------------------------------
 
-    def _read(self, connection: _Connection) -> None:
-        sock = connection.sock
+    def _read(self, connection: Connection) -> None:
         try:
-            data = sock.recv(READ_BYTES)
-            # TLS may hold decrypted bytes the selector knows nothing about.
-            while isinstance(sock, ssl.SSLSocket) and sock.pending():
-                data += sock.recv(sock.pending())
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return
+            replies = connection.replies()
         except OSError as exc:
             self._broken(connection, exc)
             return
-        if not data:
-            self._broken(connection, ConnectionResetError("the server closed the connection"))
-            return
-        connection.received += data
-        while connection in self._connections:
-            end = connection.received.find(b"\n")
-            if end < 0:
-                if len(connection.received) > MOST_REPLY_BYTES:
-                    self._broken(connection, smtplib.SMTPResponseException(500, b"reply too long"))
-                break
-            line = bytes(connection.received[: end + 1]).rstrip(b"\r\n")
-            del connection.received[: end + 1]
-            self._line(connection, line)
-
-    def _line(self, connection: _Connection, line: bytes) -> None:
-        code_text = line[:3]
-        if not code_text.isdigit() or not connection.expected:
-            self._broken(connection, smtplib.SMTPResponseException(500, b"unexpected: " + line))
-            return
-        connection.lines.append(line[4:])
-        if line[3:4] == b"-":
-            return
-        text = b"\n".join(connection.lines)
-        connection.lines = []
-        copy, stage = connection.expected.popleft()
-        connection.deadline = self._clock() + self.settings.timeout if connection.expected else None
-        self._reply(connection, copy, stage, int(code_text), text)
+        for code, text in replies:
+            copy, stage = connection.expected.popleft()
+            more = connection.expected
+            connection.deadline = self._clock() + self.settings.timeout if more else None
+            self._reply(connection, copy, stage, code, text)
+            if connection not in self._connections:
+                return
 
     def _reply(
-        self, connection: _Connection, copy: _Copy | None, stage: str, code: int, text: bytes
+        self, connection: Connection, copy: Copy | None, stage: str, code: int, text: bytes
     ) -> None:
         if copy is None:  # RSET, or the end of an empty DATA
             if stage == RSET and code != 250:
@@ -380,7 +317,7 @@ class SmtpPool:
         connection.used = True
         self._outcome(copy, Result(SENT, text.decode("utf-8", "replace")))
 
-    def _content(self, connection: _Connection, copy: _Copy) -> None:
+    def _content(self, connection: Connection, copy: Copy) -> None:
         """After 354: the copy's content, and the commands of the next queued copy
         when there is one to announce."""
         assert copy.data is not None
@@ -394,7 +331,7 @@ class SmtpPool:
             pieces.extend(following.commands)
         self._write(connection, writes(pieces))
 
-    def _following(self, connection: _Connection) -> _Copy | None:
+    def _following(self, connection: Connection) -> Copy | None:
         """The next queued copy, when it may be announced now: PIPELINING, its token at
         hand, the breaker closed."""
         if not (connection.pipelining and self._queue) or self._closing:
@@ -409,8 +346,8 @@ class SmtpPool:
 
     def _refused(
         self,
-        connection: _Connection,
-        copy: _Copy,
+        connection: Connection,
+        copy: Copy,
         code: int,
         text: bytes,
         stage: str,
@@ -430,35 +367,21 @@ class SmtpPool:
 
     # -- writing -----------------------------------------------------------------
 
-    def _write(self, connection: _Connection, pieces: list[bytes | memoryview]) -> None:
+    def _write(self, connection: Connection, pieces: Sequence[Piece]) -> None:
+        """Write pieces (or what waits) to connection, and wait for a reply."""
         connection.deadline = self._clock() + self.settings.timeout
-        if connection.pending:
-            connection.pending.extend(memoryview(piece) for piece in pieces)
-            return
-        connection.pending.extend(memoryview(piece) for piece in pieces)
-        self._flush(connection)
-
-    def _flush(self, connection: _Connection) -> None:
-        pending = connection.pending
         try:
-            while pending:
-                sent = connection.sock.send(pending[0])
-                if sent < len(pending[0]):
-                    pending[0] = pending[0][sent:]
-                    break
-                pending.popleft()
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            pass
+            connection.write(pieces)
         except OSError as exc:
             self._broken(connection, exc)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if connection.writing else 0)
         if self._selector.get_key(connection.sock).events != events:
             self._selector.modify(connection.sock, events, connection)
 
     # -- failures ----------------------------------------------------------------
 
-    def _broken(self, connection: _Connection, exc: Exception) -> None:
+    def _broken(self, connection: Connection, exc: Exception) -> None:
         """The connection failed: its copy in transaction is a temporary failure (it may
         have arrived), the one announced after it goes back untried. A connection that
         sent copies before and closed before answering the next MAIL was stale (servers
@@ -478,37 +401,30 @@ class SmtpPool:
         for other in others:
             self._hand_back(other)
 
-    def _drop(self, connection: _Connection) -> list[_Copy]:
+    def _drop(self, connection: Connection) -> list[Copy]:
         """Close connection; the copies it held, not yet settled."""
         if connection in self._connections:
             self._connections.remove(connection)
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(connection.sock)
-        try:
-            connection.session.close()
-        except OSError:
-            log.debug("closing an SMTP connection failed", exc_info=True)
-        copies, connection.copies = connection.copies, []
-        connection.expected.clear()
-        connection.deadline = None
-        return copies
+        return connection.close()
 
-    def _hand_back_all(self, connection: _Connection) -> None:
+    def _hand_back_all(self, connection: Connection) -> None:
         for copy in self._drop(connection):
             self._hand_back(copy)
 
-    def _hand_back(self, copy: _Copy) -> None:
+    def _hand_back(self, copy: Copy) -> None:
         """A copy not sent goes back to the head of the queue for any connection."""
         if self._closing:
             self._not_attempted(copy)
         else:
             self._queue.appendleft(copy)
 
-    def _not_attempted(self, copy: _Copy) -> None:
+    def _not_attempted(self, copy: Copy) -> None:
         if not copy.future.done():
             copy.future.set_result(Result(TEMPORARY, "not attempted: the run stopped"))
 
-    def _outcome(self, copy: _Copy, result: Result, failed: bool = False) -> None:
+    def _outcome(self, copy: Copy, result: Result, failed: bool = False) -> None:
         """One try of copy came to result: settle it, or try again after a backoff (a
         connection that failed, `failed`, rests as long before it is opened again)."""
         copy.tries += 1
@@ -529,7 +445,7 @@ class SmtpPool:
             copy.due = self._clock() + wait
             self._later.append(copy)
 
-    def _settled(self, copy: _Copy, result: Result) -> Result:
+    def _settled(self, copy: Copy, result: Result) -> Result:
         if result.outcome == TEMPORARY and result.halt:
             self.breaker.trip(result.detail)
         else:

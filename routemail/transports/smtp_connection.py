@@ -1,0 +1,149 @@
+"""One non-blocking SMTP connection: what was written to it, and the replies it owes.
+
+The conversation's decisions (which copy next, what a reply means for it) are the
+pool's (routemail.transports.smtp_pool); here are the bytes: writes that the socket
+takes as it can, and replies read as they come, each matched to the command it
+answers, in order (RFC 2920: replies come in the order of the commands).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from routemail.transports import Result
+from routemail.transports.smtp import Data
+
+log = logging.getLogger(__name__)
+
+READ_BYTES = 64 * 1024
+# A reply longer than this is not an SMTP server talking (RFC 5321 4.5.3.1.5 allows
+# 512 bytes a line).
+MOST_REPLY_BYTES = 64 * 1024
+
+# What a reply answers: a copy's commands and content, or RSET and the end of a DATA
+# sent empty (no copy).
+MAIL, RCPT, DATA, END, RSET, DISCARD = "MAIL FROM", "RCPT TO", "DATA", "end of data", "RSET", ""
+
+Piece = bytes | memoryview
+
+
+@dataclass(eq=False)
+class Copy:
+    """One copy on its way, and what its current try has come to."""
+
+    sender: str
+    recipient: str
+    message: bytes
+    tags: Mapping[str, str]
+    future: Future[Result] = field(default_factory=Future)
+    tries: int = 0
+    limit: int = 1  # tries this attempt may take: 1 for a probe of an open breaker
+    due: float = 0.0  # not tried again before (monotonic seconds)
+    data: Data | None = None
+    commands: list[bytes] = field(default_factory=list)  # its MAIL, RCPT and DATA lines
+    refused: tuple[int, bytes, str] | None = None
+    content_sent: bool = False
+
+
+class GarbledReply(ConnectionError):
+    """The server said something that is not an SMTP reply, or nothing was asked."""
+
+
+class Connection:
+    """A connection set up by smtplib (greeting, TLS, login), now written and read
+    without blocking."""
+
+    def __init__(self, session: smtplib.SMTP) -> None:
+        self.session = session
+        sock = session.sock
+        assert sock is not None
+        sock.setblocking(False)
+        self.sock: socket.socket = sock
+        self.pipelining = session.has_extn("pipelining")
+        # Copies on this connection: the one in its transaction, then any announced.
+        self.copies: list[Copy] = []
+        # The replies still to come, in order: the copy each concerns and the stage.
+        self.expected: deque[tuple[Copy | None, str]] = deque()
+        self.deadline: float | None = None  # for the next reply
+        self.used = False  # a copy went through: closing before MAIL is then stale
+        self._pending: deque[memoryview] = deque()
+        self._received = bytearray()
+        self._lines: list[bytes] = []  # of a multi-line reply
+
+    @property
+    def idle(self) -> bool:
+        return not self.copies and not self.expected
+
+    @property
+    def writing(self) -> bool:
+        """Whether bytes wait for the socket to take them."""
+        return bool(self._pending)
+
+    def write(self, pieces: Sequence[Piece]) -> None:
+        """Queue pieces and write what the socket takes now (none: what waits, once the
+        socket has room); OSError if it is broken."""
+        full = bool(self._pending)  # the socket took no more last time
+        self._pending.extend(memoryview(piece) for piece in pieces)
+        if not (full and pieces):
+            self.flush()
+
+    def flush(self) -> None:
+        pending = self._pending
+        try:
+            while pending:
+                sent = self.sock.send(pending[0])
+                if sent < len(pending[0]):
+                    pending[0] = pending[0][sent:]
+                    return
+                pending.popleft()
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return
+
+    def replies(self) -> list[tuple[int, bytes]]:
+        """The replies complete so far, as (code, text with lines joined by LF); OSError
+        when the connection is broken or closed, GarbledReply for what no server says."""
+        try:
+            data = self.sock.recv(READ_BYTES)
+            # TLS may hold decrypted bytes the selector knows nothing about.
+            while isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+                data += self.sock.recv(self.sock.pending())
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return []
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        self._received += data
+        out: list[tuple[int, bytes]] = []
+        start = 0
+        received = self._received
+        while (end := received.find(b"\n", start)) >= 0:
+            line = bytes(received[start:end]).rstrip(b"\r")
+            start = end + 1
+            code = line[:3]
+            if not code.isdigit() or len(self.expected) <= len(out):
+                raise GarbledReply(f"unexpected from the server: {line[:80]!r}")
+            self._lines.append(line[4:])
+            if line[3:4] != b"-":
+                out.append((int(code), b"\n".join(self._lines)))
+                self._lines = []
+        del received[:start]
+        if len(received) > MOST_REPLY_BYTES:
+            raise GarbledReply("a reply line longer than any server sends")
+        return out
+
+    def close(self) -> list[Copy]:
+        """Hang up; the copies it held, not yet settled."""
+        try:
+            self.session.close()
+        except OSError:
+            log.debug("closing an SMTP connection failed", exc_info=True)
+        copies, self.copies = self.copies, []
+        self.expected.clear()
+        self.deadline = None
+        return copies
