@@ -12,7 +12,7 @@ import pytest
 
 from routemail import config as configuration
 from routemail import sidecar
-from routemail.transports.smtp import SmtpTransport
+from routemail.transports.smtp_pool import SmtpPool
 from tests.conftest import Project, RunCli
 from tests.smtp_relay import Delivered, Recorder, relay_for
 from tests.smtp_sink import Sink
@@ -204,8 +204,8 @@ def test_a_quoted_local_part_is_sent_as_an_rfc_5321_path(pipelining: bool) -> No
     offers SMTPUTF8, as written too."""
     notice = b"From: closed-owner@lists.example.org\r\nSubject: held\r\n\r\nWaiting.\r\n"
     with Sink(pipelining=pipelining) as sink:
-        smtp = SmtpTransport(
-            configuration.Smtp(host="127.0.0.1", port=sink.port, tls="none", timeout=5)
+        smtp = SmtpPool(
+            configuration.Smtp(host="127.0.0.1", port=sink.port, tls="none", timeout=5), None
         )
         quoted = smtp.send("", SYSADMIN, notice, {})
         escaped = smtp.send("", '"a\\"b"@example.org', notice, {})

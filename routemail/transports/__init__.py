@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from routemail.errors import RoutemailError
 
@@ -65,30 +65,6 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class Envelope(NamedTuple):
-    """A copy as a session sends it: who from, to whom, what."""
-
-    sender: str
-    recipient: str
-    message: bytes
-
-
-class Announcing(Transport, Protocol):
-    """A transport that can start the next copy while this one is still going out
-    (SMTP with PIPELINING): the copy named `following` must be its next send."""
-
-    takes_following: bool
-
-    def send(
-        self,
-        sender: str,
-        recipient: str,
-        message: bytes,
-        tags: Mapping[str, str],
-        following: Envelope | None = None,
-    ) -> Result: ...
 
 
 class Unavailable:

@@ -1,6 +1,7 @@
 """Several copies in flight at once: senders with a session each, one pace for all.
 
-Every transport is used through Paced. Each of its senders is a thread owning
+SES and the outbox are used through Paced (SMTP through smtp_pool, which needs no
+threads). Each of its senders is a thread owning
 its own session (one SMTP connection, one boto3 client, the outbox's one
 writer), and takes copies from one queue. All of them share one token bucket,
 so `delivery.rate` stays a site-wide cap; one backoff; and one circuit breaker,
@@ -11,10 +12,6 @@ before taking the next one.
 The caller hands a copy over with submit(), gets a Future, and records the
 outcome itself when the Future is done: only the caller writes sidecar lines.
 send() is submit() and wait, for a single notice.
-
-A sender whose session can start the next copy while this one goes out (SMTP with
-PIPELINING: the next MAIL, RCPT and DATA written with this content) takes the next
-queued copy along when there is one, and sends it next on the same session.
 
 How many senders: a fixed number (`[delivery.smtp] connections`, a fixed
 `[delivery.ses] concurrency`), or, when adaptive, as many as `rate` needs at
@@ -34,9 +31,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import cast
 
-from routemail.transports import TEMPORARY, Announcing, Envelope, Result, Transport
+from routemail.transports import TEMPORARY, Result, Transport
 from routemail.transports.pacing import Backoff, Breaker, Clock, Sleep, TokenBucket
 
 log = logging.getLogger(__name__)
@@ -44,10 +40,6 @@ log = logging.getLogger(__name__)
 # Copies handed over but not yet recorded, per sender: one being sent, one
 # waiting, so a sender never idles while the caller builds the next copy.
 IN_FLIGHT_PER_SENDER = 2
-# Where a session announces the copy it sends next (SMTP with PIPELINING), it holds
-# two, and finds a third queued as it starts the next one while the caller
-# collects outcomes several at a time.
-IN_FLIGHT_PER_ANNOUNCING_SENDER = 4
 LATENCY_WEIGHT = 0.2  # of each new call in the running mean of call latency
 # Adaptive senders: rate x latency is what the mean call needs, but a sender also
 # spends time between calls (its copy's outcome, the next copy, waiting for a core)
@@ -66,10 +58,6 @@ class _Copy:
     tags: Mapping[str, str]
     future: Future[Result] = field(default_factory=Future)
     tries: int = 0
-    paid: bool = False  # its token was taken when it was announced
-
-    def envelope(self) -> Envelope:
-        return Envelope(self.sender, self.recipient, self.message)
 
 
 class Paced:
@@ -118,11 +106,6 @@ class Paced:
         self._another = another
         self._clock = clock
         self._sleep = sleep
-        # Every session is of one kind (another() makes more like inner).
-        self._announcing = bool(getattr(inner, "takes_following", False))
-        self._per_sender = (
-            IN_FLIGHT_PER_ANNOUNCING_SENDER if self._announcing else IN_FLIGHT_PER_SENDER
-        )
         self._spare = [inner]  # sessions no sender owns yet
         self._sessions = [inner]
         self._threads: list[threading.Thread] = []
@@ -166,7 +149,7 @@ class Paced:
     @property
     def in_flight(self) -> int:
         """How many copies a caller should have handed over and not yet recorded."""
-        return self._per_sender * self.senders
+        return IN_FLIGHT_PER_SENDER * self.senders
 
     @property
     def circuit_open(self) -> bool:
@@ -223,69 +206,32 @@ class Paced:
             return None if self._closing else self._queue.popleft()
 
     def _run(self, session: Transport) -> None:
-        copy = self._next()
-        while copy is not None:
-            following = self._following()
+        while (copy := self._next()) is not None:
             try:
-                if not self._deliver(session, copy, following):
-                    following = None  # handed back: this session failed
+                self._deliver(session, copy)
             except BaseException as exc:  # a bug in a transport must not hang the caller
                 if not copy.future.done():
                     copy.future.set_exception(exc)
-                if following is not None:
-                    self._hand_back(following)
-                    following = None
             # Not kept while waiting for the next one: with a big post, each idle
             # sender would hold a whole copy the run is done with.
             del copy
-            if following is not None and self._closing:
-                self._hand_back(following)  # settled as not attempted
-                following = None
-            copy = following if following is not None else self._next()
 
-    def _following(self) -> _Copy | None:
-        """The next queued copy, taken to be announced after the one going out now, when
-        the sessions can announce and the next copy's token is at hand without a wait."""
-        if not self._announcing:
-            return None
-        with self._lock:
-            if self._closing or not self._queue:
-                return None
-            following = self._queue[0]
-            if self.bucket and not following.paid:
-                if not self.bucket.take_at_once():
-                    return None
-                following.paid = True
-            return self._queue.popleft()
-
-    def _hand_back(self, copy: _Copy) -> None:
-        """A copy taken but not sent goes back to the head of the queue for any sender
-        (or, once the run is closing, is settled as not attempted)."""
-        with self._lock:
-            if not self._closing:
-                self._queue.appendleft(copy)
-                self._lock.notify()
-                return
-        copy.future.set_result(Result(TEMPORARY, "not attempted: the run stopped"))
-
-    def _deliver(self, session: Transport, copy: _Copy, following: _Copy | None) -> bool:
-        """Try one copy until it is settled, or hand it back to the queue. True while
-        the session is still good for the following copy (it failed otherwise)."""
+    def _deliver(self, session: Transport, copy: _Copy) -> None:
+        """Try one copy until it is settled, or hand it back to the queue."""
         while True:
             admitted = self.breaker.admit()
             if admitted is False:
                 why = f"not attempted: {self.breaker.reason}"
                 copy.future.set_result(Result(TEMPORARY, why, halt=True))
-                return True
+                return
             limit = 1 if admitted else self.retries + 1  # a probe is tried once
-            if self.bucket and not copy.paid:
+            if self.bucket:
                 self.bucket.take()
-            copy.paid = False
-            result = self._timed(session, copy, following)
+            result = self._timed(session, copy)
             copy.tries += 1
             if result.outcome != TEMPORARY or copy.tries >= limit:
                 copy.future.set_result(self._settled(copy, result))
-                return True
+                return
             wait = self.delay(copy.tries - 1, result.retry_after)
             log.info("%s: %s; retrying in %.1f s", copy.recipient, result.detail, wait)
             if result.throttled and self.bucket:
@@ -293,8 +239,6 @@ class Paced:
                 self.bucket.pause(wait)
             elif result.halt:
                 # This session failed: another sender tries the copy now, this one rests.
-                if following is not None:
-                    self._hand_back(following)
                 with self._lock:
                     if not self._closing:
                         self._queue.appendleft(copy)
@@ -302,19 +246,13 @@ class Paced:
                     else:
                         copy.future.set_result(self._settled(copy, result))
                 self._sleep(wait)
-                return False
+                return
             else:
                 self._sleep(wait)
 
-    def _timed(self, session: Transport, copy: _Copy, following: _Copy | None) -> Result:
+    def _timed(self, session: Transport, copy: _Copy) -> Result:
         started = self._clock()
-        if following is not None:
-            announcing = cast(Announcing, session)
-            result = announcing.send(
-                copy.sender, copy.recipient, copy.message, copy.tags, following.envelope()
-            )
-        else:
-            result = session.send(copy.sender, copy.recipient, copy.message, copy.tags)
+        result = session.send(copy.sender, copy.recipient, copy.message, copy.tags)
         took = self._clock() - started
         with self._lock:
             old = self._latency

@@ -1,5 +1,8 @@
-"""The SMTP transport: one connection to any provider (a run has one per sender), STARTTLS or
-implicit TLS, auth, PIPELINING when offered."""
+"""SMTP to any provider: connections set up with STARTTLS or implicit TLS and a login,
+the MAIL FROM parameters a copy needs, and what the server's answers mean.
+
+The copies go out through routemail.transports.smtp_pool, which drives several of
+these connections without blocking."""
 
 from __future__ import annotations
 
@@ -7,14 +10,12 @@ import logging
 import os
 import smtplib
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from routemail import addresses
 from routemail.identity import header_end
-from routemail.transports import PERMANENT, SENT, TEMPORARY, Envelope, Result, TransportError
-from routemail.transports.wire import END_OF_DATA, smtp_pieces, writes
+from routemail.transports import PERMANENT, TEMPORARY, Result, TransportError
+from routemail.transports.wire import smtp_pieces
 
 if TYPE_CHECKING:
     from routemail.config import Smtp
@@ -28,19 +29,10 @@ SERVICE_CLOSING = 421
 START_INPUT = 354
 
 
-class SmtpTransport:
-    """Sends each copy in its own SMTP transaction over a connection kept for the run,
-    with MAIL, RCPT and DATA in one write when the server offers PIPELINING.
-
-    With PIPELINING, a caller that already knows the copy it sends next names it
-    (`following`): its MAIL, RCPT and DATA go in the same write as this copy's content
-    (RFC 2920 3.1 lets content be the first command of a group), so a copy costs one
-    round trip, not two. That next copy must then be this session's next send: a server
-    that answered its DATA with 354 waits for content, and the only way out is to hang
-    up (which the next send does when handed another copy: nothing was delivered).
-    """
-
-    takes_following = True
+class SmtpConnector:
+    """Opens connections to the configured relay, ready for MAIL FROM (greeted, TLS as
+    configured, logged in), and says what the relay's answers and failures mean for
+    a copy. The copies themselves go through routemail.transports.smtp_pool."""
 
     def __init__(self, settings: Smtp, *, ca_file: str | None = None) -> None:
         self.settings = settings
@@ -64,10 +56,6 @@ class SmtpTransport:
                     f"delivery.smtp.ca_file: cannot load {ca_file}: {exc}; "
                     "give a PEM file holding the server's CA certificate"
                 ) from exc
-        self._conn: smtplib.SMTP | None = None
-        # The transaction whose commands went out after the last copy's content, its
-        # replies not read yet.
-        self._announced: _Announced | None = None
 
     # -- the connection ------------------------------------------------------
 
@@ -97,50 +85,6 @@ class SmtpTransport:
             raise
         return conn
 
-    def _connection(self) -> smtplib.SMTP:
-        if self._conn is None:
-            self._conn = self.connect()
-        return self._conn
-
-    def _drop(self) -> None:
-        self._announced = None
-        if self._conn is not None:
-            _quietly_close(self._conn)
-            self._conn = None
-
-    # -- one copy ------------------------------------------------------------
-
-    def send(
-        self,
-        sender: str,
-        recipient: str,
-        message: bytes,
-        tags: Mapping[str, str],
-        following: Envelope | None = None,
-    ) -> Result:
-        """One copy; following, the copy this session sends next (see the class)."""
-        announced, self._announced = self._announced, None
-        if announced is not None and not announced.names(sender, recipient, message):
-            self._drop()  # its DATA may be waiting for content that will not come
-            announced = None
-        data = announced.data if announced is not None else Data(message)
-        fresh = self._conn is None
-        try:
-            try:
-                conn = self._connection()
-                return self._transaction(conn, sender, recipient, data, announced, following)
-            except _StaleConnection:
-                # The server closed an idle connection before MAIL FROM was
-                # answered: nothing was sent, so try again at once on a new one.
-                self._drop()
-                if fresh:
-                    raise smtplib.SMTPServerDisconnected("connection closed on MAIL FROM") from None
-                conn = self._connection()
-                return self._transaction(conn, sender, recipient, data, None, following)
-        except (TransportError, smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            return self.failure(exc)
-
     def failure(self, exc: TransportError | smtplib.SMTPException | OSError) -> Result:
         """What an exception met while connecting or sending means for the copy: the
         server, not the copy, is at fault, so it is a temporary failure that halts."""
@@ -167,40 +111,6 @@ class SmtpTransport:
         # not have arrived; a retry risks a duplicate, never a loss.
         return Result(TEMPORARY, f"smtp: {self.where}: {type(exc).__name__}: {exc}", halt=True)
 
-    def _transaction(
-        self,
-        conn: smtplib.SMTP,
-        sender: str,
-        recipient: str,
-        data: Data,
-        announced: _Announced | None,
-        following: Envelope | None,
-    ) -> Result:
-        if announced is not None:  # its commands went out with the last copy's content
-            return self._replies(conn, announced.options, data, following)
-        options = self.options(conn, sender, recipient, data)
-        if isinstance(options, Result):
-            return options
-        if conn.has_extn("pipelining"):
-            try:
-                conn.send(_commands(sender, recipient, options))
-            except smtplib.SMTPServerDisconnected as exc:
-                raise _StaleConnection from exc
-            return self._replies(conn, options, data, following)
-        try:
-            code, text = conn.mail(addresses.ascii_domain(sender), options)
-        except smtplib.SMTPServerDisconnected as exc:
-            raise _StaleConnection from exc
-        if code != 250:
-            return self._refused(conn, code, text, "MAIL FROM")
-        code, text = conn.rcpt(addresses.ascii_domain(recipient))
-        if code not in (250, 251):
-            return self._refused(conn, code, text, "RCPT TO")
-        code, text = conn.docmd("DATA")
-        if code != START_INPUT:
-            return self._refused(conn, code, text, "DATA")
-        return self._content(conn, data, None)
-
     def options(
         self, conn: smtplib.SMTP, sender: str, recipient: str, data: Data
     ) -> list[str] | Result:
@@ -226,116 +136,9 @@ class SmtpTransport:
             options.append("SMTPUTF8")
         return options
 
-    def _replies(
-        self,
-        conn: smtplib.SMTP,
-        options: list[str],
-        data: Data,
-        following: Envelope | None,
-    ) -> Result:
-        """The replies to MAIL, RCPT and DATA written in one go (RFC 2920), read in
-        order; then the content."""
-        try:
-            mail = conn.getreply()
-        except smtplib.SMTPServerDisconnected as exc:
-            # Closed before it answered MAIL FROM: no DATA was sent, nothing arrived.
-            raise _StaleConnection from exc
-        refused: tuple[int, bytes, str] | None = None
-        if mail[0] != 250:
-            refused = (*mail, "MAIL FROM")
-        try:
-            rcpt = conn.getreply()
-            if refused is None and rcpt[0] not in (250, 251):
-                refused = (*rcpt, "RCPT TO")
-            code, text = conn.getreply()
-            if refused is None and code != START_INPUT:
-                refused = (code, text, "DATA")
-            elif refused is not None and code == START_INPUT:
-                # A server that wants content though the transaction failed: end it empty.
-                conn.send(END_OF_DATA)
-                conn.getreply()
-        except (smtplib.SMTPServerDisconnected, OSError):
-            if refused is None:
-                raise
-            # It said why (a 421, say) and hung up: that answer is the outcome.
-            self._drop()
-        if refused is not None:
-            return self._refused(conn, *refused)
-        return self._content(conn, data, following)
-
-    def _content(self, conn: smtplib.SMTP, data: Data, following: Envelope | None) -> Result:
-        """After 354: the copy, already in DATA form with its closing dot, in one write
-        (a few for a big copy, whose shared pieces are written as they are), and the
-        commands of the copy that follows, when there is one to announce."""
-        announced = self._announce(conn, following)
-        pieces = data.pieces
-        if announced is not None:
-            nxt = announced.envelope
-            pieces = [*pieces, _commands(nxt.sender, nxt.recipient, announced.options)]
-        for chunk in writes(pieces):
-            conn.send(chunk)
-        self._announced = announced
-        code, text = conn.getreply()
-        if code != 250:
-            # The end of data ends the transaction whatever the answer (RFC 5321
-            # 4.1.1.4): no RSET, which would also undo the one announced after it.
-            return self._refused(conn, code, text, "end of data", reset=False)
-        return Result(SENT, text.decode("utf-8", "replace"))
-
-    def _announce(self, conn: smtplib.SMTP, following: Envelope | None) -> _Announced | None:
-        """What to write of the following copy after this one's content: nothing
-        without PIPELINING, or for a copy this connection cannot take (its own send
-        says why)."""
-        if following is None or not conn.has_extn("pipelining"):
-            return None
-        data = Data(following.message)
-        options = self.options(conn, following.sender, following.recipient, data)
-        if isinstance(options, Result):
-            return None
-        return _Announced(following, data, options)
-
-    def _refused(
-        self, conn: smtplib.SMTP, code: int, text: bytes | str, stage: str, reset: bool = True
-    ) -> Result:
-        if drops_connection(code):
-            self._drop()
-        elif reset:
-            try:
-                conn.rset()
-            except (smtplib.SMTPException, OSError):
-                self._drop()
-        return refusal(code, text, stage)
-
     @property
     def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
-
-    def close(self) -> None:
-        if self._announced is not None:
-            # A server waiting for the announced copy's content would take QUIT as
-            # content: hang up instead (it delivers nothing without the final dot).
-            self._drop()
-        if self._conn is not None:
-            try:
-                self._conn.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
-            finally:
-                self._drop()
-
-
-@dataclass
-class _Announced:
-    """A copy whose MAIL, RCPT and DATA went out after the previous copy's content."""
-
-    envelope: Envelope
-    data: Data
-    options: list[str]
-
-    def names(self, sender: str, recipient: str, message: bytes) -> bool:
-        """Whether a send is of this copy (the same bytes object, not only equal ones)."""
-        mine = self.envelope
-        return mine.message is message and (mine.sender, mine.recipient) == (sender, recipient)
 
 
 class Data:
@@ -351,10 +154,6 @@ class Data:
         self.utf8_header = not self.ascii and not message[:end].isascii()
 
 
-class _StaleConnection(smtplib.SMTPServerDisconnected):
-    """MAIL FROM met a closed connection: nothing of this copy was sent."""
-
-
 def _path(address: str) -> bool:
     """Whether address can stand between the angle brackets of MAIL FROM or RCPT TO:
     nothing in it may end the command line or the path. (The commands are written as
@@ -362,7 +161,7 @@ def _path(address: str) -> bool:
     return not any(c in address for c in "\r\n\x00<>")
 
 
-def _commands(sender: str, recipient: str, options: list[str]) -> bytes:
+def commands(sender: str, recipient: str, options: list[str]) -> bytes:
     """MAIL, RCPT and DATA of one copy, to write at once (RFC 2920)."""
     sender, recipient = addresses.ascii_domain(sender), addresses.ascii_domain(recipient)
     params = "".join(" " + option for option in options)

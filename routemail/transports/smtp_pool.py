@@ -36,8 +36,8 @@ from routemail.transports.pacing import Backoff, Breaker, Clock, TokenBucket
 from routemail.transports.smtp import (
     START_INPUT,
     Data,
-    SmtpTransport,
-    _commands,
+    SmtpConnector,
+    commands,
     drops_connection,
     refusal,
 )
@@ -83,7 +83,7 @@ class SmtpPool:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self.connector = SmtpTransport(settings, ca_file=ca_file)  # raises TransportError
+        self.connector = SmtpConnector(settings, ca_file=ca_file)  # raises TransportError
         self.settings = settings
         self.rate = rate
         self.bucket = TokenBucket(rate, capacity=rate / 10, clock=clock) if rate else None
@@ -260,7 +260,7 @@ class SmtpPool:
         if isinstance(options, Result):
             self._outcome(copy, options)
             return False
-        copy.commands = _commands(copy.sender, copy.recipient, options).splitlines(keepends=True)
+        copy.commands = commands(copy.sender, copy.recipient, options).splitlines(keepends=True)
         return True
 
     # -- replies ---------------------------------------------------------------------
