@@ -287,7 +287,11 @@ class CopyMaker:
         filled = [dyn.render(r) for _, dyn in self._dynamic]
         for (i, _), piece in zip(self._dynamic, filled, strict=True):
             parts[i] = piece
-        return Prepared(b"".join(parts), lambda: self._wire_parts().pieces_for(filled))  # type: ignore[arg-type]
+        return Prepared(
+            b"".join(parts),  # type: ignore[arg-type]
+            lambda: self._wire_parts().pieces_for(filled),
+            lambda: self._wire_parts().ascii and all(piece.isascii() for piece in filled),
+        )
 
     def _wire_parts(self) -> WireParts:
         """The shared segments in SMTP DATA form, converted on the first copy sent

@@ -54,6 +54,8 @@ def check_data_form(copy: bytes) -> None:
     assert unstuffed(data[:-3]) == (expected if expected.endswith(CRLF) else expected + CRLF)
     assert data.count(b"\n") == data.count(CRLF) == data.count(b"\r")
     assert b"\x00" not in data
+    # Answered from the pieces (what BODY=8BITMIME depends on), as bytes would answer.
+    assert copy.isascii() == bytes(copy).isascii()
 
 
 def make(raw: bytes, ident: ListIdentity) -> bytes | None:
@@ -74,6 +76,29 @@ def test_golden_copies_in_data_form(path: Path, name: str, eol: bytes) -> None:
     copy = make(raw.replace(b"\n", eol), IDENTITIES[name])
     assert copy is not None
     check_data_form(copy)
+
+
+@pytest.mark.parametrize(
+    ("body", "footer", "ascii"),
+    [
+        (b"Plain words.\n", "Leave: {unsubscribe_url}", True),
+        ("Gr\u00fc\u00dfe.\n".encode(), "Leave: {unsubscribe_url}", False),
+        (b"Plain words.\n", "Gr\u00fc\u00dfe, {recipient}", False),
+    ],
+    ids=["ascii", "utf-8 post", "utf-8 in the footer"],
+)
+def test_a_copy_knows_whether_it_is_ascii_from_its_pieces(
+    body: bytes, footer: str, ascii: bool
+) -> None:
+    """Non-ASCII in the shared post, or only in each member's own footer."""
+    raw = (
+        b"From: ann@example.com\nTo: team@lists.example.org\nSubject: Hi\n"
+        b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n" + body
+    )
+    copy = CopyMaker(raw, identity(footer=footer), now=NOW).copy_for(RECIPIENT)
+    assert isinstance(copy, Prepared)
+    assert copy.isascii() is ascii
+    assert bytes(copy).isascii() is ascii
 
 
 def test_the_splice_is_used_for_the_golden_copies() -> None:

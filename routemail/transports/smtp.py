@@ -150,8 +150,7 @@ class Data:
         # Its DATA form differs from it by line breaks, dots and NUL only.
         self.ascii = message.isascii()
         # UTF-8 header fields (RFC 6532: an internationalised author's Reply-To, say).
-        end = header_end(message)
-        self.utf8_header = not self.ascii and not message[:end].isascii()
+        self.utf8_header = not self.ascii and not message[: header_end(message)].isascii()
 
 
 def _path(address: str) -> bool:

@@ -8,6 +8,7 @@ answers, in order (RFC 2920: replies come in the order of the commands).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import smtplib
 import socket
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 
 from routemail.transports import Result
 from routemail.transports.smtp import Data
+from routemail.transports.wire import writes
 
 log = logging.getLogger(__name__)
 
 READ_BYTES = 64 * 1024
+IOV_MOST = 512  # pieces given to one sendmsg() (the system allows 1024)
 # A reply longer than this is not an SMTP server talking (RFC 5321 4.5.3.1.5 allows
 # 512 bytes a line).
 MOST_REPLY_BYTES = 64 * 1024
@@ -73,6 +76,7 @@ class Connection:
         self.expected: deque[tuple[Copy | None, str]] = deque()
         self.deadline: float | None = None  # for the next reply
         self.used = False  # a copy went through: closing before MAIL is then stale
+        self._tls = isinstance(sock, ssl.SSLSocket)
         self._pending: deque[memoryview] = deque()
         self._received = bytearray()
         self._lines: list[bytes] = []  # of a multi-line reply
@@ -90,6 +94,8 @@ class Connection:
         """Queue pieces and write what the socket takes now (none: what waits, once the
         socket has room); OSError if it is broken."""
         full = bool(self._pending)  # the socket took no more last time
+        if self._tls:
+            pieces = writes(pieces)  # a TLS record each: not one per small piece
         self._pending.extend(memoryview(piece) for piece in pieces)
         if not (full and pieces):
             self.flush()
@@ -98,13 +104,24 @@ class Connection:
         pending = self._pending
         try:
             while pending:
-                sent = self.sock.send(pending[0])
-                if sent < len(pending[0]):
-                    pending[0] = pending[0][sent:]
+                if self._tls:
+                    sent = self.sock.send(pending[0])
+                else:  # the pieces as they are, in one call, none joined or copied
+                    sent = self.sock.sendmsg(itertools.islice(pending, IOV_MOST))
+                if not self._advance(sent):
                     return
-                pending.popleft()
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return
+
+    def _advance(self, sent: int) -> bool:
+        """Drop what the socket took; whether it took all it was given (room for more)."""
+        pending = self._pending
+        while pending and sent >= len(pending[0]):
+            sent -= len(pending.popleft())
+        if pending and sent:
+            pending[0] = pending[0][sent:]
+            return False
+        return True
 
     def replies(self) -> list[tuple[int, bytes]]:
         """The replies complete so far, as (code, text with lines joined by LF); OSError

@@ -52,7 +52,7 @@ from routemail.transports.smtp_connection import (
     Copy,
     Piece,
 )
-from routemail.transports.wire import END_OF_DATA, writes
+from routemail.transports.wire import END_OF_DATA
 
 if TYPE_CHECKING:
     from routemail.config import Smtp
@@ -135,22 +135,23 @@ class SmtpPool:
     def drive(self, timeout: float | None = None) -> None:
         """Start what can be started, wait up to timeout (by default until something is
         due: a reply, a token, a retry) and handle the replies that came."""
-        wait = self._dispatch()
+        token = self._dispatch()
+        wait = 0.0 if timeout == 0 else self._soonest(token)
         if timeout is not None:
             wait = timeout if wait is None else min(wait, timeout)
         if wait is None:
             return
-        for key, events in self._selector.select(max(0.0, wait)):
+        for key, events in self._selector.select(wait):
             connection: Connection = key.data
             if events & selectors.EVENT_WRITE:
                 self._write(connection, ())
             if events & selectors.EVENT_READ and connection in self._connections:
                 self._read(connection)
         now = self._clock()
-        for connection in list(self._connections):
+        for connection in self._connections:
             if connection.deadline is not None and now >= connection.deadline:
-                timeout_error = TimeoutError(f"no answer in {self.settings.timeout:g} s")
-                self._broken(connection, timeout_error)
+                self._broken(connection, TimeoutError(f"no answer in {self.settings.timeout:g} s"))
+                break  # the list changed; the others are looked at next time
         self._dispatch()
 
     def close(self) -> None:
@@ -172,21 +173,20 @@ class SmtpPool:
     # -- starting copies ---------------------------------------------------------
 
     def _dispatch(self) -> float | None:
-        """Start queued copies on free connections while tokens allow; seconds until
-        something is due (None: nothing is under way)."""
-        now = self._clock()
+        """Start queued copies on free connections while tokens allow; the seconds until
+        the next token when one is what they wait for."""
         if self._later:
+            now = self._clock()
             due = [copy for copy in self._later if copy.due <= now]
             if due:
                 self._later = [copy for copy in self._later if copy.due > now]
                 self._queue.extend(due)
-        token: float | None = None
         while self._queue and not self._closing:
             connection = self._idle_connection()
-            if connection is None and not self._can_open(now):
-                break
+            if connection is None and not self._can_open(self._clock()):
+                return None
             if self.bucket and (token := self.bucket.wait_time()) > 0:
-                break
+                return token
             copy = self._queue.popleft()
             if not self._admit(copy):
                 continue
@@ -195,9 +195,12 @@ class SmtpPool:
             if connection is None and (connection := self._open(copy)) is None:
                 continue
             self._start(connection, copy)
-        return self._soonest(now, token or None)
+        return None
 
-    def _soonest(self, now: float, token: float | None) -> float | None:
+    def _soonest(self, token: float | None) -> float | None:
+        """Seconds until something is due: a reply's deadline, a retry, a token, a
+        rested connection that may open again for a waiting copy; None if nothing is."""
+        now = self._clock()
         times = [c.deadline - now for c in self._connections if c.deadline is not None]
         times += [copy.due - now for copy in self._later]
         if token is not None:
@@ -329,7 +332,7 @@ class SmtpPool:
             connection.copies.append(following)
             connection.expected.extend(((following, MAIL), (following, RCPT), (following, DATA)))
             pieces.extend(following.commands)
-        self._write(connection, writes(pieces))
+        self._write(connection, pieces)
 
     def _following(self, connection: Connection) -> Copy | None:
         """The next queued copy, when it may be announced now: PIPELINING, its token at

@@ -134,11 +134,24 @@ class Prepared(bytes):
     that form once per message."""
 
     _data: Callable[[], list[Piece] | None]
+    _ascii: Callable[[], bool] | None
 
-    def __new__(cls, message: bytes, data: Callable[[], list[Piece] | None]) -> Prepared:
+    def __new__(
+        cls,
+        message: bytes,
+        data: Callable[[], list[Piece] | None],
+        ascii: Callable[[], bool] | None = None,
+    ) -> Prepared:
         self = super().__new__(cls, message)
         self._data = data
+        self._ascii = ascii
         return self
+
+    def isascii(self) -> bool:
+        """As bytes.isascii(), answered from the message's pieces when they were made
+        with the answer (each copy's own pieces are small; the shared ones were looked
+        at once), not from a pass over the whole copy."""
+        return self._ascii() if self._ascii is not None else super().isascii()
 
     def smtp_pieces(self) -> list[Piece]:
         pieces = self._data()
@@ -170,6 +183,8 @@ class WireParts:
         self.pieces: list[bytes | memoryview | None] = [
             None if p is None else p[0] for p in converted
         ]
+        # Converting changes line breaks, dots and NUL only: ASCII stays ASCII.
+        self.ascii = all(bytes(p).isascii() for p in self.pieces if p is not None)
 
     def join(self, filled: Sequence[bytes]) -> bytes | None:
         """What follows 354 (see smtp_data) with the slots filled in order, or None when
