@@ -80,6 +80,7 @@ class Connection:
         self._pending: deque[memoryview] = deque()
         self._received = bytearray()
         self._lines: list[bytes] = []  # of a multi-line reply
+        self._reply_bytes = 0  # of the reply read so far, its lines together
 
     @property
     def idle(self) -> bool:
@@ -146,9 +147,14 @@ class Connection:
             if not code.isdigit() or len(self.expected) <= len(out):
                 raise GarbledReply(f"unexpected from the server: {line[:80]!r}")
             self._lines.append(line[4:])
+            # Each line ended, or a long reply of many lines, is bounded as well as
+            # the line still coming.
+            self._reply_bytes += len(line)
+            if self._reply_bytes > MOST_REPLY_BYTES:
+                raise GarbledReply("a reply longer than any server sends")
             if line[3:4] != b"-":
                 out.append((int(code), b"\n".join(self._lines)))
-                self._lines = []
+                self._lines, self._reply_bytes = [], 0
         del received[:start]
         if len(received) > MOST_REPLY_BYTES:
             raise GarbledReply("a reply line longer than any server sends")
