@@ -394,7 +394,11 @@ class SmtpPool:
             return
         first, others = copies[0], copies[1:]
         stale = connection.used and not first.content_sent and first.refused is None
-        if stale:
+        if first.refused is not None:
+            # Refused before the server hung up (a 421 at RCPT, the connection closed
+            # before DATA was answered): the refusal is the copy's outcome.
+            self._outcome(first, refusal(*first.refused), failed=True)
+        elif stale:
             self._hand_back(first)
         else:
             detail = f"smtp: {self.connector.where}: {type(exc).__name__}: {exc}"
