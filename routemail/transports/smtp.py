@@ -97,6 +97,15 @@ class SmtpConnector:
             )
         if isinstance(exc, (TransportError, smtplib.SMTPNotSupportedError)):
             return Result(TEMPORARY, f"smtp: {exc}", halt=True)
+        if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == -1:
+            # smtplib's code for a line that does not start with one; it keeps the line
+            # from its fifth byte on.
+            return Result(
+                TEMPORARY,
+                f"smtp: {self.where} does not talk SMTP: it said {_reply_text(exc)!r}, not a"
+                " reply code; check delivery.smtp.host and port",
+                halt=True,
+            )
         if isinstance(exc, smtplib.SMTPResponseException):
             # A reply outside a transaction (greeting, EHLO, STARTTLS): the server, not the copy.
             return Result(TEMPORARY, f"smtp: {self.where} answered {_reply(exc)}", halt=True)
@@ -190,9 +199,12 @@ def drops_connection(code: int) -> bool:
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_reply_text(exc)}".strip()
+
+
+def _reply_text(exc: smtplib.SMTPResponseException) -> str:
     text = exc.smtp_error
-    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    return f"{exc.smtp_code} {text}".strip()
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
 
 
 def _quietly_close(conn: smtplib.SMTP) -> None:
