@@ -11,6 +11,15 @@ closing* 421 at RCPT and the connection closed, nodata* 554 to DATA, spam* 550 a
 the end of data; and by the sender's: refused* 553 and login* 530 at MAIL.
 With lax_data it answers 354 to DATA even when no recipient was accepted.
 
+It misbehaves on demand too, by the recipient's local part, for testing a client
+against a hostile server: garbled* gets a line that is no reply at RCPT; longline* a
+250 at RCPT whose one line runs 100 KB, manylines* a 250 of 5,000 continuation lines
+(100 KB), endless* 100 KB that never end a line and then silence; chatty* an unasked
+reply after the one to its content; silent* the 354 and then no answer to anything;
+hangup* the 354 and then the connection closed; shutdown* 421 at the end of data and
+the connection closed. `greeting` is what it says first on each connection, and
+paused() holds it still while a client writes.
+
 Run as a program (`python -m tests.smtp_sink`) it prints its port and then, for
 each line read on standard input ("stats" or "reset"), one line of JSON counts
 (with its CPU seconds since the last reset).
@@ -19,16 +28,21 @@ each line read on standard input ("stats" or "reset"), one line of JSON counts
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 CRLF = b"\r\n"
 END = b"\r\n.\r\n"
 MAX_LINE = 4096
+GREETING = b"220 sink.example ESMTP\r\n"
+# The local parts that make it misbehave (see above).
+HOSTILE = ("garbled", "longline", "manylines", "endless", "chatty", "silent", "hangup", "shutdown")
+LONG = 100_000
 
 
 @dataclass
@@ -56,6 +70,7 @@ class Sink:
     lax_data: bool = False
     keep: bool = True  # keep each message's content (tests); off for benchmarks
     close_after_each: bool = False  # hang up after accepting a message, as idle servers do
+    greeting: bytes = GREETING
     messages: list[Received] = field(default_factory=list)
     reads: list[list[str]] = field(default_factory=list)  # the commands of each read
     commands: list[str] = field(default_factory=list)  # every command verb, in order
@@ -83,6 +98,23 @@ class Sink:
         started.wait(10)
         return self
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Reads and answers nothing inside the block (its loop waits), so everything a
+        client writes meanwhile is there to be read at once when it ends."""
+        waiting, go = threading.Event(), threading.Event()
+
+        def wait() -> None:
+            waiting.set()
+            go.wait(10)
+
+        self._loop.call_soon_threadsafe(wait)
+        waiting.wait(10)
+        try:
+            yield
+        finally:
+            go.set()
+
     def __exit__(self, *exc: object) -> None:
         async def close() -> None:
             self._server.close()
@@ -108,20 +140,24 @@ class _Session(asyncio.Protocol):
         self.in_data = False
         self.scanned = 0  # bytes of content already searched for its end
         self.held: list[bytes] = []
+        self.muted = False  # reads and answers nothing more
         self.reset()
 
     def reset(self) -> None:
         self.sender: str | None = None
         self.recipients: list[str] = []
         self.refuse_data = self.refuse_content = False
+        self.hostile = ""  # how this transaction misbehaves: one of HOSTILE, or not
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.sink.counts.connections += 1
-        transport.write(b"220 sink.example ESMTP\r\n")
+        transport.write(self.sink.greeting)
 
     def data_received(self, data: bytes) -> None:
+        if self.muted:
+            return
         self.buf += data
         replies: list[bytes] = []
         verbs: list[str] = []
@@ -139,9 +175,10 @@ class _Session(asyncio.Protocol):
                     self.scanned = len(self.buf)
                     break
                 self.in_data = False
-                replies.append(self.message(end))
+                reply, closing = self.message(end)
+                replies.append(reply)
                 del self.buf[: end + 5]
-                closing = self.sink.close_after_each
+                closing |= self.sink.close_after_each
                 ended = True
                 continue
             eol = self.buf.find(CRLF)
@@ -157,12 +194,14 @@ class _Session(asyncio.Protocol):
             self.sink.commands.append(verb)
             self.sink.announced += ended and verb == "MAIL"
             reply, closing = self.command(verb, line)
-            if self.sink.hold_replies and verb in ("MAIL", "RCPT"):
+            if self.sink.hold_replies and verb in ("MAIL", "RCPT") and not self.muted:
                 self.held.append(reply)
                 continue
             replies.extend(self.held)
             self.held = []
             replies.append(reply)
+            if self.muted:
+                break
         if verbs:
             self.sink.reads.append(verbs)
         if closing:  # whatever was withheld is said (after what came before it) first
@@ -198,7 +237,8 @@ class _Session(asyncio.Protocol):
             if self.refuse_data:
                 return b"554 5.7.1 DATA refused for this recipient\r\n", False
             self.in_data, self.scanned = True, 0
-            return b"354 go ahead\r\n", False
+            self.muted = self.hostile == "silent"
+            return b"354 go ahead\r\n", self.hostile == "hangup"
         return b"502 5.5.2 command not implemented\r\n", False
 
     def mail(self, sender: str) -> bytes:
@@ -218,6 +258,9 @@ class _Session(asyncio.Protocol):
         if self.sender is None:
             return b"503 5.5.1 MAIL first\r\n", False
         local = recipient.split("@")[0]
+        self.hostile = next((h for h in HOSTILE if local.startswith(h)), self.hostile)
+        if self.hostile == "garbled":
+            return b"hello, this is not SMTP\r\n", False
         if local.startswith("nobody"):
             return b"550 5.1.1 no such user here\r\n", False
         if local.startswith("busy"):
@@ -227,16 +270,26 @@ class _Session(asyncio.Protocol):
         self.refuse_data |= local.startswith("nodata")
         self.refuse_content |= local.startswith("spam")
         self.recipients.append(recipient)
+        if self.hostile == "longline":
+            return b"250 " + b"x" * LONG + CRLF, False
+        if self.hostile == "manylines":
+            return b"250-2.1.5 and more\r\n" * 5000 + b"250 2.1.5 OK\r\n", False
+        if self.hostile == "endless":
+            self.muted = True
+            return b"250 " + b"x" * LONG, False
         return b"250 2.1.5 OK\r\n", False
 
-    def message(self, end: int) -> bytes:
-        """The reply to the content in buf up to end (its CR LF before the dot)."""
+    def message(self, end: int) -> tuple[bytes, bool]:
+        """The reply to the content in buf up to end (its CR LF before the dot), and
+        whether the connection closes after it."""
         sink, refuse = self.sink, self.refuse_content or not self.recipients
-        sender, recipients = self.sender or "", self.recipients
+        sender, recipients, hostile = self.sender or "", self.recipients, self.hostile
         self.reset()
+        if hostile == "shutdown":
+            return b"421 4.3.2 shutting down\r\n", True
         if refuse:
             sink.counts.refused += 1
-            return b"550 5.7.1 content refused\r\n"
+            return b"550 5.7.1 content refused\r\n", False
         counts = sink.counts
         counts.messages += 1
         counts.recipients += len(recipients)
@@ -253,7 +306,9 @@ class _Session(asyncio.Protocol):
                 sink.messages.append(received)
             if sink.on_message is not None:
                 sink.on_message(received)
-        return b"250 2.0.0 queued\r\n"
+        if hostile == "chatty":
+            return b"250 2.0.0 queued\r\n250 2.0.0 and one more thing\r\n", False
+        return b"250 2.0.0 queued\r\n", False
 
 
 def _address(line: str) -> str:
