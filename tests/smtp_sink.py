@@ -16,6 +16,7 @@ against a hostile server: garbled* gets a line that is no reply at RCPT; longlin
 250 at RCPT whose one line runs 100 KB, manylines* a 250 of 5,000 continuation lines
 (100 KB), endless* 100 KB that never end a line and then silence; chatty* an unasked
 reply after the one to its content; silent* the 354 and then no answer to anything;
+stalled* the 354 and then nothing read any more (a big copy fills the socket);
 hangup* the 354 and then the connection closed; shutdown* 421 at the end of data and
 the connection closed. `greeting` is what it says first on each connection, and
 paused() holds it still while a client writes.
@@ -41,7 +42,10 @@ END = b"\r\n.\r\n"
 MAX_LINE = 4096
 GREETING = b"220 sink.example ESMTP\r\n"
 # The local parts that make it misbehave (see above).
-HOSTILE = ("garbled", "longline", "manylines", "endless", "chatty", "silent", "hangup", "shutdown")
+HOSTILE = (
+    *("garbled", "longline", "manylines", "endless", "chatty"),
+    *("silent", "stalled", "hangup", "shutdown"),
+)
 LONG = 100_000
 
 
@@ -80,6 +84,8 @@ class Sink:
     announced: int = 0
     on_message: Callable[[Received], None] | None = None
     port: int = 0
+    # Connections no longer read (stalled*): they would not see the client hang up.
+    _stalled: list[asyncio.Transport] = field(default_factory=list, repr=False)
 
     # -- running in a thread of its own (tests) ---------------------------------
 
@@ -117,6 +123,8 @@ class Sink:
 
     def __exit__(self, *exc: object) -> None:
         async def close() -> None:
+            for transport in self._stalled:
+                transport.close()
             self._server.close()
             await self._server.wait_closed()
 
@@ -237,7 +245,10 @@ class _Session(asyncio.Protocol):
             if self.refuse_data:
                 return b"554 5.7.1 DATA refused for this recipient\r\n", False
             self.in_data, self.scanned = True, 0
-            self.muted = self.hostile == "silent"
+            self.muted = self.hostile in ("silent", "stalled")
+            if self.hostile == "stalled":
+                self.transport.pause_reading()
+                self.sink._stalled.append(self.transport)
             return b"354 go ahead\r\n", self.hostile == "hangup"
         return b"502 5.5.2 command not implemented\r\n", False
 

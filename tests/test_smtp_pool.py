@@ -191,9 +191,9 @@ def test_an_unasked_reply(sink: Sink) -> None:
 
 
 def test_a_server_that_stops_answering_after_354() -> None:
-    """The server takes DATA, then neither reads on nor answers: after `timeout` the
-    copy is a temporary failure saying so, not a run that hangs; the copy announced
-    after its content is handed back and goes out on a new connection."""
+    """The server takes DATA and the content, then answers nothing: after `timeout`
+    the copy is a temporary failure saying so, not a run that hangs; the copy queued
+    behind it goes out on a new connection, untried before."""
     with Sink(hold_replies=True) as sink:
         pool = open_pool(sink, timeout=0.5)
         try:
@@ -203,6 +203,28 @@ def test_a_server_that_stops_answering_after_354() -> None:
     assert (silent.outcome, silent.halt) == (TEMPORARY, True)
     assert silent.detail == f"smtp: 127.0.0.1:{sink.port}: TimeoutError: no answer in 0.5 s"
     assert sent.sent and "tries" not in sent.detail
+    assert received(sink) == [["bob@x.org"]]
+    assert sink.counts.connections == 2
+
+
+def test_a_server_that_stops_reading_mid_content() -> None:
+    """The server takes DATA, then reads no more: a copy of 8 MB fills what the
+    sockets hold, the pool waits for room no longer than `timeout`, and the copy is
+    a temporary failure; the next copy goes out on a new connection."""
+    big = copy("stalled@x.org", body=("y" * 76 + "\n") * (8 * 2**20 // 77))
+    with Sink() as sink:
+        pool = open_pool(sink, timeout=0.5)
+        try:
+            stalled, sent = deliver(
+                pool,
+                ["stalled@x.org", "bob@x.org"],
+                {"stalled@x.org": big, "bob@x.org": copy("bob@x.org")},
+            )
+        finally:
+            pool.close()
+    assert (stalled.outcome, stalled.halt) == (TEMPORARY, True)
+    assert stalled.detail == f"smtp: 127.0.0.1:{sink.port}: TimeoutError: no answer in 0.5 s"
+    assert sent.sent
     assert received(sink) == [["bob@x.org"]]
     assert sink.counts.connections == 2
 
