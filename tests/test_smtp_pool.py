@@ -174,17 +174,16 @@ def test_a_reply_longer_than_any_server_sends(sink: Sink, hostile: str) -> None:
 
 def test_an_unasked_reply(sink: Sink) -> None:
     """A second reply after the one to the content, when nothing else was asked: the
-    server is not following the conversation, so the copy counts as a temporary
-    failure (it may have arrived: a retry risks a duplicate, never a loss) and the
-    connection is dropped; the next copy goes out on a new one."""
+    answer before it still counts (the copy was accepted, and is not sent again), but
+    the server is not following the conversation, so the connection is dropped and
+    the next copy goes out on a new one."""
     pool = open_pool(sink)
     try:
         (chatty,) = deliver(pool, ["chatty@x.org"])
         (sent,) = deliver(pool, ["bob@x.org"])
     finally:
         pool.close()
-    assert (chatty.outcome, chatty.halt) == (TEMPORARY, True)
-    assert "unexpected from the server: b'250 2.0.0 and one more thing'" in chatty.detail
+    assert chatty.sent
     assert sent.sent
     assert received(sink) == [["chatty@x.org"], ["bob@x.org"]]
     assert sink.counts.connections == 2
@@ -537,6 +536,17 @@ def test_closing_the_pool_with_a_copy_in_transaction(sink: Sink) -> None:
     wait_for(lambda: sink.commands.count("DATA") == 2)  # what b's commands came to
     assert "QUIT" not in sink.commands
     assert received(sink) == [["a@x.org"]]
+
+
+def test_closing_the_pool_with_a_copy_not_yet_answered(sink: Sink) -> None:
+    """A copy whose content went out but was not answered may have arrived: closing
+    says so, rather than that it was not attempted (either way a later run sends it)."""
+    pool = open_pool(sink)
+    future = pool.submit(SENDER, "silent@x.org", copy("silent@x.org"), TAGS)
+    wait_for(lambda: "DATA" in sink.commands)
+    pool.drive(timeout=2.0)  # its 354 comes, and the content goes out with it
+    pool.close()
+    assert future.result() == Result(TEMPORARY, "the run stopped before the server answered")
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])

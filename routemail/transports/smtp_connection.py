@@ -58,6 +58,10 @@ class Copy:
 class GarbledReply(ConnectionError):
     """The server said something that is not an SMTP reply, or nothing was asked."""
 
+    def __init__(self, what: str, replies: list[tuple[int, bytes]] | None = None) -> None:
+        super().__init__(what)
+        self.replies = replies or []  # the good ones before it
+
 
 class Connection:
     """A connection set up by smtplib (greeting, TLS, login), now written and read
@@ -76,6 +80,7 @@ class Connection:
         self.expected: deque[tuple[Copy | None, str]] = deque()
         self.deadline: float | None = None  # for the next reply
         self.used = False  # a copy went through: closing before MAIL is then stale
+        self.garbled: GarbledReply | None = None  # what ended the replies (see replies())
         self._tls = isinstance(sock, ssl.SSLSocket)
         self._pending: deque[memoryview] = deque()
         self._received = bytearray()
@@ -126,7 +131,16 @@ class Connection:
 
     def replies(self) -> list[tuple[int, bytes]]:
         """The replies complete so far, as (code, text with lines joined by LF); OSError
-        when the connection is broken or closed, GarbledReply for what no server says."""
+        when the connection is broken or closed. What no server says ends the replies
+        and is kept in `garbled` (GarbledReply): the replies before it still count, a
+        copy the server accepted is not taken for one that failed."""
+        try:
+            return self._read()
+        except GarbledReply as exc:
+            self.garbled = exc
+            return exc.replies
+
+    def _read(self) -> list[tuple[int, bytes]]:
         try:
             data = self.sock.recv(READ_BYTES)
             # TLS may hold decrypted bytes the selector knows nothing about.
@@ -145,19 +159,19 @@ class Connection:
             start = end + 1
             code = line[:3]
             if not code.isdigit() or len(self.expected) <= len(out):
-                raise GarbledReply(f"unexpected from the server: {line[:80]!r}")
+                raise GarbledReply(f"unexpected from the server: {line[:80]!r}", out)
             self._lines.append(line[4:])
             # Each line ended, or a long reply of many lines, is bounded as well as
             # the line still coming.
             self._reply_bytes += len(line)
             if self._reply_bytes > MOST_REPLY_BYTES:
-                raise GarbledReply("a reply longer than any server sends")
+                raise GarbledReply("a reply longer than any server sends", out)
             if line[3:4] != b"-":
                 out.append((int(code), b"\n".join(self._lines)))
                 self._lines, self._reply_bytes = [], 0
         del received[:start]
         if len(received) > MOST_REPLY_BYTES:
-            raise GarbledReply("a reply line longer than any server sends")
+            raise GarbledReply("a reply line longer than any server sends", out)
         return out
 
     def close(self) -> list[Copy]:

@@ -156,14 +156,19 @@ class SmtpPool:
 
     def close(self) -> None:
         """Say QUIT on idle connections, hang up on the others; copies not settled yet
-        are reported as not attempted."""
+        are temporary failures (not attempted, or not answered)."""
         self._closing = True
         for connection in list(self._connections):
             if connection.idle:
                 with contextlib.suppress(OSError):
                     connection.sock.send(b"QUIT\r\n")
             for copy in self._drop(connection):
-                self._not_attempted(copy)
+                if copy.content_sent:  # it may have arrived: a later run sends it again
+                    copy.future.set_result(
+                        Result(TEMPORARY, "the run stopped before the server answered")
+                    )
+                else:
+                    self._not_attempted(copy)
         for copy in [*self._queue, *self._later]:
             self._not_attempted(copy)
         self._queue.clear()
@@ -281,6 +286,8 @@ class SmtpPool:
             self._reply(connection, copy, stage, code, text)
             if connection not in self._connections:
                 return
+        if connection.garbled is not None:
+            self._broken(connection, connection.garbled)
 
     def _reply(
         self, connection: Connection, copy: Copy | None, stage: str, code: int, text: bytes
