@@ -60,9 +60,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Copies handed over and not yet recorded, per connection: the one whose content is
-# going out, the one announced after it, and two queued, so that a connection always
-# finds its next copy while the caller records outcomes several at a time.
-IN_FLIGHT_PER_CONNECTION = 4
+# going out, the one announced after it, and six queued. A connection announces its
+# next copy only if one is queued when its 354 comes; with two queued per connection
+# the queue ran dry while the caller recorded outcomes, and a run cost 13-14 % more
+# CPU a copy (bench/RESULTS.md). The price: after a kill, up to this many copies per
+# connection may be sent again.
+IN_FLIGHT_PER_CONNECTION = 8
 
 
 class SmtpPool:
