@@ -9,30 +9,27 @@ and the caller, while it waits for outcomes, calls drive(), which waits on all
 connections in one selector and answers whichever replied.
 
 What a run expects of its senders holds here as well (routemail.transports.parallel):
-one token bucket for `rate`, retries with backoff, one circuit breaker for the relay,
-and a connection that fails hands its copies on. With PIPELINING, MAIL, RCPT and
-DATA go in one write, and the next queued copy's commands follow the content of the
-copy before it (RFC 2920 3.1 lets content open a group), so a copy costs one round
-trip. Setting a connection up (greeting, EHLO, STARTTLS, login) is done the plain,
-blocking way, once per connection.
+one token bucket for `rate`, retries with backoff, one circuit breaker for the relay
+(routemail.transports.smtp_attempts), and a connection that fails hands its copies on.
+With PIPELINING, MAIL, RCPT and DATA go in one write, and the next queued copy's
+commands follow the content of the copy before it (RFC 2920 3.1 lets content open
+a group), so a copy costs one round trip. Setting a connection up (greeting, EHLO,
+STARTTLS, login) is done the plain, blocking way, once per connection.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import selectors
 import smtplib
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from routemail.transports import SENT, TEMPORARY, Result, TransportError
-from routemail.transports.pacing import Backoff, Breaker, Clock, TokenBucket
+from routemail.transports.pacing import Clock
 from routemail.transports.smtp import (
     START_INPUT,
     Data,
@@ -41,6 +38,7 @@ from routemail.transports.smtp import (
     drops_connection,
     refusal,
 )
+from routemail.transports.smtp_attempts import STOPPED, Attempts
 from routemail.transports.smtp_connection import (
     DATA,
     DISCARD,
@@ -57,7 +55,7 @@ from routemail.transports.wire import END_OF_DATA
 if TYPE_CHECKING:
     from routemail.config import Smtp
 
-log = logging.getLogger(__name__)
+UNANSWERED = Result(TEMPORARY, "the run stopped before the server answered")
 
 # Copies handed over and not yet recorded, per connection: the one whose content is
 # going out, the one announced after it, and six queued. A connection announces its
@@ -89,18 +87,13 @@ class SmtpPool:
         self.connector = SmtpConnector(settings, ca_file=ca_file)  # raises TransportError
         self.settings = settings
         self.rate = rate
-        self.bucket = TokenBucket(rate, capacity=rate / 10, clock=clock) if rate else None
-        self.retries = retries
-        self.backoff = Backoff(backoff, max_backoff, rng)
-        self.breaker = Breaker(max_backoff, clock)
         self.most = settings.connections
+        self._attempts = Attempts(
+            rate, retries=retries, backoff=backoff, max_backoff=max_backoff, clock=clock, rng=rng
+        )
         self._clock = clock
-        self._queue: deque[Copy] = deque()
-        self._later: list[Copy] = []  # waiting out a backoff
         self._connections: list[Connection] = []
-        self._resting: list[float] = []  # when each failed connection may be opened again
         self._selector = selectors.DefaultSelector()
-        self._closing = False
 
     # -- for the caller ----------------------------------------------------------
 
@@ -115,17 +108,17 @@ class SmtpPool:
 
     @property
     def circuit_open(self) -> bool:
-        return self.breaker.is_open
+        return self._attempts.breaker.is_open
 
     def submit(
         self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]
     ) -> Future[Result]:
         """Queue one copy and start it if a connection is free; its Future gives the
         Result once drive() has settled it."""
-        if self._closing:
+        if self._attempts.closing:
             raise RuntimeError("submit after close")
         copy = Copy(sender, recipient, message, tags)
-        self._queue.append(copy)
+        self._attempts.queue.append(copy)
         self.drive(0.0)
         return copy.future
 
@@ -160,22 +153,15 @@ class SmtpPool:
     def close(self) -> None:
         """Say QUIT on idle connections, hang up on the others; copies not settled yet
         are temporary failures (not attempted, or not answered)."""
-        self._closing = True
+        self._attempts.closing = True
         for connection in list(self._connections):
             if connection.idle:
                 with contextlib.suppress(OSError):
                     connection.sock.send(b"QUIT\r\n")
             for copy in self._drop(connection):
-                if copy.content_sent:  # it may have arrived: a later run sends it again
-                    copy.future.set_result(
-                        Result(TEMPORARY, "the run stopped before the server answered")
-                    )
-                else:
-                    self._not_attempted(copy)
-        for copy in [*self._queue, *self._later]:
-            self._not_attempted(copy)
-        self._queue.clear()
-        self._later.clear()
+                # One whose content went out may have arrived: a later run sends it again.
+                self._attempts.stopped(copy, UNANSWERED if copy.content_sent else STOPPED)
+        self._attempts.close()
         self._selector.close()
 
     # -- starting copies ---------------------------------------------------------
@@ -183,23 +169,19 @@ class SmtpPool:
     def _dispatch(self) -> float | None:
         """Start queued copies on free connections while tokens allow; the seconds until
         the next token when one is what they wait for."""
-        if self._later:
-            now = self._clock()
-            due = [copy for copy in self._later if copy.due <= now]
-            if due:
-                self._later = [copy for copy in self._later if copy.due > now]
-                self._queue.extend(due)
-        while self._queue and not self._closing:
+        attempts = self._attempts
+        attempts.due()
+        while attempts.queue and not attempts.closing:
             connection = self._idle_connection()
-            if connection is None and not self._can_open(self._clock()):
+            if connection is None and not attempts.may_open(len(self._connections), self.most):
                 return None
-            if self.bucket and (token := self.bucket.wait_time()) > 0:
+            if attempts.bucket and (token := attempts.bucket.wait_time()) > 0:
                 return token
-            copy = self._queue.popleft()
-            if not self._admit(copy):
+            copy = attempts.queue.popleft()
+            if not attempts.admit(copy):
                 continue
-            if self.bucket:
-                self.bucket.take_at_once()
+            if attempts.bucket:
+                attempts.bucket.take_at_once()
             if connection is None and (connection := self._open(copy)) is None:
                 continue
             self._start(connection, copy)
@@ -210,11 +192,9 @@ class SmtpPool:
         rested connection that may open again for a waiting copy; None if nothing is."""
         now = self._clock()
         times = [c.deadline - now for c in self._connections if c.deadline is not None]
-        times += [copy.due - now for copy in self._later]
+        times += self._attempts.waits(len(self._connections), self.most)
         if token is not None:
             times.append(token)
-        if self._queue and self._resting and len(self._connections) < self.most:
-            times.append(min(self._resting) - now)
         return max(0.0, min(times)) if times else None
 
     def _idle_connection(self) -> Connection | None:
@@ -223,26 +203,11 @@ class SmtpPool:
                 return connection
         return None
 
-    def _can_open(self, now: float) -> bool:
-        """Whether another connection may be opened: fewer than `connections` open or
-        resting after a failure."""
-        self._resting = [until for until in self._resting if until > now]
-        return len(self._connections) + len(self._resting) < self.most
-
-    def _admit(self, copy: Copy) -> bool:
-        admitted = self.breaker.admit()
-        if admitted is False:
-            why = f"not attempted: {self.breaker.reason}"
-            copy.future.set_result(Result(TEMPORARY, why, halt=True))
-            return False
-        copy.limit = 1 if admitted else self.retries + 1
-        return True
-
     def _open(self, copy: Copy) -> Connection | None:
         try:
             session = self.connector.connect()
         except (TransportError, smtplib.SMTPException, OSError) as exc:
-            self._outcome(copy, self.connector.failure(exc), failed=True)
+            self._attempts.outcome(copy, self.connector.failure(exc), failed=True)
             return None
         connection = Connection(session)
         self._connections.append(connection)
@@ -269,7 +234,7 @@ class SmtpPool:
         copy.refused, copy.content_sent = None, False
         options = self.connector.options(connection.session, copy.sender, copy.recipient, copy.data)
         if isinstance(options, Result):
-            self._outcome(copy, options)
+            self._attempts.outcome(copy, options)
             return False
         copy.commands = commands(copy.sender, copy.recipient, options).splitlines(keepends=True)
         return True
@@ -328,7 +293,7 @@ class SmtpPool:
             return
         connection.copies.remove(copy)
         connection.used = True
-        self._outcome(copy, Result(SENT, text.decode("utf-8", "replace")))
+        self._attempts.outcome(copy, Result(SENT, text.decode("utf-8", "replace")))
 
     def _content(self, connection: Connection, copy: Copy) -> None:
         """After 354: the copy's content, and the commands of the next queued copy
@@ -347,14 +312,15 @@ class SmtpPool:
     def _following(self, connection: Connection) -> Copy | None:
         """The next queued copy, when it may be announced now: PIPELINING, its token at
         hand, the breaker closed."""
-        if not (connection.pipelining and self._queue) or self._closing:
+        attempts = self._attempts
+        if not (connection.pipelining and attempts.queue) or attempts.closing:
             return None
-        if self.breaker.is_open:
+        if attempts.breaker.is_open:
             return None
-        if self.bucket and not self.bucket.take_at_once():
+        if attempts.bucket and not attempts.bucket.take_at_once():
             return None
-        following = self._queue.popleft()
-        following.limit = self.retries + 1
+        following = attempts.queue.popleft()
+        following.limit = attempts.retries + 1
         return following
 
     def _refused(
@@ -372,11 +338,11 @@ class SmtpPool:
         # login) is dropped and rests, as after any failure of the connection.
         if drops_connection(code) or result.halt:
             for other in self._drop(connection):
-                self._hand_back(other)
+                self._attempts.hand_back(other)
         elif reset:
             connection.expected.append((None, RSET))
             self._write(connection, [b"RSET\r\n"])
-        self._outcome(copy, result, failed=result.halt)
+        self._attempts.outcome(copy, result, failed=result.halt)
 
     # -- writing -----------------------------------------------------------------
 
@@ -407,16 +373,16 @@ class SmtpPool:
         if first.refused is not None:
             # Refused before the server hung up (a 421 at RCPT, the connection closed
             # before DATA was answered): the refusal is the copy's outcome.
-            self._outcome(first, refusal(*first.refused), failed=True)
+            self._attempts.outcome(first, refusal(*first.refused), failed=True)
         elif stale:
-            self._hand_back(first)
+            self._attempts.hand_back(first)
         else:
             detail = f"smtp: {self.connector.where}: {type(exc).__name__}: {exc}"
             if isinstance(exc, smtplib.SMTPResponseException):
                 detail = f"smtp: {self.connector.where}: {exc.smtp_code} {exc.smtp_error!r}"
-            self._outcome(first, Result(TEMPORARY, detail, halt=True), failed=True)
+            self._attempts.outcome(first, Result(TEMPORARY, detail, halt=True), failed=True)
         for other in others:
-            self._hand_back(other)
+            self._attempts.hand_back(other)
 
     def _drop(self, connection: Connection) -> list[Copy]:
         """Close connection; the copies it held, not yet settled."""
@@ -428,45 +394,4 @@ class SmtpPool:
 
     def _hand_back_all(self, connection: Connection) -> None:
         for copy in self._drop(connection):
-            self._hand_back(copy)
-
-    def _hand_back(self, copy: Copy) -> None:
-        """A copy not sent goes back to the head of the queue for any connection."""
-        if self._closing:
-            self._not_attempted(copy)
-        else:
-            self._queue.appendleft(copy)
-
-    def _not_attempted(self, copy: Copy) -> None:
-        if not copy.future.done():
-            copy.future.set_result(Result(TEMPORARY, "not attempted: the run stopped"))
-
-    def _outcome(self, copy: Copy, result: Result, failed: bool = False) -> None:
-        """One try of copy came to result: settle it, or try again after a backoff (a
-        connection that failed, `failed`, rests as long before it is opened again)."""
-        copy.tries += 1
-        if result.outcome != TEMPORARY or copy.tries >= copy.limit or self._closing:
-            copy.future.set_result(self._settled(copy, result))
-            return
-        wait = self.backoff.delay(copy.tries - 1, result.retry_after)
-        log.info("%s: %s; retrying in %.1f s", copy.recipient, result.detail, wait)
-        if result.throttled and self.bucket:
-            # Throttling is about the account, not this recipient: hold everyone.
-            self.bucket.pause(wait)
-            self._queue.appendleft(copy)
-        elif failed:
-            # Another connection tries the copy now; this one rests.
-            self._resting.append(self._clock() + wait)
-            self._queue.appendleft(copy)
-        else:
-            copy.due = self._clock() + wait
-            self._later.append(copy)
-
-    def _settled(self, copy: Copy, result: Result) -> Result:
-        if result.outcome == TEMPORARY and result.halt:
-            self.breaker.trip(result.detail)
-        else:
-            self.breaker.reset()
-        if result.outcome == TEMPORARY and copy.tries > 1:
-            result = replace(result, detail=f"{result.detail} ({copy.tries} tries this run)")
-        return result
+            self._attempts.hand_back(copy)
