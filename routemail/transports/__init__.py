@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from routemail.errors import RoutemailError
@@ -57,6 +58,19 @@ class Result:
     @property
     def sent(self) -> bool:
         return self.outcome == SENT
+
+
+@dataclass(eq=False)
+class Handed:
+    """A copy handed to a transport's senders: what to send, the Future its outcome
+    settles, and the tries made so far this run."""
+
+    sender: str
+    recipient: str
+    message: bytes
+    tags: Mapping[str, str]
+    future: Future[Result] = field(default_factory=Future)
+    tries: int = 0
 
 
 class Transport(Protocol):

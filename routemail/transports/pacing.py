@@ -10,6 +10,9 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+
+from routemail.transports import TEMPORARY, Result
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -140,3 +143,16 @@ class Breaker:
         """Any answer other than "takes no mail" means the next hop is there and talking."""
         with self._lock:
             self._open_until = None
+
+
+def settled(breaker: Breaker, result: Result, tries: int) -> Result:
+    """The last try's result as the copy's outcome: a failure that says the next hop
+    takes nothing trips the breaker, anything else resets it; a temporary failure
+    says how many tries this run made."""
+    if result.outcome == TEMPORARY and result.halt:
+        breaker.trip(result.detail)
+    else:
+        breaker.reset()
+    if result.outcome == TEMPORARY and tries > 1:
+        result = replace(result, detail=f"{result.detail} ({tries} tries this run)")
+    return result

@@ -30,10 +30,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
 
-from routemail.transports import TEMPORARY, Result, Transport
-from routemail.transports.pacing import Backoff, Breaker, Clock, Sleep, TokenBucket
+from routemail.transports import TEMPORARY, Handed, Result, Transport
+from routemail.transports.pacing import Backoff, Breaker, Clock, Sleep, TokenBucket, settled
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +47,6 @@ LATENCY_WEIGHT = 0.2  # of each new call in the running mean of call latency
 HEADROOM = 1.5
 # Before any call has come back, a run with copies waiting starts this many.
 FIRST_SENDERS = 4
-
-
-@dataclass
-class _Copy:
-    sender: str
-    recipient: str
-    message: bytes
-    tags: Mapping[str, str]
-    future: Future[Result] = field(default_factory=Future)
-    tries: int = 0
 
 
 class Paced:
@@ -109,7 +98,7 @@ class Paced:
         self._spare = [inner]  # sessions no sender owns yet
         self._sessions = [inner]
         self._threads: list[threading.Thread] = []
-        self._queue: deque[_Copy] = deque()
+        self._queue: deque[Handed] = deque()
         self._idle = 0
         self._closing = False
         self._latency: float | None = None
@@ -121,7 +110,7 @@ class Paced:
         self, sender: str, recipient: str, message: bytes, tags: Mapping[str, str]
     ) -> Future[Result]:
         """Queue one copy; its Future gives the Result once it is settled."""
-        copy = _Copy(sender, recipient, message, tags)
+        copy = Handed(sender, recipient, message, tags)
         with self._lock:
             if self._closing:
                 raise RuntimeError("submit after close")
@@ -197,7 +186,7 @@ class Paced:
         self._threads.append(thread)
         thread.start()
 
-    def _next(self) -> _Copy | None:
+    def _next(self) -> Handed | None:
         with self._lock:
             self._idle += 1
             while not self._queue and not self._closing:
@@ -216,7 +205,7 @@ class Paced:
             # sender would hold a whole copy the run is done with.
             del copy
 
-    def _deliver(self, session: Transport, copy: _Copy) -> None:
+    def _deliver(self, session: Transport, copy: Handed) -> None:
         """Try one copy until it is settled, or hand it back to the queue."""
         while True:
             admitted = self.breaker.admit()
@@ -250,7 +239,7 @@ class Paced:
             else:
                 self._sleep(wait)
 
-    def _timed(self, session: Transport, copy: _Copy) -> Result:
+    def _timed(self, session: Transport, copy: Handed) -> Result:
         started = self._clock()
         result = session.send(copy.sender, copy.recipient, copy.message, copy.tags)
         took = self._clock() - started
@@ -259,11 +248,5 @@ class Paced:
             self._latency = took if old is None else old + LATENCY_WEIGHT * (took - old)
         return result
 
-    def _settled(self, copy: _Copy, result: Result) -> Result:
-        if result.outcome == TEMPORARY and result.halt:
-            self.breaker.trip(result.detail)
-        else:
-            self.breaker.reset()
-        if result.outcome == TEMPORARY and copy.tries > 1:
-            result = replace(result, detail=f"{result.detail} ({copy.tries} tries this run)")
-        return result
+    def _settled(self, copy: Handed, result: Result) -> Result:
+        return settled(self.breaker, result, copy.tries)

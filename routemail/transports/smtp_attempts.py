@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from dataclasses import replace
 
 from routemail.transports import TEMPORARY, Result
-from routemail.transports.pacing import Backoff, Breaker, Clock, TokenBucket
+from routemail.transports.pacing import Backoff, Breaker, Clock, TokenBucket, settled
 from routemail.transports.smtp_connection import Copy
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ class Attempts:
         connection that failed, `failed`, rests as long before it is opened again)."""
         copy.tries += 1
         if result.outcome != TEMPORARY or copy.tries >= copy.limit or self.closing:
-            copy.future.set_result(self._settled(copy, result))
+            copy.future.set_result(settled(self.breaker, result, copy.tries))
             return
         wait = self.backoff.delay(copy.tries - 1, result.retry_after)
         log.info("%s: %s; retrying in %.1f s", copy.recipient, result.detail, wait)
@@ -119,12 +118,3 @@ class Attempts:
         else:
             copy.due = self._clock() + wait
             self._later.append(copy)
-
-    def _settled(self, copy: Copy, result: Result) -> Result:
-        if result.outcome == TEMPORARY and result.halt:
-            self.breaker.trip(result.detail)
-        else:
-            self.breaker.reset()
-        if result.outcome == TEMPORARY and copy.tries > 1:
-            result = replace(result, detail=f"{result.detail} ({copy.tries} tries this run)")
-        return result

@@ -14,11 +14,10 @@ import smtplib
 import socket
 import ssl
 from collections import deque
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from routemail.transports import Result
+from routemail.transports import Handed
 from routemail.transports.smtp import Data
 from routemail.transports.wire import writes
 
@@ -38,15 +37,9 @@ Piece = bytes | memoryview
 
 
 @dataclass(eq=False)
-class Copy:
-    """One copy on its way, and what its current try has come to."""
+class Copy(Handed):
+    """One copy on its way over SMTP, and what its current try has come to."""
 
-    sender: str
-    recipient: str
-    message: bytes
-    tags: Mapping[str, str]
-    future: Future[Result] = field(default_factory=Future)
-    tries: int = 0
     limit: int = 1  # tries this attempt may take: 1 for a probe of an open breaker
     due: float = 0.0  # not tried again before (monotonic seconds)
     data: Data | None = None
