@@ -88,7 +88,7 @@ class InFlight:
     sizes, and which are back (each Future reports itself to a queue when done,
     cheaper than waiting on all of them again for every copy)."""
 
-    def __init__(self, drive: Callable[[], None] | None = None) -> None:
+    def __init__(self, drive: Callable[[float | None], None] | None = None) -> None:
         self._copies: dict[Future[Result], tuple[str, int]] = {}
         self._back: SimpleQueue[Future[Result]] = SimpleQueue()
         self.bytes = 0
@@ -99,9 +99,15 @@ class InFlight:
     def _next(self) -> Future[Result]:
         if self._drive is not None:
             while self._back.empty():
-                self._drive()
+                self._drive(None)
             return self._back.get_nowait()
         return self._back.get()
+
+    def poll(self) -> None:
+        """Let such a transport handle what came back meanwhile, without waiting: its
+        connections are not left idle while the caller records outcomes."""
+        if self._drive is not None:
+            self._drive(0.0)
 
     def __len__(self) -> int:
         return len(self._copies)
@@ -322,6 +328,7 @@ class Deliverer:
                 except Exception as exc:  # a transport's bug: the copy may have gone
                     result = Result(TEMPORARY, f"{type(exc).__name__}: {exc}")
                 self.outcome(work, recipient, result, listname)
+        in_flight.poll()
 
     def envelope_sender(self, listname: str, recipient: str) -> str:
         """VERP on SMTP, where bounces come back as DSNs; SES reports them itself."""
