@@ -315,12 +315,12 @@ class SmtpPool:
         attempts = self._attempts
         if not (connection.pipelining and attempts.queue) or attempts.closing:
             return None
-        if attempts.breaker.is_open:
+        if attempts.breaker.is_open:  # no probe goes out announced
             return None
         if attempts.bucket and not attempts.bucket.take_at_once():
             return None
         following = attempts.queue.popleft()
-        following.limit = attempts.retries + 1
+        attempts.admit(following)  # the breaker is closed: admitted, with its tries
         return following
 
     def _refused(
@@ -337,8 +337,7 @@ class SmtpPool:
         # A connection refused for something that concerns the server (a 421, our
         # login) is dropped and rests, as after any failure of the connection.
         if drops_connection(code) or result.halt:
-            for other in self._drop(connection):
-                self._attempts.hand_back(other)
+            self._hand_back_all(connection)
         elif reset:
             connection.expected.append((None, RSET))
             self._write(connection, [b"RSET\r\n"])
@@ -360,7 +359,7 @@ class SmtpPool:
 
     # -- failures ----------------------------------------------------------------
 
-    def _broken(self, connection: Connection, exc: Exception) -> None:
+    def _broken(self, connection: Connection, exc: OSError) -> None:
         """The connection failed: its copy in transaction is a temporary failure (it may
         have arrived), the one announced after it goes back untried. A connection that
         sent copies before and closed before answering the next MAIL was stale (servers
@@ -378,8 +377,6 @@ class SmtpPool:
             self._attempts.hand_back(first)
         else:
             detail = f"smtp: {self.connector.where}: {type(exc).__name__}: {exc}"
-            if isinstance(exc, smtplib.SMTPResponseException):
-                detail = f"smtp: {self.connector.where}: {exc.smtp_code} {exc.smtp_error!r}"
             self._attempts.outcome(first, Result(TEMPORARY, detail, halt=True), failed=True)
         for other in others:
             self._attempts.hand_back(other)
